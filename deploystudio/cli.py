@@ -1,0 +1,157 @@
+"""`deploystudio` command line: the same functions the pages call, for terminals and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from deploystudio.config import Settings, load_settings, redact_uri
+from deploystudio.errors import DeployStudioError
+from deploystudio.jsonable import to_jsonable
+
+EXIT_USER_ERROR = 2
+
+
+def _registry(settings: Settings):
+    from deploystudio.registry import Registry
+
+    return Registry(settings.tracking_uri, settings.registry_uri)
+
+
+def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.demo import seed_demo
+
+    registry = _registry(settings)
+    where = redact_uri(settings.tracking_uri)
+    if args.if_empty and not registry.is_empty():
+        print(f"Registry {where} already has models; not seeding (drop --if-empty to add demos).")
+        return 0
+    added = seed_demo(settings, registry, progress=lambda message: print(message, flush=True))
+    if added:
+        print(f"Registered {len(added)} demo version(s) in {where}: {', '.join(added)}")
+    else:
+        print(f"All demo models are already registered in {where}.")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.registry import parse_tag_filter
+
+    registry = _registry(settings)
+    tag = parse_tag_filter(args.tag or "")
+    models, token = [], None
+    while True:
+        page = registry.list_models(args.filter or "", tag, args.alias or "", args.page_size, token)
+        models.extend(page.models)
+        token = page.next_page_token
+        if not args.all or token is None:
+            break
+    if args.json:
+        print(json.dumps(to_jsonable(models), indent=2))
+        return 0
+    if not models:
+        print("No registered models match.")
+        return 0
+    rows = [
+        (
+            m.name,
+            m.latest_version or "-",
+            ", ".join(f"{a}->v{v}" for a, v in sorted(m.aliases.items())) or "-",
+            m.last_updated.strftime("%Y-%m-%d %H:%M") if m.last_updated else "-",
+            m.description,
+        )
+        for m in models
+    ]
+    _print_table(("name", "latest", "aliases", "updated", "description"), rows)
+    if token is not None:
+        print("(more models: use --all or --page-size)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.inspection import inspect_model
+
+    inspection = inspect_model(args.model_uri, settings)
+    if args.json:
+        print(json.dumps(to_jsonable(inspection), indent=2, default=str))
+        return 0
+    print(f"Model: {inspection.resolved_uri}")
+    if inspection.version is not None:
+        aliases = ", ".join(inspection.version.aliases) or "none"
+        print(
+            f"Version {inspection.version.version}: status {inspection.version.status}, "
+            f"aliases {aliases}"
+        )
+    print(
+        "Flavors: "
+        + ", ".join(f"{f.name} {f.framework_version or ''}".strip() for f in inspection.flavors)
+    )
+    signature = inspection.signature
+    if signature is None:
+        print("Signature: none (inputs are not checked)")
+    else:
+        print(f"Signature ({signature.input_kind}):")
+        for field in signature.inputs:
+            shape = f" shape {field.shape}" if field.shape else ""
+            optional = "" if field.required else " (optional)"
+            print(f"  {field.name or '(unnamed)'}: {field.type}{shape}{optional}")
+        for param in signature.params:
+            print(f"  param {param.name}: {param.type} = {param.default!r}")
+    print("Deployability report:")
+    for check in inspection.report:
+        print(f"  [{check.status.value.upper():4}] {check.name}: {check.detail}")
+        if check.fix:
+            print(f"         fix: {check.fix}")
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    widths[-1] = min(widths[-1], 60)
+    for row in [header, *rows]:
+        print("  ".join(str(cell)[:w].ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deploystudio", description="Deploy Studio: MLflow models to endpoints."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    seed = commands.add_parser("seed-demo", help="register the demo models")
+    seed.add_argument("--if-empty", action="store_true", help="only when the registry is empty")
+    seed.set_defaults(handler=cmd_seed_demo)
+
+    models = commands.add_parser("models", help="list registered models")
+    models.add_argument("--filter", help="part of the model name (case-insensitive)")
+    models.add_argument("--tag", help="KEY=VALUE, or KEY for models that have the tag")
+    models.add_argument("--alias", help="only models that have this alias")
+    models.add_argument("--page-size", type=int, default=50)
+    models.add_argument("--all", action="store_true", help="page through every match")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=cmd_models)
+
+    inspect = commands.add_parser("inspect", help="describe a model and its deployability")
+    inspect.add_argument(
+        "model_uri", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/PATH or a folder"
+    )
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(handler=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        return args.handler(args, load_settings())
+    except DeployStudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Settings from environment variables and `.streamlit/secrets.toml`, as one frozen dataclass."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOME = ".studio"
+SECRETS_FILE = Path(".streamlit") / "secrets.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Deploy Studio keeps its state and which registry it talks to."""
+
+    home: Path
+    tracking_uri: str
+    registry_uri: str
+    artifact_root: Path
+    # Local folders a page may open as models; the CLI may open any folder its user names.
+    local_model_roots: tuple[Path, ...] = field(default_factory=tuple)
+    registry_page_size: int = 50
+
+    @property
+    def is_embedded_registry(self) -> bool:
+        """True when the registry is the SQLite store inside the data folder."""
+        return self.tracking_uri == embedded_tracking_uri(self.home)
+
+    @property
+    def inspection_cache(self) -> Path:
+        return self.home / "cache" / "inspection"
+
+
+def embedded_tracking_uri(home: Path) -> str:
+    return f"sqlite:///{(home / 'mlflow.db').resolve()}"
+
+
+def _read_secrets(path: Path) -> Mapping[str, object]:
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, secrets_path: Path | None = None
+) -> Settings:
+    """Read settings; environment variables win over the `[deploystudio]` table of secrets.toml."""
+    env = os.environ if environ is None else environ
+    secrets = _read_secrets(SECRETS_FILE if secrets_path is None else secrets_path)
+    studio_secrets = secrets.get("deploystudio", {}) if isinstance(secrets, Mapping) else {}
+
+    def setting(env_name: str, secret_name: str) -> str | None:
+        value = env.get(env_name) or studio_secrets.get(secret_name)
+        return str(value) if value else None
+
+    home = Path(setting("DEPLOYSTUDIO_HOME", "home") or DEFAULT_HOME).expanduser().resolve()
+    tracking_uri = setting("MLFLOW_TRACKING_URI", "tracking_uri") or embedded_tracking_uri(home)
+    registry_uri = setting("MLFLOW_REGISTRY_URI", "registry_uri") or tracking_uri
+    roots_text = setting("DEPLOYSTUDIO_MODEL_ROOTS", "model_roots") or ""
+    roots = tuple(Path(p).expanduser().resolve() for p in roots_text.split(os.pathsep) if p)
+    page_size = int(setting("DEPLOYSTUDIO_PAGE_SIZE", "page_size") or 50)
+    return Settings(
+        home=home,
+        tracking_uri=tracking_uri,
+        registry_uri=registry_uri,
+        artifact_root=home / "artifacts",
+        local_model_roots=roots,
+        registry_page_size=page_size,
+    )
+
+
+def redact_uri(uri: str) -> str:
+    """Hide credentials embedded in a URI (user:password@host) before showing it."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    host = rest.split("@", 1)[1]
+    return f"{scheme}://***@{host}"

@@ -1,0 +1,581 @@
+"""Describe one model version: flavors, signature, input example, environment, artifacts, run,
+and a deployability report that says what will work when it is served and what will break."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema
+
+from deploystudio.config import Settings
+from deploystudio.environment import (
+    FLAVOR_DISTRIBUTIONS,
+    DeclaredRequirement,
+    installed_version,
+    parse_requirements,
+    python_version_from_env_files,
+    running_python_version,
+    same_minor,
+)
+from deploystudio.errors import InvalidModelError, UnsafePathError
+from deploystudio.model_files import (
+    ArtifactEntry,
+    LocalModelFiles,
+    ModelFiles,
+    RegistryModelFiles,
+    safe_relative_path,
+)
+from deploystudio.model_uri import ModelReference, ModelUriKind, parse_model_uri
+from deploystudio.registry import Registry, RunSummary, VersionSummary
+
+PYFUNC = "python_function"
+LARGE_MODEL_BYTES = 1 << 30
+ENVIRONMENT_FILES = ("requirements.txt", "conda.yaml", "python_env.yaml")
+
+
+class CheckStatus(Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the deployability report; `fix` says what to do when it is not a pass."""
+
+    name: str
+    status: CheckStatus
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class FlavorInfo:
+    name: str
+    loader_module: str | None
+    framework_version: str | None
+    serialization_format: str | None
+    python_version: str | None
+    details: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    """A column (name, type, required) or a tensor (name, dtype, shape)."""
+
+    name: str | None
+    type: str
+    required: bool
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ParamField:
+    name: str
+    type: str
+    default: Any
+    shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    input_kind: str  # "columns" or "tensors"
+    inputs: list[SchemaField]
+    output_kind: str | None
+    outputs: list[SchemaField]
+    params: list[ParamField]
+
+
+@dataclass(frozen=True)
+class EnvironmentFiles:
+    requirements_txt: str | None
+    conda_yaml: str | None
+    python_env_yaml: str | None
+    requirements: list[DeclaredRequirement]
+    unparsed_requirement_lines: list[str]
+    model_python_version: str | None
+
+
+@dataclass
+class ModelInspection:
+    uri: str
+    resolved_uri: str
+    reference: ModelReference
+    version: VersionSummary | None
+    flavors: list[FlavorInfo]
+    signature: SignatureInfo | None
+    input_example: pd.DataFrame | np.ndarray | dict | None
+    input_example_params: dict | None
+    input_example_error: str | None
+    environment: EnvironmentFiles
+    artifacts: list[ArtifactEntry]
+    artifacts_truncated: bool
+    total_size_bytes: int
+    run: RunSummary | None
+    mlflow_version: str | None
+    created: str | None
+    report: list[Check] = field(default_factory=list)
+
+    @property
+    def has_pyfunc(self) -> bool:
+        return any(f.name == PYFUNC for f in self.flavors)
+
+
+def inspect_model(
+    uri: str,
+    settings: Settings,
+    registry: Registry | None = None,
+    allowed_local_roots: tuple[Path, ...] | None = None,
+) -> ModelInspection:
+    """Inspect `uri`. With `allowed_local_roots`, a local folder must lie inside one of them
+    (pages pass the configured roots; the CLI passes None, its user may open any folder)."""
+    reference = parse_model_uri(uri)
+    version: VersionSummary | None = None
+    resolved = reference.uri
+    if reference.is_registered:
+        registry = registry or Registry(settings.tracking_uri, settings.registry_uri)
+        number = reference.version or registry.resolve_alias(reference.name, reference.alias)
+        version = registry.get_version(reference.name, number)
+        resolved = f"models:/{reference.name}/{number}"
+    if reference.kind is not ModelUriKind.LOCAL_FOLDER:
+        registry = registry or Registry(settings.tracking_uri, settings.registry_uri)
+    files = _open_files(reference, resolved, settings, registry, allowed_local_roots)
+    model = _load_mlmodel(files, uri)
+    environment = _environment(files, model)
+    example, example_params, example_error = _input_example(model, files)
+    artifacts, truncated = files.list_artifacts()
+    run_id = (version.run_id if version else None) or model.run_id or reference.run_id
+    run = registry.get_run(run_id) if run_id and registry is not None else None
+    inspection = ModelInspection(
+        uri=uri,
+        resolved_uri=resolved,
+        reference=reference,
+        version=version,
+        flavors=_flavors(model),
+        signature=describe_signature(model.signature),
+        input_example=example,
+        input_example_params=example_params,
+        input_example_error=example_error,
+        environment=environment,
+        artifacts=artifacts,
+        artifacts_truncated=truncated,
+        total_size_bytes=sum(a.size or 0 for a in artifacts if not a.is_dir),
+        run=run,
+        mlflow_version=model.mlflow_version,
+        created=model.utc_time_created,
+    )
+    inspection.report = deployability_report(inspection)
+    return inspection
+
+
+def _open_files(
+    reference: ModelReference,
+    resolved: str,
+    settings: Settings,
+    registry: Registry,
+    allowed_local_roots: tuple[Path, ...] | None,
+) -> ModelFiles:
+    if reference.kind is ModelUriKind.LOCAL_FOLDER:
+        path = reference.local_path
+        if allowed_local_roots is not None and not any(
+            path.is_relative_to(root) for root in allowed_local_roots
+        ):
+            roots = ", ".join(str(r) for r in allowed_local_roots) or "none configured"
+            raise UnsafePathError(
+                f"Local model folders must be inside the configured model roots ({roots}). "
+                "Set DEPLOYSTUDIO_MODEL_ROOTS to allow a folder."
+            )
+        return LocalModelFiles(path)
+    location = registry.artifact_location(parse_model_uri(resolved))
+    return RegistryModelFiles(resolved, location, settings.inspection_cache, settings.tracking_uri)
+
+
+def _load_mlmodel(files: ModelFiles, uri: str) -> Model:
+    path = files.fetch("MLmodel")
+    if path is None:
+        raise InvalidModelError(f"{uri} has no MLmodel file: it is not an MLflow model.")
+    try:
+        model = Model.load(str(path))
+    except Exception as exc:  # yaml, schema and type errors alike mean "corrupt MLmodel"
+        raise InvalidModelError(
+            f"The MLmodel file of {uri} cannot be read ({type(exc).__name__}: {exc}). "
+            "Re-log the model, or fix the YAML by hand."
+        ) from exc
+    if not isinstance(model.flavors, dict) or not model.flavors:
+        raise InvalidModelError(f"The MLmodel file of {uri} lists no flavors.")
+    return model
+
+
+def _flavors(model: Model) -> list[FlavorInfo]:
+    python_version = (model.flavors.get(PYFUNC) or {}).get("python_version")
+    flavors = []
+    for name, conf in model.flavors.items():
+        conf = conf if isinstance(conf, dict) else {}
+        framework_version = conf.get(f"{name}_version") or conf.get("version")
+        if name == PYFUNC:
+            framework_version = framework_version or model.mlflow_version
+        flavors.append(
+            FlavorInfo(
+                name=name,
+                loader_module=conf.get("loader_module"),
+                framework_version=str(framework_version) if framework_version else None,
+                serialization_format=conf.get("serialization_format"),
+                python_version=conf.get("python_version") or python_version,
+                details={k: str(v) for k, v in conf.items() if not isinstance(v, dict | list)},
+            )
+        )
+    return flavors
+
+
+def _schema_fields(schema: Schema) -> list[SchemaField]:
+    if schema.is_tensor_spec():
+        return [
+            SchemaField(name=spec.name, type=str(spec.type), required=True, shape=tuple(spec.shape))
+            for spec in schema.inputs
+        ]
+    return [
+        SchemaField(name=spec.name, type=_type_name(spec.type), required=spec.required)
+        for spec in schema.inputs
+    ]
+
+
+def _type_name(col_type: Any) -> str:
+    return (
+        col_type.name
+        if hasattr(col_type, "name") and not hasattr(col_type, "to_dict")
+        else str(col_type)
+    )
+
+
+def describe_signature(signature: ModelSignature | None) -> SignatureInfo | None:
+    if signature is None or signature.inputs is None:
+        return None
+    outputs = signature.outputs
+    params = signature.params.params if signature.params is not None else []
+    return SignatureInfo(
+        input_kind="tensors" if signature.inputs.is_tensor_spec() else "columns",
+        inputs=_schema_fields(signature.inputs),
+        output_kind=None
+        if outputs is None
+        else ("tensors" if outputs.is_tensor_spec() else "columns"),
+        outputs=[] if outputs is None else _schema_fields(outputs),
+        params=[
+            ParamField(
+                p.name,
+                _type_name(p.dtype),
+                p.default,
+                tuple(p.shape) if p.shape is not None else None,
+            )
+            for p in params
+        ],
+    )
+
+
+def _environment(files: ModelFiles, model: Model) -> EnvironmentFiles:
+    texts = {name: files.read_text(name) for name in ENVIRONMENT_FILES}
+    requirements, unparsed = parse_requirements(texts["requirements.txt"] or "")
+    flavor_python = (model.flavors.get(PYFUNC) or {}).get("python_version")
+    return EnvironmentFiles(
+        requirements_txt=texts["requirements.txt"],
+        conda_yaml=texts["conda.yaml"],
+        python_env_yaml=texts["python_env.yaml"],
+        requirements=requirements,
+        unparsed_requirement_lines=unparsed,
+        model_python_version=python_version_from_env_files(texts["python_env.yaml"], flavor_python),
+    )
+
+
+def _input_example(model: Model, files: ModelFiles) -> tuple[Any, dict | None, str | None]:
+    info = model.saved_input_example_info
+    if not info:
+        return None, None, None
+    try:
+        relative = safe_relative_path(info.get("artifact_path", ""))
+        if files.fetch(relative) is None:
+            return None, None, f"MLmodel names an input example '{relative}' that is missing."
+        example = model.load_input_example(str(files.local_root))
+        params = model.load_input_example_params(str(files.local_root))
+    except (UnsafePathError, MlflowException, ValueError, OSError) as exc:
+        return None, None, f"The input example cannot be read: {exc}"
+    return example, params, None
+
+
+# --- the deployability report ------------------------------------------------------------------
+
+
+def deployability_report(inspection: ModelInspection) -> list[Check]:
+    checks = [
+        _pyfunc_check(inspection),
+        _signature_check(inspection),
+        _input_example_check(inspection),
+        _payload_format_check(inspection),
+        _pinning_check(inspection),
+        _mlflow_version_check(inspection),
+        *_framework_checks(inspection),
+        *_package_checks(inspection),
+        _python_check(inspection),
+        _size_check(inspection),
+    ]
+    return [c for c in checks if c is not None]
+
+
+def _pyfunc_check(inspection: ModelInspection) -> Check:
+    pyfunc = next((f for f in inspection.flavors if f.name == PYFUNC), None)
+    if pyfunc:
+        return Check(
+            "No-code deployment",
+            CheckStatus.PASS,
+            f"Has a python_function flavor (loader {pyfunc.loader_module}): Azure ML and the "
+            "MLflow scoring server can serve it without a scoring script.",
+        )
+    names = ", ".join(f.name for f in inspection.flavors)
+    return Check(
+        "No-code deployment",
+        CheckStatus.FAIL,
+        f"No python_function flavor (flavors: {names}): it cannot be served without code.",
+        "Re-log it with a flavor that has a pyfunc loader, or deploy it with a scoring script "
+        "(Customize).",
+    )
+
+
+def _signature_check(inspection: ModelInspection) -> Check:
+    signature = inspection.signature
+    if signature is None:
+        return Check(
+            "Signature",
+            CheckStatus.WARN,
+            "No signature: requests are not checked, so a wrong or missing column fails inside "
+            "the model, or silently gives wrong answers.",
+            "Re-log with signature=infer_signature(X, model.predict(X)).",
+        )
+    what = "tensor" if signature.input_kind == "tensors" else "column"
+    params = f" and {len(signature.params)} param(s)" if signature.params else ""
+    return Check(
+        "Signature",
+        CheckStatus.PASS,
+        f"Inputs are checked against {len(signature.inputs)} {what}(s){params}.",
+    )
+
+
+def _input_example_check(inspection: ModelInspection) -> Check:
+    if inspection.input_example is not None:
+        return Check(
+            "Input example",
+            CheckStatus.PASS,
+            "Present: previews and validation can run without your own data.",
+        )
+    if inspection.input_example_error:
+        return Check(
+            "Input example",
+            CheckStatus.WARN,
+            inspection.input_example_error,
+            "Re-log the model with input_example=...",
+        )
+    return Check(
+        "Input example",
+        CheckStatus.WARN,
+        "None logged: previews, script validation and smoke tests need data from you.",
+        "Re-log the model with input_example=X[:5].",
+    )
+
+
+def _payload_format_check(inspection: ModelInspection) -> Check:
+    signature = inspection.signature
+    params = ' Params go in a top-level "params" object.' if signature and signature.params else ""
+    if signature is None:
+        return Check(
+            "Request format",
+            CheckStatus.WARN,
+            "Unknown without a signature: Azure ML passes input_data on as it comes (a "
+            "{columns, index, data} dict becomes a DataFrame, a list an array).",
+            "Add a signature so the expected payload is fixed and checked.",
+        )
+    if signature.input_kind == "columns":
+        return Check(
+            "Request format",
+            CheckStatus.PASS,
+            "Column-based: Azure ML expects input_data as a split dict {columns, index, data}; "
+            "the MLflow server takes dataframe_split or dataframe_records." + params,
+        )
+    named = any(f.name for f in signature.inputs)
+    shape = "a dict of named tensors" if named else "a (nested) list, one unnamed tensor"
+    return Check(
+        "Request format",
+        CheckStatus.PASS,
+        f"Tensor-based: Azure ML expects input_data as {shape}; the MLflow server takes "
+        "instances or inputs." + params,
+    )
+
+
+def _pinning_check(inspection: ModelInspection) -> Check:
+    env = inspection.environment
+    if env.requirements_txt is None:
+        return Check(
+            "Requirements pinned",
+            CheckStatus.WARN,
+            "No requirements.txt: the serving environment cannot be rebuilt as it was trained.",
+            "Re-log the model (MLflow writes requirements.txt) or add pip_requirements.",
+        )
+    unpinned = [r.name for r in env.requirements if r.pinned_version is None]
+    if unpinned:
+        return Check(
+            "Requirements pinned",
+            CheckStatus.WARN,
+            f"Not pinned with ==: {', '.join(unpinned)}. They resolve to whatever is newest "
+            "when the environment is built, which may not load this model.",
+            "Pin each with == to the version the model was trained with.",
+        )
+    return Check(
+        "Requirements pinned",
+        CheckStatus.PASS,
+        f"All {len(env.requirements)} requirement(s) pinned with ==.",
+    )
+
+
+def _mlflow_version_check(inspection: ModelInspection) -> Check | None:
+    saved = inspection.mlflow_version
+    here = installed_version("mlflow")
+    if not saved or not here:
+        return None
+    if saved.split(".")[0] == here.split(".")[0]:
+        return Check(
+            "MLflow version", CheckStatus.PASS, f"Saved with MLflow {saved}; {here} here reads it."
+        )
+    return Check(
+        "MLflow version",
+        CheckStatus.WARN,
+        f"Saved with MLflow {saved}, another major version than {here} here: loaders and "
+        "payload handling changed between them.",
+        f"Pin mlflow=={saved} where it is served, or re-log it with MLflow {here}.",
+    )
+
+
+def _framework_checks(inspection: ModelInspection) -> list[Check]:
+    """The framework version the model was serialised with, against its pin and this machine."""
+    checks = []
+    pins = {r.name: r.pinned_version for r in inspection.environment.requirements}
+    for flavor in inspection.flavors:
+        if flavor.name == PYFUNC or not flavor.framework_version:
+            continue
+        distribution = FLAVOR_DISTRIBUTIONS.get(flavor.name, flavor.name)
+        saved = flavor.framework_version
+        pinned = pins.get(distribution)
+        here = installed_version(distribution)
+        problems = []
+        if pinned and pinned != saved:
+            problems.append(f"requirements.txt installs {pinned} to serve it")
+        if here is None:
+            problems.append("it is not installed here")
+        elif here != saved:
+            problems.append(f"{here} is installed here")
+        name = f"Saved with {distribution}"
+        if not problems:
+            checks.append(
+                Check(
+                    name, CheckStatus.PASS, f"Saved with {distribution} {saved}, as installed here."
+                )
+            )
+            continue
+        checks.append(
+            Check(
+                name,
+                CheckStatus.WARN,
+                f"Saved with {distribution} {saved}, but {' and '.join(problems)}: a pickle is "
+                "not guaranteed to load, or to predict the same, under another version.",
+                f"Pin {distribution}=={saved} in its requirements, or re-log it with the version "
+                "you serve with.",
+            )
+        )
+    return checks
+
+
+def _package_checks(inspection: ModelInspection) -> list[Check]:
+    checks = []
+    for requirement in inspection.environment.requirements:
+        if requirement.pinned_version is None:
+            continue
+        name = requirement.name
+        installed = requirement.installed_version
+        if installed is None:
+            checks.append(
+                Check(
+                    f"Package {name}",
+                    CheckStatus.WARN,
+                    f"Needs {name}=={requirement.pinned_version}, not installed here: a local "
+                    "preview cannot load the model (a served environment installs it).",
+                    f"pip install {name}=={requirement.pinned_version} to preview it here.",
+                )
+            )
+        elif installed != requirement.pinned_version:
+            checks.append(
+                Check(
+                    f"Package {name}",
+                    CheckStatus.WARN,
+                    f"Needs {name}=={requirement.pinned_version}, {installed} is installed here: "
+                    "local previews may differ from the served model, or fail to load it.",
+                    f"Compare predictions once deployed, or re-log it with {name} {installed}.",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    f"Package {name}", CheckStatus.PASS, f"{name}=={installed}, as installed here."
+                )
+            )
+    return checks
+
+
+def _python_check(inspection: ModelInspection) -> Check:
+    model_python = inspection.environment.model_python_version
+    here = running_python_version()
+    if model_python is None:
+        return Check(
+            "Python version",
+            CheckStatus.WARN,
+            "The model does not say which Python it was saved with.",
+            "Re-log it with a current MLflow, which records python_env.yaml.",
+        )
+    if same_minor(model_python, here):
+        return Check(
+            "Python version",
+            CheckStatus.PASS,
+            f"Saved with Python {model_python}; this machine runs {here}.",
+        )
+    return Check(
+        "Python version",
+        CheckStatus.WARN,
+        f"Saved with Python {model_python}; this machine runs {here}: pickled objects may not "
+        "load here (a served environment uses the model's own Python).",
+        f"Preview it on Python {'.'.join(model_python.split('.')[:2])}, or re-log it on {here}.",
+    )
+
+
+def _size_check(inspection: ModelInspection) -> Check:
+    size = inspection.total_size_bytes
+    cut = " (listing cut short; at least this)" if inspection.artifacts_truncated else ""
+    if size > LARGE_MODEL_BYTES:
+        return Check(
+            "Model size",
+            CheckStatus.WARN,
+            f"{format_bytes(size)}{cut}: slow to download and load; needs an instance "
+            "with memory to spare.",
+            "Choose an instance type with at least 4x the model size in memory.",
+        )
+    return Check("Model size", CheckStatus.PASS, f"{format_bytes(size)}{cut}.")
+
+
+def format_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

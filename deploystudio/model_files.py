@@ -1,0 +1,168 @@
+"""Read a model's own artifacts, local or in the registry, without ever leaving them."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from deploystudio.errors import InvalidModelError, UnsafePathError
+
+# Listing stops here: a model with more files is listed in part and says so.
+MAX_LISTED_ARTIFACTS = 2000
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    path: str
+    is_dir: bool
+    size: int | None
+
+
+def safe_relative_path(path: str) -> str:
+    """`path` as a normalised relative POSIX path inside the model, or UnsafePathError.
+
+    Paths come from users and from MLmodel files written by others, so anything that could
+    name a place outside the model is refused rather than cleaned up: absolute paths, `..`,
+    URL schemes, percent-encoding, `#`/`?` and backslashes.
+    """
+    text = str(path)
+    decoded = unquote(text)
+    problems = (
+        not text.strip(),
+        decoded != text,
+        any(c in text for c in "\\#?\x00"),
+        ":" in text,
+        text.startswith(("/", "~")),
+    )
+    if any(problems):
+        raise UnsafePathError(f"'{path}' is not a plain relative path inside the model.")
+    normalised = posixpath.normpath(text)
+    if normalised == ".." or normalised.startswith("../") or normalised.startswith("/"):
+        raise UnsafePathError(f"'{path}' points outside the model's artifacts.")
+    return normalised
+
+
+class ModelFiles(ABC):
+    """A model's artifact tree: list it, and fetch single files as local copies."""
+
+    @abstractmethod
+    def list_artifacts(self) -> tuple[list[ArtifactEntry], bool]:
+        """All files and folders (recursively), and whether the listing was cut short."""
+
+    @abstractmethod
+    def fetch(self, relative_path: str) -> Path | None:
+        """A local path for one artifact file, or None when the model has no such file."""
+
+    @property
+    @abstractmethod
+    def local_root(self) -> Path:
+        """The local folder that mirrors the model's layout for the files fetched so far."""
+
+    def read_text(self, relative_path: str, limit: int = 1_000_000) -> str | None:
+        path = self.fetch(relative_path)
+        if path is None:
+            return None
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            return handle.read(limit)
+
+
+class LocalModelFiles(ModelFiles):
+    """A model folder on this machine (e.g. downloaded from Azure ML or another registry)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        if not self.root.is_dir():
+            raise InvalidModelError(f"'{root}' is not a folder.")
+        if not (self.root / "MLmodel").is_file():
+            raise InvalidModelError(
+                f"'{root}' has no MLmodel file, so it is not an MLflow model folder. Point at the "
+                "folder that contains MLmodel (often a subfolder named 'model')."
+            )
+
+    @property
+    def local_root(self) -> Path:
+        return self.root
+
+    def _inside(self, relative_path: str) -> Path:
+        candidate = (self.root / safe_relative_path(relative_path)).resolve()
+        if not candidate.is_relative_to(self.root):
+            raise UnsafePathError(f"'{relative_path}' leads outside the model folder.")
+        return candidate
+
+    def fetch(self, relative_path: str) -> Path | None:
+        path = self._inside(relative_path)
+        return path if path.is_file() else None
+
+    def list_artifacts(self) -> tuple[list[ArtifactEntry], bool]:
+        entries: list[ArtifactEntry] = []
+        for path in sorted(self.root.rglob("*")):
+            if len(entries) >= MAX_LISTED_ARTIFACTS:
+                return entries, True
+            relative = path.relative_to(self.root).as_posix()
+            # A symlink out of the folder is listed but never followed.
+            if path.is_symlink() and not path.resolve().is_relative_to(self.root):
+                entries.append(ArtifactEntry(relative, is_dir=False, size=None))
+                continue
+            is_dir = path.is_dir()
+            entries.append(ArtifactEntry(relative, is_dir, None if is_dir else path.stat().st_size))
+        return entries, False
+
+
+class RegistryModelFiles(ModelFiles):
+    """A model stored in an MLflow artifact store, fetched file by file into a cache folder.
+
+    Only the files asked for are downloaded, so inspecting a multi-GB model stays cheap.
+    """
+
+    def __init__(self, uri: str, location: str, cache_root: Path, tracking_uri: str) -> None:
+        self.uri = uri
+        digest = hashlib.sha256(location.encode()).hexdigest()[:24]
+        self.cache = cache_root / digest
+        self.cache.mkdir(parents=True, exist_ok=True)
+        try:
+            self.repo = get_artifact_repository(location, tracking_uri=tracking_uri)
+        except MlflowException as exc:
+            raise InvalidModelError(f"Cannot open the artifacts of {uri}: {exc.message}") from exc
+
+    @property
+    def local_root(self) -> Path:
+        return self.cache
+
+    def fetch(self, relative_path: str) -> Path | None:
+        relative = safe_relative_path(relative_path)
+        target = self.cache / relative
+        if target.is_file():
+            return target
+        parent = posixpath.dirname(relative)
+        try:
+            listed = {f.path for f in self.repo.list_artifacts(parent or None) if not f.is_dir}
+        except (MlflowException, OSError):
+            return None
+        if relative not in listed:
+            return None
+        try:
+            self.repo.download_artifacts(relative, dst_path=str(self.cache))
+        except (MlflowException, OSError) as exc:
+            message = f"Could not download '{relative}' of {self.uri}: {exc}"
+            raise InvalidModelError(message) from exc
+        return target if target.is_file() else None
+
+    def list_artifacts(self) -> tuple[list[ArtifactEntry], bool]:
+        entries: list[ArtifactEntry] = []
+        pending = [None]
+        while pending:
+            folder = pending.pop()
+            for info in self.repo.list_artifacts(folder):
+                if len(entries) >= MAX_LISTED_ARTIFACTS:
+                    return sorted(entries, key=lambda e: e.path), True
+                entries.append(ArtifactEntry(info.path, info.is_dir, info.file_size))
+                if info.is_dir:
+                    pending.append(info.path)
+        return sorted(entries, key=lambda e: e.path), False

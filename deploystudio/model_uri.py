@@ -1,0 +1,100 @@
+"""Parse the model URIs Deploy Studio accepts into a small, explicit reference."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from deploystudio.errors import InvalidModelUriError
+
+ACCEPTED_FORMS = (
+    "models:/NAME/VERSION, models:/NAME@ALIAS, models:/m-ID (a logged model), "
+    "runs:/RUN_ID/PATH, or a local model folder"
+)
+_RUN_ID = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+
+
+class ModelUriKind(Enum):
+    REGISTERED_VERSION = "registered_version"
+    REGISTERED_ALIAS = "registered_alias"
+    LOGGED_MODEL = "logged_model"
+    RUN_ARTIFACT = "run_artifact"
+    LOCAL_FOLDER = "local_folder"
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """What a model URI points at. `uri` is the canonical form MLflow accepts."""
+
+    kind: ModelUriKind
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    local_path: Path | None = None
+
+    @property
+    def is_registered(self) -> bool:
+        return self.kind in (ModelUriKind.REGISTERED_VERSION, ModelUriKind.REGISTERED_ALIAS)
+
+
+def registered_version_uri(name: str, version: str | int) -> str:
+    return f"models:/{name}/{version}"
+
+
+def parse_model_uri(text: str) -> ModelReference:
+    """Parse `text`; raise InvalidModelUriError naming the accepted forms when it fits none."""
+    uri = (text or "").strip()
+    if not uri:
+        raise InvalidModelUriError(f"Enter a model URI: {ACCEPTED_FORMS}.")
+    if uri.startswith("models:/"):
+        return _parse_models_uri(uri)
+    if uri.startswith("runs:/"):
+        return _parse_runs_uri(uri)
+    if uri.startswith("file://"):
+        return _local(Path(unquote(urlparse(uri).path)))
+    if "://" in uri or uri.startswith(("models:", "runs:")):
+        raise InvalidModelUriError(f"Unsupported model URI '{uri}'. Use {ACCEPTED_FORMS}.")
+    return _local(Path(uri))
+
+
+def _local(path: Path) -> ModelReference:
+    resolved = path.expanduser().resolve()
+    return ModelReference(ModelUriKind.LOCAL_FOLDER, uri=str(resolved), local_path=resolved)
+
+
+def _parse_models_uri(uri: str) -> ModelReference:
+    body = uri[len("models:/") :].strip("/")
+    if body.startswith("m-") and "/" not in body:
+        return ModelReference(ModelUriKind.LOGGED_MODEL, uri=f"models:/{body}")
+    if "@" in body and "/" not in body:
+        name, alias = body.split("@", 1)
+        if name and alias:
+            return ModelReference(
+                ModelUriKind.REGISTERED_ALIAS, uri=f"models:/{name}@{alias}", name=name, alias=alias
+            )
+    parts = body.split("/")
+    if len(parts) == 2 and parts[0] and parts[1].isdigit():
+        name, version = parts
+        return ModelReference(
+            ModelUriKind.REGISTERED_VERSION,
+            uri=registered_version_uri(name, version),
+            name=name,
+            version=version,
+        )
+    raise InvalidModelUriError(
+        f"'{uri}' is not a model version: use models:/NAME/VERSION (a number) "
+        "or models:/NAME@ALIAS."
+    )
+
+
+def _parse_runs_uri(uri: str) -> ModelReference:
+    body = uri[len("runs:/") :].strip("/")
+    run_id, _, path = body.partition("/")
+    if not _RUN_ID.match(run_id) or not path:
+        raise InvalidModelUriError(f"'{uri}' is not a run model URI: use runs:/RUN_ID/PATH.")
+    return ModelReference(ModelUriKind.RUN_ARTIFACT, uri=f"runs:/{run_id}/{path}", run_id=run_id)
