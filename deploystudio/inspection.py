@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
@@ -148,7 +149,7 @@ def inspect_model(
     if reference.kind is not ModelUriKind.LOCAL_FOLDER:
         registry = registry or Registry(settings.tracking_uri, settings.registry_uri)
     files = _open_files(reference, resolved, settings, registry, allowed_local_roots)
-    model = _load_mlmodel(files, uri)
+    model, created = _load_mlmodel(files, uri)
     environment = _environment(files, model)
     example, example_params, example_error = _input_example(model, files)
     artifacts, truncated = files.list_artifacts()
@@ -170,7 +171,7 @@ def inspect_model(
         total_size_bytes=sum(a.size or 0 for a in artifacts if not a.is_dir),
         run=run,
         mlflow_version=model.mlflow_version,
-        created=model.utc_time_created,
+        created=created,
     )
     inspection.report = deployability_report(inspection)
     return inspection
@@ -198,12 +199,16 @@ def _open_files(
     return RegistryModelFiles(resolved, location, settings.inspection_cache, settings.tracking_uri)
 
 
-def _load_mlmodel(files: ModelFiles, uri: str) -> Model:
+def _load_mlmodel(files: ModelFiles, uri: str) -> tuple[Model, str | None]:
+    """The parsed MLmodel and its creation time as written (Model.load fills in "now")."""
     path = files.fetch("MLmodel")
     if path is None:
         raise InvalidModelError(f"{uri} has no MLmodel file: it is not an MLflow model.")
     try:
-        model = Model.load(str(path))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("the file is not a YAML mapping")
+        model = Model.from_dict(raw)
     except Exception as exc:  # yaml, schema and type errors alike mean "corrupt MLmodel"
         raise InvalidModelError(
             f"The MLmodel file of {uri} cannot be read ({type(exc).__name__}: {exc}). "
@@ -211,7 +216,8 @@ def _load_mlmodel(files: ModelFiles, uri: str) -> Model:
         ) from exc
     if not isinstance(model.flavors, dict) or not model.flavors:
         raise InvalidModelError(f"The MLmodel file of {uri} lists no flavors.")
-    return model
+    created = raw.get("utc_time_created")
+    return model, str(created) if created else None
 
 
 def _flavors(model: Model) -> list[FlavorInfo]:

@@ -136,7 +136,11 @@ class Registry:
             yield
         except MlflowException as exc:
             code = exc.error_code
-            if code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            # A missing alias comes back as INVALID_PARAMETER_VALUE "... not found".
+            missing_alias = code == ErrorCode.Name(INVALID_PARAMETER_VALUE) and (
+                "not found" in exc.message.lower()
+            )
+            if code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST) or missing_alias:
                 raise ModelNotFoundError(f"{what} does not exist in the registry.") from exc
             if code == ErrorCode.Name(INVALID_PARAMETER_VALUE) or isinstance(exc, RestException):
                 raise DeployStudioError(f"The registry refused the request: {exc.message}") from exc
@@ -250,9 +254,28 @@ class Registry:
                 model_id = reference.uri.removeprefix("models:/")
                 return self.client.get_logged_model(model_id).artifact_location
             if reference.kind is ModelUriKind.RUN_ARTIFACT:
-                path = reference.uri.removeprefix(f"runs:/{reference.run_id}/")
-                return f"{self.client.get_run(reference.run_id).info.artifact_uri}/{path}"
+                return self._run_model_location(reference)
         raise DeployStudioError(f"{reference.uri} has no artifact location in a registry.")
+
+    def _run_model_location(self, reference: ModelReference) -> str:
+        """runs:/RUN/NAME as MLflow 3 resolves it: the run's own artifacts if NAME is there,
+        else the model named NAME logged from that run (MLflow 3 stores those apart).
+
+        MLflow's RunsArtifactRepository does the same but opens the logged model with the
+        process-wide tracking URI, so it fails for any registry but the default one.
+        """
+        run = self.client.get_run(reference.run_id)
+        path = reference.uri.removeprefix(f"runs:/{reference.run_id}/")
+        name, _, rest = path.partition("/")
+        if any(f.path == name for f in self.client.list_artifacts(reference.run_id)):
+            return f"{run.info.artifact_uri}/{path}"
+        logged = self.client.search_logged_models(
+            experiment_ids=[run.info.experiment_id], filter_string=f"name = {_quote(name)}"
+        )
+        model = next((m for m in logged if m.source_run_id == reference.run_id), None)
+        if model is None:
+            raise ModelNotFoundError(f"Run {reference.run_id} has no model named '{name}'.")
+        return f"{model.artifact_location}/{rest}" if rest else model.artifact_location
 
     def get_run(self, run_id: str) -> RunSummary | None:
         """The source run's params and metrics, or None when the run is gone or unreadable."""

@@ -1,0 +1,1 @@
+"""Reusable Streamlit widgets and cached services; they take and return plain data."""

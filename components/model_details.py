@@ -1,0 +1,121 @@
+"""Flavors, input example, environment and source run of an inspected model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from deploystudio.inspection import EnvironmentFiles, FlavorInfo
+from deploystudio.registry import RunSummary
+
+EXAMPLE_PREVIEW_ROWS = 50
+
+
+def render_flavors(flavors: list[FlavorInfo]) -> None:
+    for flavor in flavors:
+        with st.container(border=True):
+            badges = [f":blue-badge[{flavor.name}]"]
+            if flavor.framework_version:
+                badges.append(f":gray-badge[version {flavor.framework_version}]")
+            if flavor.serialization_format:
+                badges.append(f":orange-badge[{flavor.serialization_format}]")
+            if flavor.python_version:
+                badges.append(f":green-badge[Python {flavor.python_version}]")
+            st.markdown(" ".join(badges))
+            if flavor.loader_module:
+                st.caption(f"Loader module: `{flavor.loader_module}`")
+            st.json(flavor.details, expanded=False)
+
+
+def render_input_example(example: object, params: dict | None, error: str | None) -> None:
+    if error:
+        st.warning(error)
+    if example is None:
+        if not error:
+            st.info("No input example was logged with this model.")
+        return
+    if isinstance(example, pd.DataFrame):
+        st.caption(f"{len(example)} row(s) × {example.shape[1]} column(s)")
+        st.dataframe(example.head(EXAMPLE_PREVIEW_ROWS), hide_index=True)
+    elif isinstance(example, np.ndarray):
+        _render_tensor("input", example)
+    elif isinstance(example, dict):
+        for name, value in example.items():
+            _render_tensor(str(name), np.asarray(value))
+    else:
+        st.write(example)
+    if params:
+        st.markdown("**Params in the example**")
+        st.json(params)
+
+
+def _render_tensor(name: str, tensor: np.ndarray) -> None:
+    st.caption(f"Tensor `{name}`: shape {tensor.shape}, dtype {tensor.dtype}")
+    if tensor.ndim >= 3:
+        st.caption("First item:")
+        first = tensor[0]
+        st.dataframe(pd.DataFrame(first.reshape(first.shape[0], -1)))
+    elif tensor.ndim == 2:
+        st.dataframe(pd.DataFrame(tensor[:EXAMPLE_PREVIEW_ROWS]))
+    else:
+        st.write(tensor[:EXAMPLE_PREVIEW_ROWS].tolist())
+
+
+def requirements_frame(environment: EnvironmentFiles) -> pd.DataFrame:
+    rows = []
+    for r in environment.requirements:
+        if r.pinned_version is None:
+            match = "not pinned"
+        elif r.installed_version is None:
+            match = "not installed here"
+        else:
+            match = "same" if r.installed_version == r.pinned_version else "differs"
+        rows.append((r.name, r.line, r.installed_version or "—", match))
+    return pd.DataFrame(rows, columns=["package", "model requires", "installed here", "match"])
+
+
+def render_environment(environment: EnvironmentFiles) -> None:
+    if environment.model_python_version:
+        st.caption(f"Model's Python: {environment.model_python_version}")
+    if environment.requirements:
+        st.table(requirements_frame(environment), hide_index=True)
+    files = (
+        ("requirements.txt", environment.requirements_txt, "text"),
+        ("conda.yaml", environment.conda_yaml, "yaml"),
+        ("python_env.yaml", environment.python_env_yaml, "yaml"),
+    )
+    for name, text, language in files:
+        st.markdown(f"**{name}**")
+        if text is None:
+            st.caption(f"The model has no {name}.")
+        else:
+            st.code(text, language=language)
+
+
+def render_run(run: RunSummary | None, run_id: str | None) -> None:
+    if run is None:
+        st.info(
+            f"The source run {run_id} is not in this tracking store."
+            if run_id
+            else "This model version has no source run."
+        )
+        return
+    started = run.started.strftime("%Y-%m-%d %H:%M UTC") if run.started else "unknown"
+    st.caption(
+        f"Run `{run.run_id}` ({run.run_name or 'unnamed'}), {run.status.lower()}, "
+        f"started {started} by {run.user_id or 'unknown'}"
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Params**")
+        if run.params:
+            st.table(pd.Series(run.params, name="value").sort_index().to_frame())
+        else:
+            st.caption("No params logged.")
+    with right:
+        st.markdown("**Metrics**")
+        if run.metrics:
+            st.table(pd.Series(run.metrics, name="value").sort_index().to_frame())
+        else:
+            st.caption("No metrics logged.")

@@ -1,0 +1,49 @@
+"""Registry records as DataFrames ready for st.dataframe."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from deploystudio.inspection import format_bytes
+from deploystudio.model_files import ArtifactEntry
+from deploystudio.registry import ModelSummary, VersionSummary
+
+
+def _aliases_text(aliases: dict[str, str]) -> str:
+    return ", ".join(f"{alias} → v{version}" for alias, version in sorted(aliases.items()))
+
+
+def models_frame(models: list[ModelSummary]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "name": [m.name for m in models],
+            "description": [m.description for m in models],
+            "latest version": [m.latest_version or "" for m in models],
+            "aliases": [_aliases_text(m.aliases) for m in models],
+            "tags": [", ".join(f"{k}={v}" for k, v in sorted(m.tags.items())) for m in models],
+            "last updated": [m.last_updated for m in models],
+        }
+    )
+
+
+def versions_frame(versions: list[VersionSummary]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "version": [int(v.version) for v in versions],
+            "aliases": [", ".join(v.aliases) for v in versions],
+            "stage": [v.stage or "" for v in versions],
+            "status": [v.status for v in versions],
+            "source run": [v.run_id or "" for v in versions],
+            "created": [v.created for v in versions],
+        }
+    )
+
+
+def artifacts_frame(entries: list[ArtifactEntry]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "path": [e.path + ("/" if e.is_dir else "") for e in entries],
+            "size": ["" if e.size is None else format_bytes(e.size) for e in entries],
+            "bytes": [e.size for e in entries],
+        }
+    )

@@ -1,0 +1,102 @@
+"""Browse: registered models, searchable and paged; one model's versions lead to Inspect."""
+
+import streamlit as st
+
+from components import services
+from components.tables import models_frame, versions_frame
+from deploystudio.errors import DeployStudioError
+from deploystudio.registry import parse_tag_filter
+
+st.title("Registered models")
+settings = services.get_settings()
+
+search_col, tag_col, alias_col = st.columns([2, 1, 1])
+name_query = search_col.text_input("Search by name", placeholder="part of a model name")
+tag_text = tag_col.text_input("Tag", placeholder="key=value or key")
+alias = alias_col.text_input("Alias", placeholder="e.g. champion")
+
+try:
+    tag = parse_tag_filter(tag_text)
+except DeployStudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+# Page tokens of the pages before this one; reset whenever the filters change.
+filters = (name_query, tag, alias)
+if st.session_state.get("browse_filters") != filters:
+    st.session_state.browse_filters = filters
+    st.session_state.browse_tokens = [None]
+tokens: list = st.session_state.browse_tokens
+
+try:
+    page = services.model_page(
+        settings.registry_uri, name_query, tag, alias, settings.registry_page_size, tokens[-1]
+    )
+except DeployStudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+page_number = len(tokens)
+if not page.models:
+    st.info(
+        "No registered models match these filters."
+        if any(filters) or page_number > 1
+        else "The registry has no models yet. Run `deploystudio seed-demo` to add demos."
+    )
+else:
+    event = st.dataframe(
+        models_frame(page.models),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="models_table",
+        column_config={
+            "description": st.column_config.TextColumn(width="large"),
+            "last updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
+    )
+    if event.selection.rows:
+        st.query_params["model"] = page.models[event.selection.rows[0]].name
+
+previous_col, position_col, next_col = st.columns([1, 2, 1])
+if previous_col.button("← Previous", disabled=page_number == 1):
+    tokens.pop()
+    st.rerun()
+position_col.caption(
+    f"Page {page_number} · {len(page.models)} model(s)"
+    + (f" (alias filter scanned {page.scanned})" if alias else "")
+)
+if next_col.button("Next →", disabled=page.next_page_token is None):
+    tokens.append(page.next_page_token)
+    st.rerun()
+
+selected = st.query_params.get("model")
+if not selected:
+    st.caption("Select a model in the table to see its versions.")
+    st.stop()
+
+try:
+    model = services.model_summary(settings.registry_uri, selected)
+    versions = services.model_versions(settings.registry_uri, selected)
+except DeployStudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.subheader(model.name)
+if model.description:
+    st.write(model.description)
+if model.tags:
+    st.markdown(" ".join(f":gray-badge[{k}={v}]" for k, v in sorted(model.tags.items())))
+st.dataframe(
+    versions_frame(versions),
+    hide_index=True,
+    column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+)
+for version in versions:
+    aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
+    st.page_link(
+        "pages/inspect_model.py",
+        label=f"Inspect version {version.version}{aliases}",
+        icon=":material/search:",
+        query_params={"model": model.name, "version": version.version},
+    )

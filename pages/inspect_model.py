@@ -1,0 +1,110 @@
+"""Inspect one model version: deployability report, signature, example, environment, files."""
+
+import streamlit as st
+
+from components import services
+from components.model_details import (
+    render_environment,
+    render_flavors,
+    render_input_example,
+    render_run,
+)
+from components.report import render_report
+from components.signature import render_signature
+from components.tables import artifacts_frame
+from deploystudio.errors import DeployStudioError
+from deploystudio.inspection import format_bytes
+from deploystudio.model_uri import ModelUriKind, parse_model_uri
+
+
+def uri_from_query_params() -> str:
+    params = st.query_params
+    if params.get("uri"):
+        return params["uri"]
+    if params.get("model") and params.get("version"):
+        return f"models:/{params['model']}/{params['version']}"
+    if params.get("model") and params.get("alias"):
+        return f"models:/{params['model']}@{params['alias']}"
+    return ""
+
+
+def set_query_params_for(uri: str) -> None:
+    """Keep the address shareable: a registered version becomes ?model=...&version=..."""
+    reference = parse_model_uri(uri)
+    if reference.kind is ModelUriKind.REGISTERED_VERSION:
+        st.query_params.from_dict({"model": reference.name, "version": reference.version})
+    elif reference.kind is ModelUriKind.REGISTERED_ALIAS:
+        st.query_params.from_dict({"model": reference.name, "alias": reference.alias})
+    else:
+        st.query_params.from_dict({"uri": reference.uri})
+
+
+st.title("Inspect a model")
+settings = services.get_settings()
+current = uri_from_query_params()
+entered = st.text_input(
+    "Model URI",
+    value=current,
+    placeholder="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder",
+)
+if not entered:
+    st.info("Open a version from Browse models, or enter a model URI above.")
+    st.stop()
+
+try:
+    if entered != current:
+        set_query_params_for(entered)
+    with st.spinner("Reading the model's metadata…"):
+        inspection = services.inspection(settings.registry_uri, entered)
+except DeployStudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+version = inspection.version
+if version is not None:
+    st.subheader(f"{version.name} · version {version.version}")
+    meta = [f"status {version.status}"]
+    if version.created:
+        meta.append(f"registered {version.created:%Y-%m-%d %H:%M} UTC")
+    registered_by = version.user_id or (inspection.run.user_id if inspection.run else None)
+    meta.append(f"by {registered_by or 'unknown'}")
+    if version.aliases:
+        meta.append("aliases " + ", ".join(version.aliases))
+    st.caption(" · ".join(meta))
+    if version.description:
+        st.write(version.description)
+    st.page_link(
+        "pages/browse.py",
+        label=f"All versions of {version.name}",
+        icon=":material/arrow_back:",
+        query_params={"model": version.name},
+    )
+else:
+    st.subheader(inspection.resolved_uri)
+st.caption(
+    f"MLflow {inspection.mlflow_version or 'unknown'} · created {inspection.created or 'unknown'}"
+    f" · {format_bytes(inspection.total_size_bytes)}"
+)
+
+st.markdown("#### Deployability report")
+render_report(inspection.report)
+
+tabs = st.tabs(["Signature", "Input example", "Flavors", "Environment", "Artifacts", "Source run"])
+with tabs[0]:
+    render_signature(inspection.signature)
+with tabs[1]:
+    render_input_example(
+        inspection.input_example, inspection.input_example_params, inspection.input_example_error
+    )
+with tabs[2]:
+    render_flavors(inspection.flavors)
+with tabs[3]:
+    render_environment(inspection.environment)
+with tabs[4]:
+    if inspection.artifacts_truncated:
+        st.warning("This model has many files; the listing shows the first ones only.")
+    st.dataframe(
+        artifacts_frame(inspection.artifacts), hide_index=True, column_config={"bytes": None}
+    )
+with tabs[5]:
+    render_run(inspection.run, version.run_id if version else None)

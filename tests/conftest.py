@@ -1,0 +1,54 @@
+"""One real SQLite MLflow registry per test session, seeded by the same code as `seed-demo`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deploystudio.config import Settings, load_settings
+from deploystudio.demo import seed_demo
+from deploystudio.registry import Registry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AZURE_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "azureml-examples"
+AZURE_DIABETES_MODEL = AZURE_FIXTURES / "sklearn-diabetes" / "model"
+NO_SECRETS = Path("/nonexistent/secrets.toml")
+
+
+def settings_for(home: Path, **extra: str) -> Settings:
+    return load_settings(environ={"DEPLOYSTUDIO_HOME": str(home), **extra}, secrets_path=NO_SECRETS)
+
+
+@pytest.fixture(scope="session")
+def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("studio")
+    # Pages read settings from the environment: point them at this session's registry.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    os.environ["DEPLOYSTUDIO_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def settings(studio_home: Path) -> Settings:
+    return settings_for(studio_home)
+
+
+@pytest.fixture(scope="session")
+def registry(settings: Settings) -> Registry:
+    return Registry(settings.tracking_uri, settings.registry_uri)
+
+
+@pytest.fixture(scope="session")
+def seeded(settings: Settings, registry: Registry) -> list[str]:
+    """The demo versions registered in this session's registry."""
+    return seed_demo(settings, registry)
+
+
+@pytest.fixture
+def azure_diabetes_model() -> Path:
+    if not AZURE_DIABETES_MODEL.is_dir():
+        pytest.fail(f"The shared Azure fixtures are missing: {AZURE_DIABETES_MODEL}")
+    return AZURE_DIABETES_MODEL
