@@ -11,8 +11,8 @@ from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSumm
 LISTING_TTL_SECONDS = 30
 
 
-@st.cache_resource(show_spinner=False)
 def get_settings() -> Settings:
+    # Not cached: reading env vars and secrets.toml is cheap, and a cached copy would go stale.
     return load_settings()
 
 

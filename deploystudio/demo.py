@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from deploystudio import demo_models
 from deploystudio.config import Settings
+from deploystudio.mlflow_scope import using_registry
 from deploystudio.registry import Registry
 
 DEMO_EXPERIMENT = "deploystudio-demo"
@@ -254,32 +255,42 @@ def seed_demo(
 ) -> list[str]:
     """Register every demo version that is missing; return the versions added as name/version."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
-    experiment_id = _demo_experiment_id(settings)
-    client = registry.client
+    with using_registry(settings.tracking_uri, settings.registry_uri):
+        experiment_id = _demo_experiment_id(settings)
+        return [
+            added
+            for demo in DEMO_MODELS
+            for added in _seed_model(demo, registry.client, experiment_id, progress)
+        ]
+
+
+def _seed_model(
+    demo: DemoModel,
+    client: mlflow.MlflowClient,
+    experiment_id: str,
+    progress: Callable[[str], None],
+) -> list[str]:
+    if not _registered_model_exists(client, demo.name):
+        client.create_registered_model(demo.name, tags=demo.tags, description=demo.description)
+    existing_keys = {
+        v.tags.get(DEMO_KEY_TAG) for v in client.search_model_versions(f"name='{demo.name}'")
+    }
     added: list[str] = []
-    for demo in DEMO_MODELS:
-        if not _registered_model_exists(client, demo.name):
-            client.create_registered_model(demo.name, tags=demo.tags, description=demo.description)
-        existing_keys = {
-            v.tags.get(DEMO_KEY_TAG) for v in client.search_model_versions(f"name='{demo.name}'")
-        }
-        versions_by_number: dict[int, str] = {}
-        for number, train in enumerate(demo.versions, start=1):
-            key = f"{demo.name}:{number}"
-            if key in existing_keys:
-                continue
-            progress(f"Training and registering {demo.name} (demo version {number})")
-            trained = train()
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{demo.name}-v{number}"):
-                mlflow.log_params(trained.params)
-                mlflow.log_metrics(trained.metrics)
-                info = trained.log()
-            version = mlflow.register_model(info.model_uri, demo.name, tags={DEMO_KEY_TAG: key})
-            versions_by_number[number] = str(version.version)
-            added.append(f"{demo.name}/{version.version}")
-        _set_aliases(client, demo, versions_by_number)
+    versions_by_number: dict[int, str] = {}
+    for number, train in enumerate(demo.versions, start=1):
+        key = f"{demo.name}:{number}"
+        if key in existing_keys:
+            continue
+        progress(f"Training and registering {demo.name} (demo version {number})")
+        trained = train()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{demo.name}-v{number}"):
+            mlflow.log_params(trained.params)
+            mlflow.log_metrics(trained.metrics)
+            info = trained.log()
+        version = mlflow.register_model(info.model_uri, demo.name, tags={DEMO_KEY_TAG: key})
+        versions_by_number[number] = str(version.version)
+        added.append(f"{demo.name}/{version.version}")
+    _set_aliases(client, demo, versions_by_number)
     return added
 
 

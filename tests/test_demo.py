@@ -1,3 +1,5 @@
+import os
+
 from deploystudio.demo import DEMO_KEY_TAG, DEMO_MODELS, seed_demo
 
 
@@ -21,3 +23,16 @@ def test_seeding_again_adds_nothing(settings, registry, seeded):
 def test_demo_artifacts_live_in_the_data_folder(settings, seeded):
     assert (settings.home / "mlflow.db").is_file()
     assert any(settings.artifact_root.rglob("MLmodel"))
+
+
+def test_seeding_leaves_the_process_registry_settings_as_they_were(
+    settings, registry, seeded, monkeypatch
+):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://users-own-server:5000")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    seed_demo(settings, registry)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://users-own-server:5000"
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == "http://users-own-server:5000"
