@@ -81,8 +81,9 @@ if version is not None:
     )
 else:
     st.subheader(inspection.resolved_uri)
+created = inspection.created[:16] if inspection.created else "unknown"
 st.caption(
-    f"MLflow {inspection.mlflow_version or 'unknown'} · created {inspection.created or 'unknown'}"
+    f"MLflow {inspection.mlflow_version or 'unknown'} · created {created}"
     f" · {format_bytes(inspection.total_size_bytes)}"
 )
 
