@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from deploystudio.inspection import EnvironmentFiles, FlavorInfo
 from deploystudio.registry import RunSummary
 
 EXAMPLE_PREVIEW_ROWS = 50
+IMAGE_PREVIEW_ITEMS = 3
 
 
 def render_flavors(flavors: list[FlavorInfo]) -> None:
@@ -53,9 +55,15 @@ def render_input_example(example: object, params: dict | None, error: str | None
 def _render_tensor(name: str, tensor: np.ndarray) -> None:
     st.caption(f"Tensor `{name}`: shape {tensor.shape}, dtype {tensor.dtype}")
     if tensor.ndim >= 3:
-        st.caption("First item:")
-        first = tensor[0]
-        st.dataframe(pd.DataFrame(first.reshape(first.shape[0], -1)))
+        # Items of 2-D (or more) are images or grids: drawn, they are read at a glance.
+        items = tensor[:IMAGE_PREVIEW_ITEMS].reshape(
+            min(len(tensor), IMAGE_PREVIEW_ITEMS), tensor.shape[1], -1
+        )
+        figure = px.imshow(items, facet_col=0, color_continuous_scale="gray_r", aspect="equal")
+        figure.for_each_annotation(lambda a: a.update(text=f"item {a.text.split('=')[-1]}"))
+        st.plotly_chart(figure, width="stretch")
+        with st.expander("Values of the first item"):
+            st.dataframe(pd.DataFrame(items[0]))
     elif tensor.ndim == 2:
         st.dataframe(pd.DataFrame(tensor[:EXAMPLE_PREVIEW_ROWS]))
     else:

@@ -95,7 +95,7 @@ st.dataframe(
 for version in versions:
     aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
     st.page_link(
-        "pages/inspect_model.py",
+        "pages/inspect.py",
         label=f"Inspect version {version.version}{aliases}",
         icon=":material/search:",
         query_params={"model": model.name, "version": version.version},

@@ -52,5 +52,6 @@ def test_shared_link_to_a_model_without_signature_shows_warnings(app_url, page):
     expect(page.get_by_role("heading", name="wine-no-signature · version 1")).to_be_visible(
         timeout=LOAD_TIMEOUT_MS
     )
+    expect(page.get_by_text("Page not found")).to_have_count(0)
     expect(page.get_by_text("warn", exact=False).first).to_be_visible()
     expect(page.get_by_text("This model has no signature", exact=False)).to_be_visible()

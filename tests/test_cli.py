@@ -1,0 +1,101 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deploystudio.cli import EXIT_USER_ERROR, main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_models_json_lists_the_demo_models(capsys, seeded):
+    code, out, _ = run_cli(capsys, "models", "--json")
+    assert code == 0
+    models = {m["name"]: m for m in json.loads(out)}
+    assert models["iris-classifier"]["aliases"] == {"champion": "1", "challenger": "2"}
+    assert models["iris-classifier"]["latest_version"] == "2"
+
+
+def test_models_table_with_filters(capsys, seeded):
+    code, out, _ = run_cli(capsys, "models", "--tag", "team=demo", "--alias", "champion")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["name", "latest", "aliases"]
+    assert sorted(line.split()[0] for line in lines[1:]) == [
+        "diabetes-regressor",
+        "iris-classifier",
+    ]
+
+
+def test_models_all_pages_through_everything(capsys, seeded):
+    code, out, _ = run_cli(capsys, "models", "--page-size", "2", "--all", "--json")
+    assert code == 0
+    assert len(json.loads(out)) == 5
+
+
+def test_inspect_prints_signature_and_report(capsys, seeded):
+    code, out, _ = run_cli(capsys, "inspect", "models:/iris-classifier@champion")
+    assert code == 0
+    assert "Model: models:/iris-classifier/1" in out
+    assert "sepal_length: double" in out
+    assert "[PASS] No-code deployment" in out
+
+
+def test_inspect_json_of_the_azure_fixture(capsys, azure_diabetes_model):
+    code, out, _ = run_cli(capsys, "inspect", str(azure_diabetes_model), "--json")
+    assert code == 0
+    data = json.loads(out)
+    statuses = {c["name"]: c["status"] for c in data["report"]}
+    assert statuses["Python version"] == "warn"
+    assert statuses["Saved with scikit-learn"] == "warn"
+    assert data["signature"]["input_kind"] == "columns"
+
+
+def test_seed_demo_if_empty_does_nothing_on_a_populated_registry(capsys, seeded):
+    code, out, _ = run_cli(capsys, "seed-demo", "--if-empty")
+    assert code == 0
+    assert "already has models" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "models:/no-such-model/1"], "does not exist"),
+        (["inspect", "models:/iris"], "models:/NAME/VERSION"),
+        (["models", "--tag", "=x"], "key=value"),
+    ],
+)
+def test_bad_input_is_a_message_and_exit_code_2(capsys, seeded, args, message):
+    code, out, err = run_cli(capsys, *args)
+    assert code == EXIT_USER_ERROR
+    assert message in err
+    assert out == ""
+
+
+def test_real_process_bad_folder_and_unreachable_server_exit_2_without_traceback(tmp_path):
+    env = {**os.environ, "DEPLOYSTUDIO_HOME": str(tmp_path)}
+    folder = subprocess.run(
+        [sys.executable, "-m", "deploystudio.cli", "inspect", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert folder.returncode == EXIT_USER_ERROR
+    assert "no MLmodel file" in folder.stderr and "Traceback" not in folder.stderr
+    env["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:9"
+    down = subprocess.run(
+        [sys.executable, "-m", "deploystudio.cli", "models"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert down.returncode == EXIT_USER_ERROR
+    assert "did not answer" in down.stderr and "Traceback" not in down.stderr
