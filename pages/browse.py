@@ -29,9 +29,11 @@ if st.session_state.get("browse_filters") != filters:
 tokens: list = st.session_state.browse_tokens
 
 try:
-    page = services.model_page(
-        settings.registry_uri, name_query, tag, alias, settings.registry_page_size, tokens[-1]
-    )
+    # The first listing of a server process also opens the store (seconds): say so.
+    with st.spinner("Reading the registry…"):
+        page = services.model_page(
+            settings.registry_uri, name_query, tag, alias, settings.registry_page_size, tokens[-1]
+        )
 except DeployStudioError as exc:
     st.error(str(exc))
     st.stop()
