@@ -23,3 +23,7 @@ class InvalidModelError(DeployStudioError):
 
 class UnsafePathError(DeployStudioError):
     """A path that would lead outside the folder it must stay in."""
+
+
+class PayloadError(DeployStudioError):
+    """A request body or file that cannot be read as model input, or does not fit the model."""
