@@ -27,3 +27,11 @@ class UnsafePathError(DeployStudioError):
 
 class PayloadError(DeployStudioError):
     """A request body or file that cannot be read as model input, or does not fit the model."""
+
+
+class PredictionError(DeployStudioError):
+    """The input does not fit the model, or the model raised while predicting."""
+
+
+class PredictionWorkerError(DeployStudioError):
+    """The prediction worker crashed, hung or ran out of memory; it is restarted on next use."""

@@ -1,0 +1,221 @@
+"""Predictions in process and through the worker process, against real models."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from deploystudio.errors import PredictionError, PredictionWorkerError
+from deploystudio.payloads import ModelInput, parse_payload
+from deploystudio.prediction import (
+    ModelCache,
+    local_model_path,
+    predict_in_process,
+    predictions_frame,
+)
+from deploystudio.prediction_worker import PredictionWorker, scrubbed_environment
+
+WORKER_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def iris_path(settings, seeded) -> Path:
+    return local_model_path("models:/iris-classifier@champion", settings)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    worker = PredictionWorker(
+        tmp_path_factory.mktemp("worker") / "worker.log", timeout_seconds=WORKER_TIMEOUT
+    )
+    yield worker
+    worker.stop()
+
+
+def iris_rows(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sepal_length": [5.1] * n,
+            "sepal_width": [3.5] * n,
+            "petal_length": [1.4] * n,
+            "petal_width": [0.2] * n,
+        }
+    )
+
+
+def code_model(tmp_path: Path, body: str) -> Path:
+    """A pyfunc model saved from code (no pickle), whose predict runs `body`."""
+    code = tmp_path / "model_code.py"
+    code.write_text(
+        "import os, time\nimport mlflow\nimport pandas as pd\n\n"
+        "class Model(mlflow.pyfunc.PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        + textwrap.indent(textwrap.dedent(body), " " * 8)
+        + "\n\nmlflow.models.set_model(Model())\n"
+    )
+    path = tmp_path / "model"
+    mlflow.pyfunc.save_model(str(path), python_model=str(code))
+    return path
+
+
+def test_download_is_cached_and_alias_resolves_to_the_version(settings, seeded):
+    first = local_model_path("models:/iris-classifier@champion", settings)
+    again = local_model_path("models:/iris-classifier/1", settings)
+    assert first == again and (first / "MLmodel").is_file()
+    assert local_model_path("models:/iris-classifier/2", settings) != first
+
+
+def test_cache_loads_once_and_evicts_least_recently_used(settings, seeded, iris_path):
+    cache = ModelCache(capacity=1)
+    first = predict_in_process(cache, iris_path, ModelInput(iris_rows()))
+    second = predict_in_process(cache, iris_path, ModelInput(iris_rows()))
+    assert not first.from_cache and first.load_seconds > 0
+    assert second.from_cache and second.load_seconds == 0
+    other = local_model_path("models:/iris-classifier/2", settings)
+    predict_in_process(cache, other, ModelInput(iris_rows()))
+    assert str(iris_path) not in cache and str(other) in cache
+
+
+def test_predictions_match_plain_pyfunc(iris_path):
+    rows = iris_rows(5)
+    expected = mlflow.pyfunc.load_model(str(iris_path)).predict(rows)
+    prediction = predict_in_process(ModelCache(), iris_path, ModelInput(rows))
+    assert list(prediction.output["prediction"]) == list(expected)
+    assert prediction.predict_seconds > 0
+
+
+def test_params_change_the_answer(settings, seeded):
+    path = local_model_path("models:/cancer-risk-scorer/1", settings)
+    example = mlflow.models.Model.load(str(path)).load_input_example(str(path))
+    cache = ModelCache()
+    everyone = predict_in_process(cache, path, ModelInput(example, {"threshold": 0.0}))
+    no_one = predict_in_process(cache, path, ModelInput(example, {"threshold": 1.01}))
+    assert set(everyone.output["label"]) == {"malignant"}
+    assert set(no_one.output["label"]) == {"benign"}
+    assert list(everyone.output.columns) == ["probability", "label"]
+
+
+def test_tensor_model(settings, seeded):
+    path = local_model_path("models:/digits-tensor/1", settings)
+    images = np.zeros((2, 8, 8), dtype=np.float32)
+    prediction = predict_in_process(ModelCache(), path, ModelInput(images))
+    assert len(prediction.output) == 2
+
+
+def test_missing_column_names_the_column(iris_path):
+    with pytest.raises(PredictionError, match="petal_width"):
+        predict_in_process(
+            ModelCache(), iris_path, ModelInput(iris_rows().drop(columns="petal_width"))
+        )
+
+
+def test_azure_fixture_request_predicts_on_the_azure_fixture_model(azure_diabetes_model):
+    body = (azure_diabetes_model.parent / "sample-request.json").read_text()
+    schema = mlflow.models.Model.load(str(azure_diabetes_model / "MLmodel")).get_input_schema()
+    model_input = parse_payload(body, schema)
+    prediction = predict_in_process(ModelCache(), azure_diabetes_model, model_input)
+    expected = mlflow.pyfunc.load_model(str(azure_diabetes_model)).predict(model_input.data)
+    assert prediction.output["prediction"].tolist() == pytest.approx(list(expected))
+
+
+@pytest.mark.parametrize(
+    ("raw", "columns", "rows"),
+    [
+        (np.array([1, 2]), ["prediction"], 2),
+        (np.array([[0.1, 0.9], [0.8, 0.2]]), ["prediction_0", "prediction_1"], 2),
+        (pd.Series(["a", "b", "c"], name="label"), ["label"], 3),
+        (pd.DataFrame({"p": [1.0]}), ["p"], 1),
+        ([1, 2, 3], ["prediction"], 3),
+        ({"a": [1, 2], "b": [3, 4]}, ["a", "b"], 2),
+        (7, ["prediction"], 1),
+    ],
+)
+def test_every_output_kind_becomes_one_row_per_input(raw, columns, rows):
+    frame = predictions_frame(raw)
+    assert list(frame.columns) == columns and len(frame) == rows
+
+
+def test_worker_predicts_like_in_process_and_caches(worker, iris_path):
+    in_process = predict_in_process(ModelCache(), iris_path, ModelInput(iris_rows()))
+    first = worker.predict(iris_path, ModelInput(iris_rows()))
+    second = worker.predict(iris_path, ModelInput(iris_rows()))
+    pd.testing.assert_frame_equal(first.output, in_process.output)
+    assert not first.from_cache and second.from_cache
+
+
+def test_worker_errors_are_the_domain_errors(worker, iris_path):
+    with pytest.raises(PredictionError, match="petal_width"):
+        worker.predict(iris_path, ModelInput(iris_rows().drop(columns="petal_width")))
+    assert worker.alive
+
+
+def test_worker_does_not_see_secrets(worker, tmp_path, monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "s3cr3t")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok")
+    worker.stop()  # the next start takes the environment as it is now
+    path = code_model(
+        tmp_path,
+        """
+        names = ["AZURE_CLIENT_SECRET", "MLFLOW_TRACKING_TOKEN", "PATH"]
+        return pd.DataFrame({"name": names, "seen": [n in os.environ for n in names]})
+    """,
+    )
+    seen = worker.predict(path, ModelInput(pd.DataFrame({"x": [1]}))).output
+    assert dict(zip(seen["name"], seen["seen"], strict=True)) == {
+        "AZURE_CLIENT_SECRET": False,
+        "MLFLOW_TRACKING_TOKEN": False,
+        "PATH": True,
+    }
+    assert "AWS_SECRET_ACCESS_KEY" not in scrubbed_environment({"AWS_SECRET_ACCESS_KEY": "x"})
+
+
+def test_crashing_model_takes_down_only_the_worker(worker, tmp_path, iris_path):
+    path = code_model(tmp_path, "print('about to crash', flush=True)\nos._exit(3)")
+    with pytest.raises(PredictionWorkerError) as error:
+        worker.predict(path, ModelInput(pd.DataFrame({"x": [1]})))
+    assert "exited with code 3" in str(error.value)
+    assert "about to crash" in str(error.value)
+    assert not worker.alive
+    assert len(worker.predict(iris_path, ModelInput(iris_rows())).output) == 3
+    assert worker.alive
+
+
+def test_hanging_model_times_out_and_the_worker_restarts(worker, tmp_path, iris_path):
+    path = code_model(tmp_path, "time.sleep(600)")
+    # Load the model first so the timeout measures the hang, not the import.
+    with pytest.raises(PredictionWorkerError, match="did not answer within 3 s"):
+        started = time.monotonic()
+        worker.predict(path, ModelInput(pd.DataFrame({"x": [1]})), timeout_seconds=3)
+    assert time.monotonic() - started < 15
+    assert len(worker.predict(iris_path, ModelInput(iris_rows())).output) == 3
+
+
+def test_memory_hungry_model_hits_the_limit_not_the_machine(tmp_path, iris_path):
+    worker = PredictionWorker(
+        tmp_path / "worker.log", memory_limit_mb=3072, timeout_seconds=WORKER_TIMEOUT
+    )
+    try:
+        path = code_model(tmp_path, "blob = bytearray(16 * 1024 ** 3)\nreturn [len(blob)]")
+        with pytest.raises(PredictionWorkerError, match="memory"):
+            worker.predict(path, ModelInput(pd.DataFrame({"x": [1]})))
+        assert len(worker.predict(iris_path, ModelInput(iris_rows())).output) == 3
+    finally:
+        worker.stop()
+
+
+def test_model_output_that_is_json_is_kept(tmp_path, worker):
+    path = code_model(
+        tmp_path,
+        "return [json.dumps({'a': 1})] * len(model_input)".replace(
+            "json.dumps({'a': 1})", repr(json.dumps({"a": 1}))
+        ),
+    )
+    out = worker.predict(path, ModelInput(pd.DataFrame({"x": [1, 2]}))).output
+    assert out["prediction"].tolist() == ['{"a": 1}', '{"a": 1}']
