@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from deploystudio.config import Settings, load_settings, redact_uri
 from deploystudio.errors import DeployStudioError
@@ -108,11 +109,68 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    from mlflow.models import Model
+
+    from deploystudio.errors import PayloadError
+    from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload
+    from deploystudio.prediction import ModelCache, local_model_path, predict_in_process
+
+    model_path = local_model_path(args.model_uri, settings)
+    model = Model.load(str(model_path / "MLmodel"))
+    if args.example:
+        example = model.load_input_example(str(model_path))
+        if example is None:
+            raise PayloadError("This model has no input example: pass --input FILE.")
+        model_input = ModelInput(example, model.load_input_example_params(str(model_path)))
+    else:
+        try:
+            body = Path(args.input).read_bytes()
+        except OSError as exc:
+            raise PayloadError(f"Cannot read {args.input}: {exc.strerror}.") from exc
+        model_input = parse_payload(
+            body,
+            model.get_input_schema(),
+            payload_format=PayloadFormat(args.format) if args.format else None,
+            filename=Path(args.input).name,
+        )
+    prediction = predict_in_process(ModelCache(), model_path, model_input)
+    for warning in prediction.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "predictions": to_jsonable(prediction.output.to_dict(orient="records")),
+                    "load_seconds": prediction.load_seconds,
+                    "predict_seconds": prediction.predict_seconds,
+                    "warnings": prediction.warnings,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        print(prediction.output.to_string())
+        print(
+            f"({len(prediction.output)} row(s); load {prediction.load_seconds:.2f} s, "
+            f"predict {prediction.predict_seconds * 1000:.1f} ms)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     widths[-1] = min(widths[-1], 60)
     for row in [header, *rows]:
         print("  ".join(str(cell)[:w].ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def _payload_formats() -> list:
+    from deploystudio.payloads import PayloadFormat
+
+    return list(PayloadFormat)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
+
+    predict = commands.add_parser("predict", help="predict with a model, in this process")
+    predict.add_argument("model_uri", help="as for inspect")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="a JSON body, CSV, Parquet or .npy file")
+    source.add_argument("--example", action="store_true", help="use the model's input example")
+    predict.add_argument(
+        "--format",
+        choices=[f.value for f in _payload_formats()],
+        help="the input's format (detected from the file when omitted)",
+    )
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 

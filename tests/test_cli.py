@@ -99,3 +99,62 @@ def test_real_process_bad_folder_and_unreachable_server_exit_2_without_traceback
     )
     assert down.returncode == EXIT_USER_ERROR
     assert "did not answer" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_predict_example_prints_predictions(capsys, seeded):
+    code, out, err = run_cli(capsys, "predict", "models:/iris-classifier@champion", "--example")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["prediction"]
+    assert {line.split()[1] for line in out.splitlines()[1:]} <= {
+        "setosa",
+        "versicolor",
+        "virginica",
+    }
+    assert "row(s)" in err
+
+
+def test_predict_azure_request_on_azure_model_as_json(capsys, azure_diabetes_model):
+    request = azure_diabetes_model.parent / "sample-request.json"
+    code, out, _ = run_cli(
+        capsys, "predict", str(azure_diabetes_model), "--input", str(request), "--json"
+    )
+    assert code == 0
+    predictions = json.loads(out)["predictions"]
+    assert len(predictions) == 1 and isinstance(predictions[0]["prediction"], float)
+
+
+def test_predict_csv_with_explicit_format(capsys, seeded, tmp_path):
+    rows = tmp_path / "rows.txt"
+    rows.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")
+    code, out, _ = run_cli(
+        capsys, "predict", "models:/iris-classifier/2", "--input", str(rows), "--format", "csv"
+    )
+    assert code == 0
+    assert "setosa" in out
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"input_data": {"columns": ["a"], \n', "line 2"),
+        ('{"dataframe_split": {"columns": ["sepal_length"], "data": [[1.0]]}}', "petal_width"),
+        ('{"inptus": []}', "inptus"),
+    ],
+)
+def test_predict_bad_input_exits_2_with_the_reason(capsys, seeded, tmp_path, body, message):
+    request = tmp_path / "request.json"
+    request.write_text(body)
+    code, out, err = run_cli(
+        capsys, "predict", "models:/iris-classifier/1", "--input", str(request)
+    )
+    assert code == EXIT_USER_ERROR
+    assert message in err and out == ""
+
+
+def test_predict_missing_file_and_missing_example(capsys, seeded, tmp_path):
+    code, _, err = run_cli(
+        capsys, "predict", "models:/iris-classifier/1", "--input", str(tmp_path / "nope.json")
+    )
+    assert code == EXIT_USER_ERROR and "Cannot read" in err
+    code, _, err = run_cli(capsys, "predict", "models:/wine-no-signature/1", "--example")
+    assert code == EXIT_USER_ERROR and "no input example" in err
