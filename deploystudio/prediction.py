@@ -7,6 +7,7 @@ the CLI's own process for the command line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -103,14 +104,19 @@ def local_model_path(uri: str, settings: Settings, registry: Registry | None = N
         )
         relative = downloaded.relative_to(staging).as_posix()
         (staging / _COMPLETE_MARKER).write_text(relative)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        if target.exists() and not marker.is_file():
+            shutil.rmtree(target)  # left by an interrupted download
+        # First complete download wins; a concurrent one finds the target taken and drops its
+        # own copy, so a folder in use is never replaced.
+        with contextlib.suppress(OSError):
+            os.replace(staging, target)
     except (MlflowException, OSError) as exc:
         raise InvalidModelError(f"Could not download {uri}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target / relative
+    if not marker.is_file():
+        raise InvalidModelError(f"Could not store the download of {uri} in {target}.")
+    return target / marker.read_text().strip()
 
 
 def predict_with(model: PyFuncModel, model_input: ModelInput) -> tuple[pd.DataFrame, float]:

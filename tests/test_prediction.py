@@ -219,3 +219,15 @@ def test_model_output_that_is_json_is_kept(tmp_path, worker):
     )
     out = worker.predict(path, ModelInput(pd.DataFrame({"x": [1, 2]}))).output
     assert out["prediction"].tolist() == ['{"a": 1}', '{"a": 1}']
+
+
+def test_concurrent_downloads_of_one_version_agree(settings, seeded):
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = settings.home / "cache" / "models"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        paths = list(
+            pool.map(lambda _: local_model_path("models:/diabetes-regressor/1", settings), range(4))
+        )
+    assert len(set(paths)) == 1 and (paths[0] / "MLmodel").is_file()
+    assert not list(home.glob(".download-*"))
