@@ -12,6 +12,7 @@ navigation = st.navigation(
         # URL paths come from file names: a url_path that differs from the file name makes
         # Streamlit show "Page not found" on deep links from new sessions (checked on 1.67).
         st.Page("pages/inspect.py", title="Inspect", icon=":material/search:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/play_arrow:"),
     ]
 )
 

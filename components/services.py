@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, ModelSignature
 
 from deploystudio.config import Settings, load_settings
+from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
+from deploystudio.prediction import local_model_path
+from deploystudio.prediction_worker import PredictionWorker
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
 
 LISTING_TTL_SECONDS = 30
@@ -60,3 +67,25 @@ def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
     for cached in (model_page, model_versions, model_summary, inspection):
         cached.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def prediction_worker() -> PredictionWorker:
+    """One worker process for the whole server: sessions take turns (it predicts one at a time)."""
+    return PredictionWorker(get_settings().home / "logs" / "prediction-worker.log")
+
+
+@st.cache_resource(show_spinner=False, validate=lambda path: (path / "MLmodel").is_file())
+def model_path(registry_uri: str, resolved_uri: str) -> Path:
+    """The model's local folder. `resolved_uri` names a fixed version (or a folder), never an
+    alias, so the answer never goes stale; the download itself is cached on disk."""
+    return local_model_path(resolved_uri, get_settings(), registry())
+
+
+@st.cache_resource(show_spinner=False)
+def model_signature(path: str) -> ModelSignature | None:
+    """The signature as MLflow reads it: payloads are parsed and cast against its schemas."""
+    try:
+        return Model.load(str(Path(path) / "MLmodel")).signature
+    except (MlflowException, OSError, ValueError) as exc:
+        raise InvalidModelError(f"The MLmodel file in {path} cannot be read: {exc}") from exc

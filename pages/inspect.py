@@ -87,6 +87,13 @@ st.caption(
     f" · {format_bytes(inspection.total_size_bytes)}"
 )
 
+st.page_link(
+    "pages/predict.py",
+    label="Preview predictions",
+    icon=":material/play_arrow:",
+    query_params=st.query_params.to_dict(),
+)
+
 st.markdown("#### Deployability report")
 render_report(inspection.report)
 

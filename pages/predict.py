@@ -1,0 +1,156 @@
+"""Predict: preview one model version on its example, a form, an uploaded file or a JSON body."""
+
+import streamlit as st
+
+from components import services
+from components.model_address import (
+    query_params_for,
+    set_query_params_for,
+    uri_from_query_params,
+)
+from components.payload_editor import (
+    SOURCE_EXAMPLE,
+    SOURCE_FORM,
+    SOURCE_JSON,
+    SOURCE_UPLOAD,
+    SOURCES,
+    InputBuilder,
+    default_request_text,
+    default_source,
+    editor_key,
+    render_example_source,
+    render_form_source,
+    render_json_source,
+    render_upload_source,
+    source_key,
+)
+from components.prediction_results import (
+    PreviewResult,
+    render_environment_problems,
+    render_result,
+    render_snippets,
+    render_timing,
+)
+from deploystudio.errors import DeployStudioError
+
+st.title("Preview predictions")
+settings = services.get_settings()
+current = uri_from_query_params()
+entered = st.text_input(
+    "Model URI",
+    value=current,
+    placeholder="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder",
+)
+if not entered:
+    st.info("Open a version from Browse models or Inspect, or enter a model URI above.")
+    st.stop()
+
+try:
+    if entered != current:
+        set_query_params_for(entered)
+    with st.spinner("Reading the model and fetching its files…"):
+        inspection = services.inspection(settings.registry_uri, entered)
+        if not inspection.has_pyfunc:
+            st.error(
+                "This model has no python_function flavor, so MLflow cannot load it generically "
+                "to preview it. Re-log it with a pyfunc flavor (Customize can wrap it)."
+            )
+            st.stop()
+        model_path = services.model_path(settings.registry_uri, inspection.resolved_uri)
+        signature = services.model_signature(str(model_path))
+except DeployStudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+version = inspection.version
+if version is not None:
+    st.subheader(f"{version.name} · version {version.version}")
+    registered_by = version.user_id or (inspection.run.user_id if inspection.run else None)
+    origin = f"Registered by {registered_by or 'an unknown user'}."
+    file_stem = f"{version.name}-v{version.version}"
+else:
+    st.subheader(inspection.resolved_uri)
+    origin = "Not a registered version: nobody vouched for it in the registry."
+    file_stem = "model"
+st.caption(
+    f"{origin} Loading a model runs code from its artifacts (pickles, custom Python): preview "
+    "models from people you trust. It runs in a separate worker process, without this app's "
+    "credentials."
+)
+st.page_link(
+    "pages/inspect.py",
+    label="Inspect this model",
+    icon=":material/search:",
+    query_params=query_params_for(entered),
+)
+
+# Keys per model: what the user typed stays through reruns and errors, and never leaks into
+# another model's editor.
+key = editor_key(inspection.resolved_uri)
+schema = signature.inputs if signature is not None else None
+example, example_params = inspection.input_example, inspection.input_example_params
+first_source = default_source(inspection.signature, example)
+
+st.markdown("#### Input")
+tabs = st.tabs(
+    list(SOURCES), key=source_key(inspection.resolved_uri), on_change="rerun", default=first_source
+)
+builders: dict[str, InputBuilder | None] = {}
+with tabs[0]:
+    builders[SOURCE_EXAMPLE] = render_example_source(
+        example, example_params, inspection.input_example_error
+    )
+with tabs[1]:
+    builders[SOURCE_FORM] = render_form_source(inspection.signature, schema, example, key)
+with tabs[2]:
+    builders[SOURCE_UPLOAD] = render_upload_source(inspection.signature, schema, key)
+with tabs[3]:
+    builders[SOURCE_JSON] = render_json_source(
+        default_request_text(inspection.signature, example, example_params), schema, key
+    )
+source = st.session_state.get(source_key(inspection.resolved_uri)) or first_source
+
+button_column, hint_column = st.columns([1, 5], vertical_alignment="center")
+clicked = button_column.button(
+    "Predict", type="primary", icon=":material/play_arrow:", key=f"{key}_predict"
+)
+hint_column.caption(f"Sends the input of the **{source}** tab to the model.")
+
+result_key = f"{key}_result"
+main_column, side_column = st.columns([3, 1])
+with main_column:
+    if clicked:
+        st.session_state.pop(result_key, None)
+        builder = builders.get(source)
+        if builder is None:
+            st.warning(
+                f"The {source} tab has no input to send: fill it in, or fix the problem it shows."
+            )
+        else:
+            model_input = None
+            try:
+                model_input = builder()
+                with st.spinner("Predicting in the model's worker (the first call loads it)…"):
+                    prediction = services.prediction_worker().predict(model_path, model_input)
+                st.session_state[result_key] = PreviewResult(
+                    entered, source, model_input, prediction
+                )
+            except DeployStudioError as exc:
+                for warning in model_input.warnings if model_input else []:
+                    st.warning(warning)
+                st.error(str(exc))
+            except (ValueError, TypeError) as exc:  # a value no payload check foresaw
+                st.error(f"The input could not be sent to the model: {exc}")
+    result: PreviewResult | None = st.session_state.get(result_key)
+    if result is not None:
+        for warning in result.prediction.warnings:
+            st.warning(warning)
+        render_result(result, file_stem)
+with side_column:
+    if result is not None:
+        render_timing(result.prediction)
+    render_environment_problems(inspection.report)
+
+if result is not None:
+    with st.expander("Request snippets", icon=":material/code:"):
+        render_snippets(result.model_input, file_stem)
