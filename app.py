@@ -6,13 +6,14 @@ from deploystudio.config import load_settings, redact_uri
 
 st.set_page_config(page_title="Deploy Studio", page_icon="🚀", layout="wide")
 
+# Page scripts live in views/, not pages/: Streamlit treats a pages/ folder beside the main
+# script as a legacy multipage app, and on a fresh server a deep link (/inspect?...) then runs
+# the page without this script: no sidebar, no layout, "Page not found" (checked on 1.67).
 navigation = st.navigation(
     [
-        st.Page("pages/browse.py", title="Browse models", icon=":material/list:", default=True),
-        # URL paths come from file names: a url_path that differs from the file name makes
-        # Streamlit show "Page not found" on deep links from new sessions (checked on 1.67).
-        st.Page("pages/inspect.py", title="Inspect", icon=":material/search:"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/play_arrow:"),
+        st.Page("views/browse.py", title="Browse models", icon=":material/list:", default=True),
+        st.Page("views/inspect.py", title="Inspect", icon=":material/search:"),
+        st.Page("views/predict.py", title="Predict", icon=":material/play_arrow:"),
     ]
 )
 

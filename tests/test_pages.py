@@ -11,7 +11,7 @@ from components import services
 from tests.conftest import REPO_ROOT
 
 APP = str(REPO_ROOT / "app.py")
-INSPECT = "pages/inspect.py"
+INSPECT = "views/inspect.py"
 
 
 def clear_app_caches() -> None:

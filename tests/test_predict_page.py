@@ -38,7 +38,7 @@ from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload
 from tests.conftest import REPO_ROOT
 
 APP = str(REPO_ROOT / "app.py")
-PREDICT = "pages/predict.py"
+PREDICT = "views/predict.py"
 IRIS_URI = "models:/iris-classifier/1"
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -221,7 +221,7 @@ def test_unknown_model_is_an_error_message(seeded):
 
 def test_inspect_links_to_predict_with_the_same_address(seeded):
     at = AppTest.from_file(APP, default_timeout=90)
-    at.switch_page("pages/inspect.py")
+    at.switch_page("views/inspect.py")
     at.query_params["model"] = "iris-classifier"
     at.query_params["alias"] = "champion"
     at.run()

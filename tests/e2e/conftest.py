@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,12 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def app_url(studio_home: Path, seeded, tmp_path_factory) -> Iterator[str]:
+@contextmanager
+def running_app(home: Path, log_dir: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free loopback port against `home`; yields its URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "DEPLOYSTUDIO_HOME": str(studio_home)}
+    log_path = log_dir / "streamlit.log"
+    env = {**os.environ, "DEPLOYSTUDIO_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     with log_path.open("w") as log:
         server = subprocess.Popen(
@@ -88,6 +90,19 @@ def app_url(studio_home: Path, seeded, tmp_path_factory) -> Iterator[str]:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(studio_home: Path, seeded, tmp_path_factory) -> Iterator[str]:
+    with running_app(studio_home, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_app_url(studio_home: Path, seeded, tmp_path: Path) -> Iterator[str]:
+    """A server nobody has visited yet: its first session is the one under test."""
+    with running_app(studio_home, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -55,3 +55,16 @@ def test_shared_link_to_a_model_without_signature_shows_warnings(app_url, page):
     expect(page.get_by_text("Page not found")).to_have_count(0)
     expect(page.get_by_text("warn", exact=False).first).to_be_visible()
     expect(page.get_by_text("This model has no signature", exact=False)).to_be_visible()
+
+
+def test_deep_link_is_the_first_visit_of_a_fresh_server(fresh_app_url, page):
+    # A deep link must run through app.py (sidebar, navigation) even as the server's first
+    # session; with a folder named pages/ Streamlit would run the page script alone.
+    page.goto(f"{fresh_app_url}/inspect?model=iris-classifier&version=1")
+    expect(page.get_by_role("heading", name="iris-classifier · version 1")).to_be_visible(
+        timeout=LOAD_TIMEOUT_MS
+    )
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    expect(sidebar.get_by_text("Embedded MLflow store", exact=False)).to_be_visible()
+    expect(page.get_by_role("link", name="Browse models")).to_be_visible()
+    expect(page.get_by_text("Page not found")).to_have_count(0)

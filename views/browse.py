@@ -97,7 +97,7 @@ st.dataframe(
 for version in versions:
     aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
     st.page_link(
-        "pages/inspect.py",
+        "views/inspect.py",
         label=f"Inspect version {version.version}{aliases}",
         icon=":material/search:",
         query_params={"model": model.name, "version": version.version},

@@ -74,7 +74,7 @@ if version is not None:
     if version.description:
         st.write(version.description)
     st.page_link(
-        "pages/browse.py",
+        "views/browse.py",
         label=f"All versions of {version.name}",
         icon=":material/arrow_back:",
         query_params={"model": version.name},
@@ -88,7 +88,7 @@ st.caption(
 )
 
 st.page_link(
-    "pages/predict.py",
+    "views/predict.py",
     label="Preview predictions",
     icon=":material/play_arrow:",
     query_params=st.query_params.to_dict(),

@@ -78,7 +78,7 @@ st.caption(
     "credentials."
 )
 st.page_link(
-    "pages/inspect.py",
+    "views/inspect.py",
     label="Inspect this model",
     icon=":material/search:",
     query_params=query_params_for(entered),
