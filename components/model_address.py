@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from deploystudio.errors import DeployStudioError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 
 
@@ -20,13 +21,7 @@ def uri_from_query_params() -> str:
 
 def set_query_params_for(uri: str) -> None:
     """Keep the address shareable: a registered version becomes ?model=...&version=..."""
-    reference = parse_model_uri(uri)
-    if reference.kind is ModelUriKind.REGISTERED_VERSION:
-        st.query_params.from_dict({"model": reference.name, "version": reference.version})
-    elif reference.kind is ModelUriKind.REGISTERED_ALIAS:
-        st.query_params.from_dict({"model": reference.name, "alias": reference.alias})
-    else:
-        st.query_params.from_dict({"uri": reference.uri})
+    st.query_params.from_dict(query_params_for(uri))
 
 
 def query_params_for(uri: str) -> dict[str, str]:
@@ -37,3 +32,23 @@ def query_params_for(uri: str) -> dict[str, str]:
     if reference.kind is ModelUriKind.REGISTERED_ALIAS:
         return {"model": reference.name, "alias": reference.alias}
     return {"uri": reference.uri}
+
+
+URI_PLACEHOLDER = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder"
+
+
+def model_uri_input(empty_hint: str) -> str:
+    """The "Model URI" field, filled from the address and written back to it; the page stops
+    with `empty_hint` while it is empty, or with the reason when the URI is malformed."""
+    current = uri_from_query_params()
+    entered = st.text_input("Model URI", value=current, placeholder=URI_PLACEHOLDER)
+    if not entered:
+        st.info(empty_hint)
+        st.stop()
+    if entered != current:
+        try:
+            set_query_params_for(entered)
+        except DeployStudioError as exc:
+            st.error(str(exc))
+            st.stop()
+    return entered

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from components import services
+from components.model_address import model_uri_input
 from components.model_details import (
     render_environment,
     render_flavors,
@@ -14,46 +15,12 @@ from components.signature import render_signature
 from components.tables import artifacts_frame
 from deploystudio.errors import DeployStudioError
 from deploystudio.inspection import format_bytes
-from deploystudio.model_uri import ModelUriKind, parse_model_uri
-
-
-def uri_from_query_params() -> str:
-    params = st.query_params
-    if params.get("uri"):
-        return params["uri"]
-    if params.get("model") and params.get("version"):
-        return f"models:/{params['model']}/{params['version']}"
-    if params.get("model") and params.get("alias"):
-        return f"models:/{params['model']}@{params['alias']}"
-    return ""
-
-
-def set_query_params_for(uri: str) -> None:
-    """Keep the address shareable: a registered version becomes ?model=...&version=..."""
-    reference = parse_model_uri(uri)
-    if reference.kind is ModelUriKind.REGISTERED_VERSION:
-        st.query_params.from_dict({"model": reference.name, "version": reference.version})
-    elif reference.kind is ModelUriKind.REGISTERED_ALIAS:
-        st.query_params.from_dict({"model": reference.name, "alias": reference.alias})
-    else:
-        st.query_params.from_dict({"uri": reference.uri})
-
 
 st.title("Inspect a model")
 settings = services.get_settings()
-current = uri_from_query_params()
-entered = st.text_input(
-    "Model URI",
-    value=current,
-    placeholder="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder",
-)
-if not entered:
-    st.info("Open a version from Browse models, or enter a model URI above.")
-    st.stop()
+entered = model_uri_input("Open a version from Browse models, or enter a model URI above.")
 
 try:
-    if entered != current:
-        set_query_params_for(entered)
     with st.spinner("Reading the model's metadata…"):
         inspection = services.inspection(settings.registry_uri, entered)
 except DeployStudioError as exc:

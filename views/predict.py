@@ -3,11 +3,7 @@
 import streamlit as st
 
 from components import services
-from components.model_address import (
-    query_params_for,
-    set_query_params_for,
-    uri_from_query_params,
-)
+from components.model_address import model_uri_input, query_params_for
 from components.payload_editor import (
     SOURCE_EXAMPLE,
     SOURCE_FORM,
@@ -35,19 +31,11 @@ from deploystudio.errors import DeployStudioError
 
 st.title("Preview predictions")
 settings = services.get_settings()
-current = uri_from_query_params()
-entered = st.text_input(
-    "Model URI",
-    value=current,
-    placeholder="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder",
+entered = model_uri_input(
+    "Open a version from Browse models or Inspect, or enter a model URI above."
 )
-if not entered:
-    st.info("Open a version from Browse models or Inspect, or enter a model URI above.")
-    st.stop()
 
 try:
-    if entered != current:
-        set_query_params_for(entered)
     with st.spinner("Reading the model and fetching its files…"):
         inspection = services.inspection(settings.registry_uri, entered)
         if not inspection.has_pyfunc:
