@@ -27,6 +27,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -330,7 +331,8 @@ def _parse_with_mlflow(
         # The uncast parse, to see what the cast changed; only worth it if a cast can lose values.
         raw = infer_and_parse_data(mlflow_body, None) if _may_coerce(schema) else None
     except MlflowException as exc:
-        raise _readable(exc, payload_format, schema) from exc
+        uncast = lambda: infer_and_parse_data(mlflow_body, None)  # noqa: E731
+        raise _readable(exc, payload_format, schema, uncast) from exc
     except (ValueError, TypeError) as exc:
         raise PayloadError(f"The {payload_format.label} body could not be read: {exc}") from exc
     data = _as_model_data(data, payload_format)
@@ -382,10 +384,11 @@ def _csv_error(exc: MlflowException, text: str, schema: Schema | None) -> Payloa
         # pandas' dtype errors do not name the column: read the file without the signature's
         # number types and let MLflow's cast (which does name it) find the column.
         strings = {spec.name: str for spec in schema.inputs if spec.type == DataType.string}
+        frame = pd.read_csv(io.StringIO(text), dtype=strings)
         try:
-            cast_df_types_according_to_schema(pd.read_csv(io.StringIO(text), dtype=strings), schema)
+            cast_df_types_according_to_schema(frame, schema)
         except MlflowException as cast_exc:
-            return _readable(cast_exc, PayloadFormat.CSV, schema)
+            return _readable(cast_exc, PayloadFormat.CSV, schema, lambda: frame)
         except (ValueError, TypeError):
             pass
         column = re.search(r"in column (\d+)", detail)
@@ -423,7 +426,7 @@ def _parse_parquet(body: bytes, schema: Schema | None) -> ModelInput:
         try:
             frame = cast_df_types_according_to_schema(raw.copy(), schema)
         except MlflowException as exc:
-            raise _readable(exc, PayloadFormat.PARQUET, schema) from exc
+            raise _readable(exc, PayloadFormat.PARQUET, schema, lambda: raw) from exc
         warnings = _coercion_warnings(raw, frame, schema)
     return ModelInput(data=_finish(frame, schema, warnings), warnings=warnings)
 
@@ -794,9 +797,16 @@ def _not_an_object(parsed: Any) -> PayloadError:
 
 
 def _readable(
-    exc: MlflowException, payload_format: PayloadFormat, schema: Schema | None
+    exc: MlflowException,
+    payload_format: PayloadFormat,
+    schema: Schema | None,
+    uncast: Callable[[], Any] | None = None,
 ) -> PayloadError:
-    """MLflow's parse errors, said in terms of the payload, without its protocol-change essay."""
+    """MLflow's parse errors, said in terms of the payload, without its protocol-change essay.
+
+    `uncast` gives the data as read before the signature's casts; it is called only to find
+    the row of a missing value in an integer column, which MLflow's message does not name.
+    """
     message = exc.message.replace(SCORING_PROTOCOL_CHANGE_INFO, "").strip()
     message = message.removeprefix("Invalid input.").strip()
     conversion = re.search(
@@ -805,6 +815,12 @@ def _readable(
     if conversion:
         column, pandas_type, error = conversion.groups()
         expected = _expected_type(schema, column) or pandas_type
+        row = _first_missing_row(uncast, column) if uncast is not None else None
+        if row is not None:
+            return PayloadError(
+                f"Column '{column}' holds {expected} values, so it cannot be empty (null, NaN) "
+                f"or infinite, but row {row} is. Fill in that value, or drop the row."
+            )
         return PayloadError(
             f"Column '{column}' must hold {expected} values, but {_inner_error(error)}. Fix that "
             "value, or check the column against the model's signature."
@@ -823,6 +839,18 @@ def _readable(
             f"({dtypes}): {message}"
         )
     return PayloadError(f"The {payload_format.label} body could not be read: {message}")
+
+
+def _first_missing_row(uncast: Callable[[], Any], column: str) -> int | None:
+    """The 1-based row of the first null, NaN or infinite value of `column`, if it can be found."""
+    try:
+        series = uncast()[column]
+    except (MlflowException, KeyError, TypeError, ValueError):
+        return None
+    # Text that is not a number is a wrong value, not a missing one: only nulls and infinities.
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = np.flatnonzero(series.isna().to_numpy() | np.isinf(numbers))
+    return int(bad[0]) + 1 if len(bad) else None
 
 
 def _inner_error(error: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.models import Model, infer_signature
+from mlflow.types import ColSpec, Schema
 from pandas._libs.parsers import STR_NA_VALUES
 
 from deploystudio.errors import DeployStudioError, PayloadError
@@ -523,3 +524,40 @@ def test_formats_for_each_kind_of_input():
 def test_writing_a_format_that_does_not_fit_says_which_ones_do():
     with pytest.raises(PayloadError, match=r"cannot be written as NPY file. It can be written as"):
         write_payload(ModelInput(pd.DataFrame({"a": [1]})), F.NPY)
+
+
+INTEGER_SCHEMA_COLUMNS = [("long", "count"), ("double", "x")]
+
+
+@pytest.mark.parametrize(
+    ("body", "row"),
+    [
+        ('{"dataframe_split": {"columns": ["count", "x"], "data": [[1, 1.0], [null, 2.0]]}}', 2),
+        ('{"input_data": {"columns": ["count", "x"], "data": [[1, 1.0], [3, 2.0], [NaN, 2]]}}', 3),
+        ('{"dataframe_records": [{"count": null, "x": 1.0}]}', 1),
+        ("count,x\n1,1.0\n2,2.0\n3,3.0\n,4.0\n", 4),
+    ],
+)
+def test_missing_value_in_an_integer_column_names_the_column_and_row(body, row):
+    schema = Schema([ColSpec(kind, name) for kind, name in INTEGER_SCHEMA_COLUMNS])
+    with pytest.raises(PayloadError) as error:
+        parse_payload(body, schema)
+    message = str(error.value)
+    assert "Column 'count'" in message and f"row {row} is" in message
+    assert "Int64" not in message  # pandas' advice is for pandas users, not for API callers
+
+
+def test_text_in_an_integer_column_is_a_wrong_value_not_a_missing_one():
+    schema = Schema([ColSpec(kind, name) for kind, name in INTEGER_SCHEMA_COLUMNS])
+    body = '{"dataframe_split": {"columns": ["count", "x"], "data": [[1, 1.0], ["many", 2.0]]}}'
+    with pytest.raises(PayloadError) as error:
+        parse_payload(body, schema)
+    assert "Column 'count'" in str(error.value) and "cannot be empty" not in str(error.value)
+
+
+def test_missing_value_in_an_integer_parquet_column_names_the_row():
+    schema = Schema([ColSpec(kind, name) for kind, name in INTEGER_SCHEMA_COLUMNS])
+    frame = pd.DataFrame({"count": [1.0, None], "x": [1.0, 2.0]})
+    body = frame.to_parquet()
+    with pytest.raises(PayloadError, match="row 2 is"):
+        parse_payload(body, schema, filename="rows.parquet")
