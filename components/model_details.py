@@ -114,16 +114,12 @@ def render_run(run: RunSummary | None, run_id: str | None) -> None:
         f"Run `{run.run_id}` ({run.run_name or 'unnamed'}), {run.status.lower()}, "
         f"started {started} by {run.user_id or 'unknown'}"
     )
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Params**")
-        if run.params:
-            st.table(pd.Series(run.params, name="value").sort_index().to_frame())
-        else:
-            st.caption("No params logged.")
-    with right:
-        st.markdown("**Metrics**")
-        if run.metrics:
-            st.table(pd.Series(run.metrics, name="value").sort_index().to_frame())
-        else:
-            st.caption("No metrics logged.")
+    for column, (title, values) in zip(
+        st.columns(2), (("Params", run.params), ("Metrics", run.metrics)), strict=True
+    ):
+        with column:
+            st.markdown(f"**{title}**")
+            if values:
+                st.table(pd.Series(values, name="value").sort_index().to_frame())
+            else:
+                st.caption(f"No {title.lower()} logged.")

@@ -44,6 +44,5 @@ def artifacts_frame(entries: list[ArtifactEntry]) -> pd.DataFrame:
         {
             "path": [e.path + ("/" if e.is_dir else "") for e in entries],
             "size": ["" if e.size is None else format_bytes(e.size) for e in entries],
-            "bytes": [e.size for e in entries],
         }
     )

@@ -14,7 +14,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Schema
+from mlflow.types.schema import DataType, Schema
 
 from deploystudio.config import Settings
 from deploystudio.environment import (
@@ -254,11 +254,8 @@ def _schema_fields(schema: Schema) -> list[SchemaField]:
 
 
 def _type_name(col_type: Any) -> str:
-    return (
-        col_type.name
-        if hasattr(col_type, "name") and not hasattr(col_type, "to_dict")
-        else str(col_type)
-    )
+    # Scalar types are DataType members ("double"); Array, Object and Map print as their spec.
+    return col_type.name if isinstance(col_type, DataType) else str(col_type)
 
 
 def describe_signature(signature: ModelSignature | None) -> SignatureInfo | None:
@@ -579,9 +576,11 @@ def _size_check(inspection: ModelInspection) -> Check:
 
 
 def format_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"

@@ -78,8 +78,6 @@ with tabs[3]:
 with tabs[4]:
     if inspection.artifacts_truncated:
         st.warning("This model has many files; the listing shows the first ones only.")
-    st.dataframe(
-        artifacts_frame(inspection.artifacts), hide_index=True, column_config={"bytes": None}
-    )
+    st.dataframe(artifacts_frame(inspection.artifacts), hide_index=True)
 with tabs[5]:
     render_run(inspection.run, version.run_id if version else None)
