@@ -23,6 +23,7 @@ What we add:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -46,7 +47,7 @@ from mlflow.pyfunc.scoring_server import (
     parse_parquet_input,
 )
 from mlflow.types import Schema
-from mlflow.types.schema import DataType, TensorSpec
+from mlflow.types.schema import DataType, ParamSchema, ParamSpec, TensorSpec
 from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema, convert_data_type
 
 from deploystudio.errors import PayloadError
@@ -139,6 +140,10 @@ _BY_EXTENSION = {
 }
 # Casts to these column types can change a value without an error (1.7 -> 1, "false" -> True).
 _LOSSY_COLUMN_TYPES = (DataType.integer, DataType.long, DataType.boolean)
+# How rows are numbered in messages: as a user counts them in a table or a CSV file.
+ROWS_COUNTED = "data rows counted from 1"
+# Rows converted at once while looking for the value a conversion refuses.
+_SEARCH_CHUNK_ROWS = 4096
 _ACCEPTED_KEYS_TEXT = (
     "exactly one of " + ", ".join(_INPUT_KEYS) + f", plus an optional '{PARAMS_KEY}' object"
 )
@@ -248,7 +253,8 @@ def parse_payload(
 
     With `schema` (a signature's `inputs`), values are cast as MLflow's scoring server casts
     them, and missing columns, missing named tensors and tensor shapes are checked now rather
-    than at prediction time. A whole `ModelSignature` is taken too (its inputs are used).
+    than at prediction time. A whole `ModelSignature` is taken too: its inputs are used, and
+    `params` are checked against its params (see `check_params`).
     Without `payload_format`, the format is detected.
     """
     size = len(body) if isinstance(body, bytes) else len(body.encode("utf-8", "surrogatepass"))
@@ -258,7 +264,10 @@ def parse_payload(
             "Send fewer rows per request."
         )
     _reject_empty(body)
-    if isinstance(schema, ModelSignature):
+    # A whole signature also says which params the model takes; an input schema alone does not.
+    params_declared = isinstance(schema, ModelSignature)
+    params_schema = schema.params if params_declared else None
+    if params_declared:
         schema = schema.inputs
     parsed = None
     if payload_format is None:
@@ -297,8 +306,65 @@ def parse_payload(
                 f"{_json_type(params)}."
             )
         mlflow_body = _mlflow_body(payload_format, parsed[payload_format.value])
+    param_warnings = check_params(params, params_schema) if params_declared else []
     data, warnings = _parse_with_mlflow(mlflow_body, schema, payload_format)
-    return ModelInput(data=data, params=params, warnings=warnings)
+    return ModelInput(data=data, params=params, warnings=param_warnings + warnings)
+
+
+def check_params(params: dict[str, Any] | None, params_schema: ParamSchema | None) -> list[str]:
+    """Check `params` as `PyFuncModel.predict` will (MLflow's `ParamSpec.validate_param_spec`,
+    one param at a time so the message can name it) and raise a `PayloadError` naming each
+    invalid one. MLflow drops unknown params, and all params of a model whose signature
+    declares none, with a log line only: the returned warnings say so to the user."""
+    if not params:
+        return []
+    if params_schema is None:
+        names = list(params)
+        return [
+            f"The model's signature declares no params, so MLflow ignores {_quoted(names)}: "
+            f"{'it has' if len(names) == 1 else 'they have'} no effect on the predictions."
+        ]
+    specs = {spec.name: spec for spec in params_schema.params}
+    accepted = ", ".join(_param_text(spec) for spec in specs.values())
+    problems = []
+    for name, value in params.items():
+        spec = specs.get(str(name))
+        if spec is None:
+            continue
+        try:
+            ParamSpec.validate_param_spec(value, spec)
+        except MlflowException:
+            problems.append(
+                f"Param '{name}' expects {_param_type_text(spec, article=True)}; got "
+                f"{_value_text(value)}{'' if spec.shape else _kind_note(value)}."
+            )
+    if problems:
+        raise PayloadError(" ".join(problems) + f" The model accepts: {accepted}.")
+    return [
+        f"Unknown param '{name}'; the model accepts: {accepted}. MLflow ignores params the "
+        "signature does not declare, so it has no effect: check its spelling."
+        for name in params
+        if str(name) not in specs
+    ]
+
+
+def _param_type_text(spec: ParamSpec, article: bool = False) -> str:
+    type_name = spec.dtype.name if isinstance(spec.dtype, DataType) else str(spec.dtype)
+    if spec.shape is not None:
+        return f"{'a ' if article else ''}list of {type_name}"
+    if not article:
+        return type_name
+    return f"{'an' if type_name[:1] in 'aeiou' else 'a'} {type_name}"
+
+
+def _param_text(spec: ParamSpec) -> str:
+    return f"{spec.name} ({_param_type_text(spec)}, default {_value_text(spec.default)})"
+
+
+def _kind_note(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return f" ({_json_type(value)})"
+    return ""
 
 
 def _mlflow_body(payload_format: PayloadFormat, value: Any) -> dict[str, Any]:
@@ -381,16 +447,10 @@ def _csv_error(exc: MlflowException, text: str, schema: Schema | None) -> Payloa
             'not in double quotes ("a, b").'
         )
     if schema is not None and schema.has_input_names():
-        # pandas' dtype errors do not name the column: read the file without the signature's
-        # number types and let MLflow's cast (which does name it) find the column.
-        strings = {spec.name: str for spec in schema.inputs if spec.type == DataType.string}
-        frame = pd.read_csv(io.StringIO(text), dtype=strings)
-        try:
-            cast_df_types_according_to_schema(frame, schema)
-        except MlflowException as cast_exc:
-            return _readable(cast_exc, PayloadFormat.CSV, schema, lambda: frame)
-        except (ValueError, TypeError):
-            pass
+        found = _first_failed_csv_value(text, schema)
+        if found is not None:
+            name, row, value = found
+            return PayloadError(bad_value_message(name, _expected_type(schema, name), row, value))
         column = re.search(r"in column (\d+)", detail)
         if column:
             header = pd.read_csv(io.StringIO(text), nrows=0).columns
@@ -527,19 +587,16 @@ def _string_columns(frame: pd.DataFrame, schema: Schema, warnings: list[str]) ->
         if column.dtype != object:
             continue
         odd = next(
-            (
-                (i, v)
-                for i, v in zip(column.index, column, strict=True)
-                if not (isinstance(v, str) or _is_missing(v))
-            ),
+            ((i, v) for i, v in enumerate(column) if not (isinstance(v, str) or _is_missing(v))),
             None,
         )
         if odd is None:
             frame[name] = column.astype("str")
         else:
             warnings.append(
-                f"Column '{name}' expects strings, but row {odd[0]} holds {odd[1]!r} "
-                f"({type(odd[1]).__name__}), which MLflow passes on unchanged: quote it."
+                f"Column '{name}' expects strings, but row {odd[0] + 1} ({ROWS_COUNTED}) holds "
+                f"{odd[1]!r} ({type(odd[1]).__name__}), which MLflow passes on unchanged: "
+                "quote it."
             )
     return frame
 
@@ -574,8 +631,8 @@ def _coercion_warnings(raw: Any, cast: Any, schema: Schema | None) -> list[str]:
             if change is not None:
                 row, before, after = change
                 warnings.append(
-                    f"Column '{name}' expects {target.name} values: {before!r} in row "
-                    f"{cast.index[row]} became {after!r}. Send {target.name} values to be sure "
+                    f"Column '{name}' expects {target.name} values: {before!r} in row {row + 1} "
+                    f"({ROWS_COUNTED}) became {after!r}. Send {target.name} values to be sure "
                     "what the model gets."
                 )
         return warnings
@@ -805,7 +862,7 @@ def _readable(
     """MLflow's parse errors, said in terms of the payload, without its protocol-change essay.
 
     `uncast` gives the data as read before the signature's casts; it is called only to find
-    the row of a missing value in an integer column, which MLflow's message does not name.
+    the row and value that a failed cast choked on, which MLflow's message does not name.
     """
     message = exc.message.replace(SCORING_PROTOCOL_CHANGE_INFO, "").strip()
     message = message.removeprefix("Invalid input.").strip()
@@ -815,12 +872,9 @@ def _readable(
     if conversion:
         column, pandas_type, error = conversion.groups()
         expected = _expected_type(schema, column) or pandas_type
-        row = _first_missing_row(uncast, column) if uncast is not None else None
-        if row is not None:
-            return PayloadError(
-                f"Column '{column}' holds {expected} values, so it cannot be empty (null, NaN) "
-                f"or infinite, but row {row} is. Fill in that value, or drop the row."
-            )
+        found = first_failed_cast(_call_or_none(uncast), column, schema)
+        if found is not None:
+            return PayloadError(bad_value_message(column, expected, *found))
         return PayloadError(
             f"Column '{column}' must hold {expected} values, but {_inner_error(error)}. Fix that "
             "value, or check the column against the model's signature."
@@ -841,16 +895,110 @@ def _readable(
     return PayloadError(f"The {payload_format.label} body could not be read: {message}")
 
 
-def _first_missing_row(uncast: Callable[[], Any], column: str) -> int | None:
-    """The 1-based row of the first null, NaN or infinite value of `column`, if it can be found."""
-    try:
-        series = uncast()[column]
-    except (MlflowException, KeyError, TypeError, ValueError):
+def bad_value_message(column: Any, expected: str, row: int, value: Any) -> str:
+    """What to tell a user about the value that does not fit its column; `row` counts from 0."""
+    where = f"row {row + 1} ({ROWS_COUNTED})"
+    if _is_missing_or_infinite(value):
+        return (
+            f"Column '{column}' holds {expected} values, so it cannot be empty (null, NaN) or "
+            f"infinite, but {where} is. Fill in that value, or drop the row."
+        )
+    return (
+        f"Column '{column}' expects {expected}; {where} has {_value_text(value)}. Fix that "
+        "value, or check the column against the model's signature."
+    )
+
+
+def first_failing_row(count: int, fails: Callable[[int, int], bool]) -> int | None:
+    """The first row `i` (from 0) such that `fails(0, i + 1)`: the first value a conversion
+    refuses, where `fails(start, stop)` says whether converting rows start..stop-1 fails.
+
+    The conversion itself is the library's (MLflow's cast, pandas' CSV reader), so the row is the
+    one it refused; chunks, then halves, keep this cheap on a 100,000-row payload. None when no
+    row fails, or when converting no rows at all fails already (the type is the problem, not a
+    value).
+    """
+    if fails(0, 0):
         return None
-    # Text that is not a number is a wrong value, not a missing one: only nulls and infinities.
-    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    bad = np.flatnonzero(series.isna().to_numpy() | np.isinf(numbers))
-    return int(bad[0]) + 1 if len(bad) else None
+    for start in range(0, count, _SEARCH_CHUNK_ROWS):
+        stop = min(start + _SEARCH_CHUNK_ROWS, count)
+        if not fails(start, stop):
+            continue
+        low, high = start, stop  # rows start..low-1 convert; start..high-1 do not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fails(start, middle):
+                high = middle
+            else:
+                low = middle
+        return low
+    return None
+
+
+def first_failed_cast(frame: Any, column: Any, schema: Schema | None) -> tuple[int, Any] | None:
+    """The row (from 0) and value of `frame[column]` that MLflow's cast to the schema's type for
+    that column (`cast_df_types_according_to_schema`, what its server applies) refuses."""
+    if not isinstance(frame, pd.DataFrame) or column not in frame.columns:
+        return None
+    if schema is None or not schema.has_input_names():
+        return None
+    spec = schema.input_dict().get(str(column))
+    if spec is None:
+        return None
+    series, one_column = frame[column], Schema([spec])
+
+    def fails(start: int, stop: int) -> bool:
+        try:
+            cast_df_types_according_to_schema(series.iloc[start:stop].to_frame(), one_column)
+        except MlflowException:
+            return True
+        return False
+
+    row = first_failing_row(len(series), fails)
+    return None if row is None else (row, _python_value(series.iloc[row]))
+
+
+def _call_or_none(uncast: Callable[[], Any] | None) -> Any:
+    if uncast is None:
+        return None
+    try:
+        return uncast()
+    except (MlflowException, TypeError, ValueError):
+        return None
+
+
+def _first_failed_csv_value(text: str, schema: Schema) -> tuple[str, int, Any] | None:
+    """The column, row (from 0) and text of the first CSV value that pandas' reader cannot read
+    as the signature's type: the reader MLflow's CSV parser uses, one column at a time, since
+    pandas' message names neither the row nor (for some errors) the column."""
+    try:
+        header = set(pd.read_csv(io.StringIO(text), nrows=0).columns)
+    except (ValueError, pd.errors.ParserError):
+        return None
+    for spec in schema.inputs:
+        if spec.name not in header or not isinstance(spec.type, DataType):
+            continue
+        if spec.type in (DataType.string, DataType.binary):
+            continue
+        try:
+            texts = pd.read_csv(io.StringIO(text), usecols=[spec.name], dtype=str)[spec.name]
+        except (ValueError, pd.errors.ParserError):
+            continue
+        fails = functools.partial(_csv_read_fails, texts, spec.type.to_pandas())
+        row = first_failing_row(len(texts), fails)
+        if row is not None:
+            return spec.name, row, _csv_value(texts.iloc[row])
+    return None
+
+
+def _csv_read_fails(texts: pd.Series, dtype: Any, start: int, stop: int) -> bool:
+    """Whether pandas' CSV reader refuses rows start..stop-1 of one column as `dtype`."""
+    chunk = texts.iloc[start:stop].to_csv(index=False)
+    try:
+        pd.read_csv(io.StringIO(chunk), dtype={texts.name: dtype})
+    except (ValueError, TypeError):
+        return True
+    return False
 
 
 def _inner_error(error: str) -> str:
@@ -874,6 +1022,30 @@ def _is_column_schema(schema: Schema) -> bool:
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _is_missing_or_infinite(value: Any) -> bool:
+    return _is_missing(value) or (isinstance(value, float) and math.isinf(value))
+
+
+def _python_value(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _csv_value(text: Any) -> Any:
+    """A CSV field as the user wrote it: a number when it reads as one (so that 'inf' counts as
+    infinite and '1.5' shows as 1.5), else its text; NaN when pandas reads it as missing."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _value_text(value: Any, limit: int = 60) -> str:
+    text = repr(_python_value(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json_type(value: Any) -> str:

@@ -1,15 +1,21 @@
-"""A persistent child process that loads and runs models, so that model code (which may crash,
-hang, eat memory or read the environment) never runs inside the app server.
+"""A persistent child process that loads and runs models (and other code the app must not run
+itself), so that model code (which may crash, hang, eat memory or read the environment) never
+runs inside the app server.
 
-The parent talks to it over a private socketpair with multiprocessing's Connection (pickled
-frames between our own two processes); the child's stdout and stderr go to a log file, so
-whatever model code prints cannot corrupt the channel and can be shown as a log tail.
+The parent talks to it over a private socketpair, in pickled frames between our own two
+processes, with large buffers passed through shared memory (`deploystudio.worker_channel`). The
+child's stdout and stderr go to a log file, so whatever model code prints cannot corrupt the
+channel and can be shown as a log tail.
+
+`PredictionWorker.call` runs any module-level function there; `predict` is one such call, whose
+model cache lives in the child for the child's whole life.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
 import resource
 import signal
@@ -17,13 +23,17 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any, TypeVar
 
 from deploystudio.errors import DeployStudioError, PredictionError, PredictionWorkerError
 from deploystudio.payloads import ModelInput
-from deploystudio.prediction import Prediction
+from deploystudio.prediction import ModelCache, Prediction, RawPrediction, predict_raw
+from deploystudio.worker_channel import Channel, new_memory_file
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
@@ -34,6 +44,9 @@ _SECRET_NAME = re.compile(
     r"^GOOGLE_|^MLFLOW_TRACKING_(URI|USERNAME|PASSWORD|TOKEN)$|^DATABRICKS_)",
     re.IGNORECASE,
 )
+_OK, _ERROR, _OUT_OF_MEMORY = "ok", "error", "out of memory"
+
+T = TypeVar("T")
 
 
 def scrubbed_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -42,9 +55,45 @@ def scrubbed_environment(environ: dict[str, str] | None = None) -> dict[str, str
 
 
 @dataclass(frozen=True)
-class _Request:
-    model_path: str
-    model_input: ModelInput
+class CallTimings:
+    """Where the seconds of the last call went, for benchmarks: pickling and sending the request
+    here, reading and unpickling it in the worker, running the function there, the rest of the
+    round trip (the worker pickling and sending its answer, both processes waking up), reading
+    and unpickling the answer here."""
+
+    encode: float
+    worker_decode: float
+    worker_run: float
+    transport: float
+    decode: float
+
+    @property
+    def total(self) -> float:
+        return self.encode + self.worker_decode + self.worker_run + self.transport + self.decode
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """How errors name what ran: a preview's model, or any other code."""
+
+    subject: str
+    restart: str
+    slow: str
+    memory: str
+
+
+_PREVIEW = _Wording(
+    subject="The model",
+    restart="it restarts on the next preview",
+    slow="Try fewer rows, or check the model for endless loops.",
+    memory="Preview fewer rows.",
+)
+_CODE = _Wording(
+    subject="The code",
+    restart="it restarts on next use",
+    slow="Check the code for endless loops, or give it less work.",
+    memory="Give it less data.",
+)
 
 
 class PredictionWorker:
@@ -59,8 +108,9 @@ class PredictionWorker:
         self.log_path = log_path
         self.memory_limit_mb = memory_limit_mb
         self.timeout_seconds = timeout_seconds
+        self.last_timings: CallTimings | None = None
         self._process: subprocess.Popen | None = None
-        self._connection: Connection | None = None
+        self._channel: Channel | None = None
         # One request at a time: Streamlit sessions share one worker.
         self._lock = threading.Lock()
 
@@ -73,18 +123,28 @@ class PredictionWorker:
         return self._process is not None and self._process.poll() is None
 
     def _start(self) -> None:
+        self._close_channel()  # left by a worker that died between calls
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         parent_socket, child_socket = socket.socketpair()
+        # One memory file per direction; the child gets both by number, like the socket.
+        requests, replies = new_memory_file("ds-requests"), new_memory_file("ds-replies")
+        child_fds = [fd for fd in (child_socket.fileno(), requests, replies) if fd is not None]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [
                     sys.executable,
+                    # -P: no current directory on sys.path, so what the worker imports does not
+                    # depend on where the app was started (functions sent to `call` must be
+                    # importable from installed packages, such as deploystudio).
+                    "-P",
                     "-m",
                     "deploystudio.prediction_worker",
                     str(child_socket.fileno()),
                     str(self.memory_limit_mb),
+                    str(-1 if requests is None else requests),
+                    str(-1 if replies is None else replies),
                 ],
-                pass_fds=[child_socket.fileno()],
+                pass_fds=child_fds,
                 env=scrubbed_environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -92,35 +152,91 @@ class PredictionWorker:
                 start_new_session=True,
             )
         child_socket.close()
-        self._connection = Connection(parent_socket.detach())
+        self._channel = Channel(Connection(parent_socket.detach()), requests, replies)
 
     def predict(
         self, model_path: Path, model_input: ModelInput, timeout_seconds: float | None = None
     ) -> Prediction:
+        raw: RawPrediction = self._call(
+            _predict_in_worker, (str(model_path), model_input), timeout_seconds, _PREVIEW
+        )
+        # The table is built here: an array crosses the socket for a fraction of a DataFrame.
+        return raw.prediction()
+
+    def call(
+        self, function: Callable[..., T], *args: Any, timeout_seconds: float | None = None
+    ) -> T:
+        """`function(*args)` run in the worker, and its result.
+
+        `function` must be importable by name in the worker (a module-level function of an
+        installed package: it is pickled by reference), and `args` and the result picklable.
+        A `DeployStudioError` raised there is raised here as the same type with the same message;
+        any other exception becomes a `PredictionError` naming its type. A crash, a timeout or
+        the memory limit raise `PredictionWorkerError`, and the worker restarts on next use.
+        """
+        return self._call(function, args, timeout_seconds, _CODE)
+
+    def _call(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        timeout_seconds: float | None,
+        wording: _Wording,
+    ) -> Any:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
         with self._lock:
             if not self.alive:
                 self._start()
+            started = time.perf_counter()
             try:
-                self._connection.send(_Request(str(model_path), model_input))
-                if not self._connection.poll(timeout):
-                    self._kill()
-                    raise PredictionWorkerError(
-                        f"The model did not answer within {timeout:.0f} s, so its worker was "
-                        "stopped (it restarts on the next preview). Try fewer rows, or check "
-                        f"the model for endless loops.{self._log_tail()}"
-                    )
-                status, payload = self._connection.recv()
-            except (EOFError, OSError, BrokenPipeError) as exc:
-                raise PredictionWorkerError(self._death_message()) from exc
-        if status == "ok":
-            return payload
-        error_type, message = payload
+                self._channel.send((function, args))
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                raise TypeError(
+                    f"Cannot send {function!r} to the worker: it must be a module-level "
+                    f"function and its arguments picklable ({exc})."
+                ) from exc
+            except OSError as exc:
+                raise PredictionWorkerError(self._death_message(wording)) from exc
+            sent = time.perf_counter()
+            # A worker that died makes the socket readable: recv then sees the end of it.
+            if not self._channel.poll(timeout):
+                self._kill()
+                raise PredictionWorkerError(
+                    f"{wording.subject} did not answer within {timeout:.0f} s, so its worker "
+                    f"was stopped ({wording.restart}). {wording.slow}{self._log_tail()}"
+                )
+            answered = time.perf_counter()
+            try:
+                reply = self._channel.recv()
+            except (EOFError, OSError) as exc:
+                raise PredictionWorkerError(self._death_message(wording)) from exc
+            except Exception as exc:  # e.g. an exception class that only the worker can import
+                raise PredictionError(
+                    f"The worker's answer cannot be read in the app ({type(exc).__name__}: "
+                    f"{exc}). Return plain data (numbers, text, lists, dicts, arrays or "
+                    "DataFrames) and raise built-in or Deploy Studio exceptions."
+                ) from exc
+        status, value, (worker_decode, worker_run) = reply
+        self.last_timings = CallTimings(
+            encode=sent - started,
+            worker_decode=worker_decode,
+            worker_run=worker_run,
+            transport=max(0.0, answered - sent - worker_decode - worker_run),
+            decode=time.perf_counter() - answered,
+        )
+        if status == _OK:
+            return value
+        if status == _OUT_OF_MEMORY:
+            raise PredictionWorkerError(
+                f"{wording.subject} ran out of memory in its worker (limit "
+                f"{self.memory_limit_mb} MB). {wording.memory}"
+            )
+        error_type, message = value
         raise error_type(message)
 
-    def _death_message(self) -> str:
+    def _death_message(self, wording: _Wording) -> str:
         code = self._process.wait(timeout=10) if self._process else None
-        self._connection = None
+        self._close_channel()
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             why = " (killed: often the memory limit)" if name == "SIGKILL" else ""
@@ -128,8 +244,8 @@ class PredictionWorker:
         else:
             how = f"exited with code {code}"
         return (
-            f"The model crashed its prediction worker, which {how}; the worker restarts on the "
-            f"next preview and the app is unaffected.{self._log_tail()}"
+            f"{wording.subject} crashed its worker, which {how}; {wording.restart} and the app "
+            f"is unaffected.{self._log_tail()}"
         )
 
     def _log_tail(self) -> str:
@@ -144,53 +260,79 @@ class PredictionWorker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
-        self._connection = None
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(OSError):
+                self._channel.close()
+            self._channel = None
 
     def stop(self) -> None:
         with self._lock:
             self._kill()
 
 
-def _serve(connection: Connection) -> None:
-    # Imported here, in the child: the parent need not load pyfunc to talk to the worker.
-    from deploystudio.prediction import ModelCache, predict_in_process
+# ----------------------------------------------------------------------------- worker side
 
-    cache = ModelCache()
+# Loaded models, for the worker's whole life (only ever filled in the worker process).
+_CACHE = ModelCache()
+
+
+def _predict_in_worker(model_path: str, model_input: ModelInput) -> RawPrediction:
+    return predict_raw(_CACHE, Path(model_path), model_input)
+
+
+def _serve(channel: Channel) -> None:
     while True:
         try:
-            request: _Request = connection.recv()
+            channel.poll(None)  # wait for a request; its reading counts as decoding
+            started = time.perf_counter()
+            request = channel.recv()
         except EOFError:
             return
+        except Exception as exc:  # e.g. a function this process cannot import
+            started = time.perf_counter()
+            request = (_unreadable, (f"{type(exc).__name__}: {exc}",))
+        decoded = time.perf_counter()
         try:
-            result = (
-                "ok",
-                predict_in_process(cache, Path(request.model_path), request.model_input),
-            )
+            function, args = request
+            result: tuple[str, Any] = (_OK, function(*args))
         except MemoryError:
-            result = (
-                "error",
-                (
-                    PredictionWorkerError,
-                    "The model ran out of memory in its worker (limit "
-                    f"{os.environ.get('DEPLOYSTUDIO_WORKER_MEMORY_MB', '?')} MB). "
-                    "Preview fewer rows.",
-                ),
-            )
+            result = (_OUT_OF_MEMORY, None)
         except DeployStudioError as exc:
-            result = ("error", (type(exc), str(exc)))
+            result = (_ERROR, (type(exc), str(exc)))
         except Exception as exc:  # anything else must reach the user, not end the worker
-            result = ("error", (PredictionError, f"{type(exc).__name__}: {exc}"))
-        connection.send(result)
+            result = (_ERROR, (PredictionError, f"{type(exc).__name__}: {exc}"))
+        timings = (decoded - started, time.perf_counter() - decoded)
+        try:
+            channel.send((*result, timings))
+        except MemoryError:
+            channel.send((_OUT_OF_MEMORY, None, timings))
+        except Exception as exc:  # a result that cannot be pickled
+            message = (
+                f"The result ({type(result[1]).__name__}) cannot be sent back to the app: "
+                f"{exc}. Return plain data: numbers, text, lists, dicts, arrays or DataFrames."
+            )
+            channel.send((_ERROR, (PredictionError, message), timings))
+
+
+def _unreadable(reason: str) -> None:
+    raise PredictionError(f"The worker cannot read the request: {reason}")
 
 
 def main(argv: list[str]) -> None:
     fd, memory_limit_mb = int(argv[0]), int(argv[1])
+    requests, replies = (int(a) if int(a) >= 0 else None for a in argv[2:4])
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        os.environ["DEPLOYSTUDIO_WORKER_MEMORY_MB"] = str(memory_limit_mb)
-    _serve(Connection(fd))
+    _serve(Channel(Connection(fd), outgoing_fd=replies, incoming_fd=requests))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # Run the module's imported copy, not this `__main__` one: functions sent by reference (such
+    # as `_predict_in_worker`) live there, and so must the model cache they share.
+    from deploystudio import prediction_worker
+
+    prediction_worker.main(sys.argv[1:])

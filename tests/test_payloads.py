@@ -244,6 +244,50 @@ def test_files_and_bare_arrays_cannot_carry_params():
     assert json.loads(write_payload(array, F.INSTANCES))["params"] == {"k": 1}
 
 
+CANCER_PARAMS_TEXT = "The model accepts: threshold (double, default 0.5)."
+
+
+def cancer_body(signature, params) -> str:
+    table = {"columns": signature.inputs.input_names(), "data": [[14.0, 20.0, 0.1, 700.0, 0.2]]}
+    return json.dumps({"input_data": table, "params": params})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"threshold": "abc"}, "Param 'threshold' expects a double; got 'abc'."),
+        ({"threshold": [0.1, 0.2]}, "Param 'threshold' expects a double; got [0.1, 0.2] (a list)."),
+        ({"threshold": True}, "Param 'threshold' expects a double; got True."),
+    ],
+)
+def test_an_invalid_param_is_named_with_what_the_model_accepts(demo_signatures, params, message):
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(
+            cancer_body(demo_signatures["cancer-risk-scorer"], params),
+            demo_signatures["cancer-risk-scorer"],
+        )
+    assert str(caught.value) == f"{message} {CANCER_PARAMS_TEXT}"
+
+
+def test_an_unknown_param_is_a_warning_because_mlflow_ignores_it(demo_signatures):
+    signature = demo_signatures["cancer-risk-scorer"]
+    parsed = parse_payload(cancer_body(signature, {"threshold": 1, "foo": 2}), signature)
+    assert parsed.params == {"threshold": 1, "foo": 2}  # sent as given; MLflow drops 'foo'
+    assert parsed.warnings == [
+        "Unknown param 'foo'; the model accepts: threshold (double, default 0.5). MLflow ignores "
+        "params the signature does not declare, so it has no effect: check its spelling."
+    ]
+
+
+def test_params_for_a_model_without_params_are_a_warning(demo_signatures):
+    body = {"inputs": np.zeros((1, 8, 8)).tolist(), "params": {"threshold": 0.3}}
+    parsed = parse_payload(json.dumps(body), demo_signatures["digits-tensor"])
+    assert parsed.warnings == [
+        "The model's signature declares no params, so MLflow ignores 'threshold': it has no "
+        "effect on the predictions."
+    ]
+
+
 def test_params_that_are_not_an_object_are_refused():
     with pytest.raises(PayloadError, match=r"'params' must be a JSON object .*but it is a list"):
         parse_payload('{"inputs": [1], "params": [0.7]}')
@@ -351,20 +395,80 @@ def test_missing_columns_are_named_with_the_expected_ones(demo_signatures):
     assert "expects: " + ", ".join(IRIS_COLUMNS) in message
 
 
-def test_wrong_value_type_names_the_column_and_the_expected_type(demo_signatures):
-    body = {"dataframe_records": [dict(zip(IRIS_COLUMNS, [5.1, 3.5, "long", 0.2], strict=True))]}
+def test_wrong_value_type_names_the_column_the_expected_type_and_the_row(demo_signatures):
+    rows = [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, "long", 0.2]]
+    body = {"dataframe_records": [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in rows]}
     with pytest.raises(PayloadError) as caught:
         parse_payload(json.dumps(body), demo_signatures["iris-classifier"].inputs)
     message = str(caught.value)
-    assert message.startswith("Column 'petal_length' must hold double values")
-    assert "could not convert string to float: 'long'" in message
+    assert message.startswith(
+        "Column 'petal_length' expects double; row 2 (data rows counted from 1) has 'long'."
+    )
     assert "Traceback" not in message and "MLflow Model scoring protocol" not in message
 
 
-def test_wrong_value_type_in_a_csv_names_the_column(demo_signatures):
+def test_wrong_value_type_in_a_csv_names_the_column_and_the_row(demo_signatures):
     csv = ",".join(IRIS_COLUMNS) + "\n5.1,3.5,1.4,0.2\n5.0,three,1.4,0.2\n"
-    with pytest.raises(PayloadError, match="Column 'sepal_width' must hold double values"):
+    with pytest.raises(PayloadError, match=r"Column 'sepal_width' expects double; row 2 .*'three'"):
         parse_payload(csv, demo_signatures["iris-classifier"].inputs, filename="rows.csv")
+
+
+MIXED_SCHEMA = Schema([ColSpec("double", "x"), ColSpec("long", "n"), ColSpec("boolean", "b")])
+
+
+def table_body(payload_format: PayloadFormat, rows: list[list]) -> str | bytes:
+    columns = ["x", "n", "b"]
+    if payload_format is F.DATAFRAME_RECORDS:
+        return json.dumps({"dataframe_records": [dict(zip(columns, r, strict=True)) for r in rows]})
+    if payload_format is F.CSV:
+        lines = [",".join(columns)] + [",".join(str(v).lower() for v in r) for r in rows]
+        return "\n".join(lines) + "\n"
+    if payload_format is F.PARQUET:
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.astype({c: str for c in columns if frame[c].dtype == object}).to_parquet()
+    return json.dumps({payload_format.value: {"columns": columns, "data": rows}})
+
+
+GOOD_ROWS = [[1.5, 1, True], [2.5, 2, False]]
+
+
+@pytest.mark.parametrize("payload_format", TABULAR, ids=lambda f: f.value)
+def test_a_value_that_does_not_convert_is_named_with_its_row_in_every_table_format(
+    payload_format,
+):
+    rows = [*GOOD_ROWS, ["abc", 3, True], [4.5, 4, True]]
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(table_body(payload_format, rows), MIXED_SCHEMA, payload_format)
+    assert str(caught.value).startswith(
+        "Column 'x' expects double; row 3 (data rows counted from 1) has 'abc'. Fix that value"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "column", "shown"),
+    [
+        ([1.5, "many", True], "n", "'many'"),
+        ([1.5, 1.5, True], "n", "1.5"),  # pandas' CSV reader refuses 1.5 as an integer
+        ([1.5, 1, "maybe"], "b", "'maybe'"),
+    ],
+)
+def test_a_csv_value_pandas_refuses_is_named_with_its_row(bad, column, shown):
+    body = table_body(F.CSV, [*GOOD_ROWS, bad])
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(body, MIXED_SCHEMA, filename="rows.csv")
+    expected = {"n": "long", "b": "boolean"}[column]
+    assert f"Column '{column}' expects {expected}; row 3 (data rows counted from 1) has " in str(
+        caught.value
+    )
+    assert f"has {shown}." in str(caught.value)
+
+
+def test_the_bad_row_is_found_far_down_a_large_payload():
+    rows = [[float(i), i, True] for i in range(20_000)]
+    rows[12_345][0] = "n/a?"
+    for payload_format in (F.DATAFRAME_SPLIT, F.CSV):
+        with pytest.raises(PayloadError, match=r"row 12346 \(data rows counted from 1\)"):
+            parse_payload(table_body(payload_format, rows), MIXED_SCHEMA, payload_format)
 
 
 @pytest.mark.parametrize(
@@ -465,12 +569,12 @@ def test_silent_coercions_by_mlflow_become_warnings():
     # What MLflow's cast gives, which is what its server would pass to the model.
     assert parsed.data.iloc[0].tolist() == [1, True, 3]
     assert parsed.warnings == [
-        "Column 'n' expects long values: 1.7 in row 0 became 1. Send long values to be sure what "
-        "the model gets.",
-        "Column 'flag' expects boolean values: 'false' in row 0 became True. Send boolean values "
-        "to be sure what the model gets.",
-        "Column 'name' expects strings, but row 0 holds 3 (int), which MLflow passes on "
-        "unchanged: quote it.",
+        "Column 'n' expects long values: 1.7 in row 1 (data rows counted from 1) became 1. Send "
+        "long values to be sure what the model gets.",
+        "Column 'flag' expects boolean values: 'false' in row 1 (data rows counted from 1) became "
+        "True. Send boolean values to be sure what the model gets.",
+        "Column 'name' expects strings, but row 1 (data rows counted from 1) holds 3 (int), which "
+        "MLflow passes on unchanged: quote it.",
     ]
 
 
@@ -543,7 +647,7 @@ def test_missing_value_in_an_integer_column_names_the_column_and_row(body, row):
     with pytest.raises(PayloadError) as error:
         parse_payload(body, schema)
     message = str(error.value)
-    assert "Column 'count'" in message and f"row {row} is" in message
+    assert "Column 'count'" in message and f"row {row} (data rows counted from 1) is" in message
     assert "Int64" not in message  # pandas' advice is for pandas users, not for API callers
 
 
@@ -559,5 +663,5 @@ def test_missing_value_in_an_integer_parquet_column_names_the_row():
     schema = Schema([ColSpec(kind, name) for kind, name in INTEGER_SCHEMA_COLUMNS])
     frame = pd.DataFrame({"count": [1.0, None], "x": [1.0, 2.0]})
     body = frame.to_parquet()
-    with pytest.raises(PayloadError, match="row 2 is"):
+    with pytest.raises(PayloadError, match=r"row 2 \(data rows counted from 1\) is"):
         parse_payload(body, schema, filename="rows.parquet")

@@ -14,11 +14,13 @@ from components import services
 from components.payload_editor import (
     SOURCE_FORM,
     SOURCE_JSON,
-    default_request_text,
+    SOURCE_UPLOAD,
     editor_key,
-    form_frame,
     source_key,
 )
+from components.payload_form import form_frame
+from components.payload_json import default_request_text
+from components.payload_upload import parsed_upload_key
 from components.prediction_chart import (
     ChartKind,
     chart_kind,
@@ -194,6 +196,62 @@ def test_form_with_several_rows_predicts_each_row(seeded):
     at.radio(key=f"{editor_key(IRIS_URI)}_form_mode").set_value("Several rows").run()
     predict(at, IRIS_URI)
     assert len(results_table(at)) == 5
+
+
+def iris_csv(rows: int = 3) -> bytes:
+    lines = [",".join(IRIS_COLUMNS), *["5.1,3.5,1.4,0.2"] * rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_uploaded_csv_is_parsed_once_and_predicts(seeded):
+    at = open_predict(iris_query(), SOURCE_UPLOAD, IRIS_URI)
+    at.file_uploader(key=f"{editor_key(IRIS_URI)}_upload").upload(
+        "rows.csv", iris_csv(), "text/csv"
+    )
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("read as CSV file: 3 row(s) × 4 column(s)" in c.value for c in at.caption)
+    parsed = at.session_state[parsed_upload_key(editor_key(IRIS_URI))]
+    assert parsed.model_input is not None and len(parsed.model_input.data) == 3
+
+    at.run()  # a rerun (any widget change) reuses the parse: the very same object
+    assert at.session_state[parsed_upload_key(editor_key(IRIS_URI))] is parsed
+    predict(at, IRIS_URI)
+    assert at.session_state[parsed_upload_key(editor_key(IRIS_URI))] is parsed
+    assert len(results_table(at)) == 3
+
+    uploader = at.file_uploader(key=f"{editor_key(IRIS_URI)}_upload")
+    uploader.set_value(("rows.csv", iris_csv(2), "text/csv")).run()  # new content: parsed again
+    again = at.session_state[parsed_upload_key(editor_key(IRIS_URI))]
+    assert again is not parsed and len(again.model_input.data) == 2
+
+
+def test_bad_upload_is_a_message_and_predict_says_there_is_no_input(seeded):
+    at = open_predict(iris_query(), SOURCE_UPLOAD, IRIS_URI)
+    bad = iris_csv().replace(b"3.5", b"abc", 1)
+    at.file_uploader(key=f"{editor_key(IRIS_URI)}_upload").upload("rows.csv", bad, "text/csv")
+    at.run()
+    assert "Column 'sepal_width' expects double; row 1" in at.error[0].value
+    predict(at, IRIS_URI)
+    assert any("has no input to send" in w.value for w in at.warning)
+
+
+def test_invalid_and_unknown_params_in_the_json_body(seeded):
+    uri = "models:/cancer-risk-scorer/1"
+    at = open_predict({"model": "cancer-risk-scorer", "version": "1"}, SOURCE_JSON, uri)
+    body = json.loads(at.text_area[0].value)
+    at.text_area[0].input(json.dumps({**body, "params": {"threshold": "abc"}}))
+    predict(at, uri)
+    message = at.error[0].value
+    assert "Param 'threshold' expects a double; got 'abc'" in message
+    assert "The model accepts: threshold (double, default 0.5)" in message
+    assert at.text_area[0].value == json.dumps({**body, "params": {"threshold": "abc"}})
+
+    at.text_area[0].input(json.dumps({**body, "params": {"threshhold": 0.9}}))
+    predict(at, uri)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Unknown param 'threshhold'" in w.value for w in at.warning)
+    assert len(results_table(at, "label"))
 
 
 def test_tensor_model_predicts_its_example_and_has_no_form(seeded):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -11,8 +14,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import ModelSignature, infer_signature
 
-from deploystudio.errors import PredictionError, PredictionWorkerError
+from deploystudio.errors import InvalidModelUriError, PredictionError, PredictionWorkerError
+from deploystudio.model_uri import parse_model_uri
 from deploystudio.payloads import ModelInput, parse_payload
 from deploystudio.prediction import (
     ModelCache,
@@ -50,7 +55,7 @@ def iris_rows(n: int = 3) -> pd.DataFrame:
     )
 
 
-def code_model(tmp_path: Path, body: str) -> Path:
+def code_model(tmp_path: Path, body: str, signature: ModelSignature | None = None) -> Path:
     """A pyfunc model saved from code (no pickle), whose predict runs `body`."""
     code = tmp_path / "model_code.py"
     code.write_text(
@@ -61,7 +66,7 @@ def code_model(tmp_path: Path, body: str) -> Path:
         + "\n\nmlflow.models.set_model(Model())\n"
     )
     path = tmp_path / "model"
-    mlflow.pyfunc.save_model(str(path), python_model=str(code))
+    mlflow.pyfunc.save_model(str(path), python_model=str(code), signature=signature)
     return path
 
 
@@ -100,6 +105,85 @@ def test_params_change_the_answer(settings, seeded):
     assert set(everyone.output["label"]) == {"malignant"}
     assert set(no_one.output["label"]) == {"benign"}
     assert list(everyone.output.columns) == ["probability", "label"]
+
+
+@pytest.fixture(scope="module")
+def cancer_path(settings, seeded) -> Path:
+    return local_model_path("models:/cancer-risk-scorer/1", settings)
+
+
+def cancer_example(path: Path) -> pd.DataFrame:
+    return mlflow.models.Model.load(str(path)).load_input_example(str(path))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"threshold": "abc"}, "Param 'threshold' expects a double; got 'abc'."),
+        ({"threshold": [0.2]}, "Param 'threshold' expects a double; got [0.2] (a list)."),
+    ],
+)
+def test_invalid_params_are_named_at_prediction_time(cancer_path, params, message):
+    with pytest.raises(PredictionError) as caught:
+        predict_in_process(
+            ModelCache(), cancer_path, ModelInput(cancer_example(cancer_path), params)
+        )
+    assert str(caught.value) == f"{message} The model accepts: threshold (double, default 0.5)."
+
+
+def test_unknown_params_are_a_warning_and_the_default_applies(cancer_path):
+    example = cancer_example(cancer_path)
+    cache = ModelCache()
+    default = predict_in_process(cache, cancer_path, ModelInput(example))
+    typo = predict_in_process(cache, cancer_path, ModelInput(example, {"treshold": 0.0}))
+    pd.testing.assert_frame_equal(typo.output, default.output)
+    assert typo.warnings == [
+        "Unknown param 'treshold'; the model accepts: threshold (double, default 0.5). MLflow "
+        "ignores params the signature does not declare, so it has no effect: check its spelling."
+    ]
+    # Parsed with the signature, the same warning is given once, not twice.
+    signature = mlflow.models.Model.load(str(cancer_path)).signature
+    body = {"dataframe_records": example.to_dict(orient="records"), "params": {"treshold": 0.0}}
+    parsed = parse_payload(json.dumps(body), signature)
+    assert predict_in_process(cache, cancer_path, parsed).warnings == typo.warnings
+
+
+@pytest.fixture(scope="module")
+def typed_model(tmp_path_factory) -> Path:
+    """A model whose signature has a double, a long and a boolean column."""
+    example = pd.DataFrame({"x": [1.5], "n": [1], "b": [True]})
+    return code_model(
+        tmp_path_factory.mktemp("typed"),
+        "return [0] * len(model_input)",
+        infer_signature(example, [0]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "expected"),
+    [
+        ("x", pd.Series([1.0, 2.0, "abc"], dtype=object), "Column 'x' expects double; row 3"),
+        ("n", [1.0, float("nan"), 3.0], "Column 'n' holds long values, so it cannot be empty"),
+        # MLflow refuses a float column for a long one whatever its values: said so.
+        (
+            "n",
+            [1.0, 2.0, 3.5],
+            "Column 'n' expects long, but it holds float64 values (row 1, data rows counted from "
+            "1, has 1.0), and MLflow does not convert float64 to long when it predicts",
+        ),
+        ("b", ["true", "false", "maybe"], "Column 'b' expects boolean, but it holds str values"),
+    ],
+)
+def test_a_value_mlflow_refuses_at_prediction_time_is_named_with_its_row(
+    typed_model, column, values, expected
+):
+    frame = pd.DataFrame({"x": [1.5, 2.5, 3.5], "n": [1, 2, 3], "b": [True, False, True]})
+    frame[column] = values
+    with pytest.raises(PredictionError) as caught:
+        predict_in_process(ModelCache(), typed_model, ModelInput(frame))
+    message = str(caught.value)
+    assert message.startswith(expected), message
+    assert "Failed to enforce schema" not in message  # MLflow's dump of the whole input
 
 
 def test_tensor_model(settings, seeded):
@@ -231,3 +315,71 @@ def test_concurrent_downloads_of_one_version_agree(settings, seeded):
         )
     assert len(set(paths)) == 1 and (paths[0] / "MLmodel").is_file()
     assert not list(home.glob(".download-*"))
+
+
+# ----------------------------------------------------------------------------- generic calls
+
+
+def test_call_runs_a_function_in_the_worker_and_returns_its_result(worker):
+    assert worker.call(os.getpid) == worker.pid != os.getpid()
+    assert worker.call(sorted, [3, 1, 2]) == [1, 2, 3]
+    assert worker.call(os.getenv, "PATH") == os.environ["PATH"]
+
+
+def test_call_passes_large_arrays_both_ways(worker):
+    big = np.arange(2_000_000, dtype=np.float64)  # 16 MB: through shared memory, not the socket
+    assert worker.call(np.sum, big) == big.sum()
+    back = worker.call(np.arange, 3_000_000)
+    np.testing.assert_array_equal(back, np.arange(3_000_000))
+    assert back.flags.writeable
+    frame = worker.call(pd.DataFrame, {"a": big, "b": big * 2})
+    pd.testing.assert_frame_equal(frame, pd.DataFrame({"a": big, "b": big * 2}))
+
+
+def test_call_raises_deploy_studio_errors_as_themselves(worker):
+    with pytest.raises(InvalidModelUriError) as here:
+        parse_model_uri("ftp://nowhere/model")
+    with pytest.raises(InvalidModelUriError) as there:
+        worker.call(parse_model_uri, "ftp://nowhere/model")
+    assert str(there.value) == str(here.value)
+    with pytest.raises(PredictionError, match="ValueError: invalid literal for int"):
+        worker.call(int, "abc")
+    assert worker.alive
+
+
+def test_call_does_not_see_secrets_or_the_current_directory(worker, monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "s3cr3t")
+    worker.stop()
+    assert worker.call(os.getenv, "AZURE_CLIENT_SECRET") is None
+    # The tests package is importable here (pytest runs from the repository), not in the worker:
+    # what it imports does not depend on the directory the app was started from.
+    importlib.import_module("tests.conftest")
+    with pytest.raises(PredictionError, match="ModuleNotFoundError: No module named 'tests'"):
+        worker.call(importlib.import_module, "tests.conftest")
+
+
+def test_call_of_something_that_cannot_be_sent_is_a_type_error(worker):
+    with pytest.raises(TypeError, match="module-level function"):
+        worker.call(lambda: 1)
+    with pytest.raises(PredictionError, match="cannot be sent back to the app"):
+        worker.call(threading.Lock)  # a lock cannot be pickled
+    assert worker.call(len, [1, 2]) == 2
+
+
+def test_call_crash_timeout_and_memory_are_worker_errors(worker, tmp_path):
+    with pytest.raises(
+        PredictionWorkerError, match="The code crashed its worker, which exited with code 3"
+    ):
+        worker.call(os._exit, 3)
+    with pytest.raises(PredictionWorkerError, match="The code did not answer within 2 s"):
+        worker.call(time.sleep, 60, timeout_seconds=2)
+    assert worker.call(len, "abc") == 3
+    small = PredictionWorker(tmp_path / "small.log", memory_limit_mb=3072, timeout_seconds=60)
+    try:
+        with pytest.raises(
+            PredictionWorkerError, match=r"ran out of memory in its worker \(limit 3072 MB\)"
+        ):
+            small.call(bytearray, 16 * 1024**3)
+        assert small.call(len, "ab") == 2
+    finally:
+        small.stop()

@@ -11,15 +11,14 @@ from components.payload_editor import (
     SOURCE_UPLOAD,
     SOURCES,
     InputBuilder,
-    default_request_text,
     default_source,
     editor_key,
     render_example_source,
-    render_form_source,
-    render_json_source,
-    render_upload_source,
     source_key,
 )
+from components.payload_form import render_form_source
+from components.payload_json import default_request_text, render_json_source
+from components.payload_upload import render_upload_source
 from components.prediction_results import (
     PreviewResult,
     render_environment_problems,
@@ -75,7 +74,6 @@ st.page_link(
 # Keys per model: what the user typed stays through reruns and errors, and never leaks into
 # another model's editor.
 key = editor_key(inspection.resolved_uri)
-schema = signature.inputs if signature is not None else None
 example, example_params = inspection.input_example, inspection.input_example_params
 first_source = default_source(inspection.signature, example)
 
@@ -89,12 +87,14 @@ with tabs[0]:
         example, example_params, inspection.input_example_error
     )
 with tabs[1]:
-    builders[SOURCE_FORM] = render_form_source(inspection.signature, schema, example, key)
+    builders[SOURCE_FORM] = render_form_source(inspection.signature, signature, example, key)
 with tabs[2]:
-    builders[SOURCE_UPLOAD] = render_upload_source(inspection.signature, schema, key)
+    builders[SOURCE_UPLOAD] = render_upload_source(
+        inspection.signature, signature, str(model_path), key
+    )
 with tabs[3]:
     builders[SOURCE_JSON] = render_json_source(
-        default_request_text(inspection.signature, example, example_params), schema, key
+        default_request_text(inspection.signature, example, example_params), signature, key
     )
 source = st.session_state.get(source_key(inspection.resolved_uri)) or first_source
 
