@@ -211,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
+
+    from deploystudio.customization.script_cli import add_script_command
+    from deploystudio.customization.wrap_cli import add_wrap_command
+
+    add_wrap_command(commands)
+    add_script_command(commands)
+    from deploystudio.deployment.cli import add_endpoint_commands
+
+    add_endpoint_commands(commands)
     return parser
 
 

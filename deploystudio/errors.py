@@ -35,3 +35,64 @@ class PredictionError(DeployStudioError):
 
 class PredictionWorkerError(DeployStudioError):
     """The prediction worker crashed, hung or ran out of memory; it is restarted on next use."""
+
+
+class ScoringServerError(DeployStudioError):
+    """The Azure ML inference server did not start, did not become ready, or stopped."""
+
+
+class ScriptSyntaxError(DeployStudioError):
+    """A scoring script that is not valid Python; the message gives the line and column."""
+
+
+class ScriptTemplateError(DeployStudioError):
+    """A scoring-script template that does not apply to the chosen model."""
+
+
+class BundleError(DeployStudioError):
+    """A scoring bundle name, version or content that cannot be saved, found or exported."""
+
+
+class WrapError(DeployStudioError):
+    """A wrapper that cannot be built, validated or registered (nothing is left half-registered)."""
+
+
+class InvalidNameError(DeployStudioError):
+    """An endpoint or deployment name that breaks Azure's naming rule; the message quotes it."""
+
+
+class NameTakenError(DeployStudioError):
+    """An endpoint or deployment name that is already in use."""
+
+
+class EndpointNotFoundError(DeployStudioError):
+    """An endpoint that the deployment store does not know."""
+
+
+class DeploymentNotFoundError(DeployStudioError):
+    """A deployment that its endpoint does not have."""
+
+
+class TrafficError(DeployStudioError):
+    """Traffic weights or a mirror setting that break the traffic rules."""
+
+
+class StateTransitionError(DeployStudioError):
+    """A lifecycle change that is not allowed from the record's current state."""
+
+
+class ResourceInUseError(DeployStudioError):
+    """An endpoint or deployment that cannot be deleted yet: it still runs or still gets traffic."""
+
+
+class EndpointAuthError(DeployStudioError):
+    """A key operation on an endpoint whose auth mode has no keys, or an unknown auth mode."""
+
+
+class DeploymentConfigError(DeployStudioError):
+    """A deployment setting that is not valid (runtime, bundle, model URI, settings)."""
+
+
+class EndpointFrontError(DeployStudioError):
+    """An endpoint's front process that cannot start: its port is taken, its store is missing,
+    or it was asked to listen on an address other than loopback."""

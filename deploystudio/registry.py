@@ -241,6 +241,11 @@ class Registry:
         with self._errors(f"Alias '{alias}' of model '{name}'"):
             return str(self.client.get_model_version_by_alias(name, alias).version)
 
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        """Set (or replace) one tag on a registered model version."""
+        with self._errors(f"Version {version} of model '{name}'"):
+            self.client.set_model_version_tag(name, str(version), key, value)
+
     def artifact_location(self, reference: ModelReference) -> str:
         """Where a model's artifacts are stored (a file:// path, s3://, mlflow-artifacts:/ ...).
 
