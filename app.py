@@ -13,6 +13,7 @@ navigation = st.navigation(
     [
         st.Page("views/browse.py", title="Browse models", icon=":material/list:", default=True),
         st.Page("views/inspect.py", title="Inspect", icon=":material/search:"),
+        st.Page("views/customize.py", title="Customize", icon=":material/tune:"),
         st.Page("views/predict.py", title="Predict", icon=":material/play_arrow:"),
     ]
 )

@@ -89,3 +89,10 @@ def model_signature(path: str) -> ModelSignature | None:
         return Model.load(str(Path(path) / "MLmodel")).signature
     except (MlflowException, OSError, ValueError) as exc:
         raise InvalidModelError(f"The MLmodel file in {path} cannot be read: {exc}") from exc
+
+
+def customize_work_dir() -> Path:
+    """Where wrapped models are saved before they are registered, and scripts are validated."""
+    path = get_settings().home / "work" / "customize"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

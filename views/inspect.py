@@ -54,10 +54,17 @@ st.caption(
     f" · {format_bytes(inspection.total_size_bytes)}"
 )
 
-st.page_link(
+preview_link, customize_link = st.columns(2)
+preview_link.page_link(
     "views/predict.py",
     label="Preview predictions",
     icon=":material/play_arrow:",
+    query_params=st.query_params.to_dict(),
+)
+customize_link.page_link(
+    "views/customize.py",
+    label="Customize inference",
+    icon=":material/tune:",
     query_params=st.query_params.to_dict(),
 )
 

@@ -1,0 +1,185 @@
+"""The Customize page through AppTest: wrap, compare and register; a scoring script validated in
+the real inference server and saved as a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from components import services
+from components.wrap_options import KIND_LABELS, pairs_to_mapping
+from components.wrap_panel import side_by_side
+from deploystudio.customization.bundles import BundleStore
+from deploystudio.customization.wrapping import WrapperKind
+from tests.conftest import REPO_ROOT
+
+APP = str(REPO_ROOT / "app.py")
+CUSTOMIZE = "views/customize.py"
+IRIS_URI = "models:/iris-classifier/1"
+IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
+# Building loads the model in the worker, validating starts a server: allow for a busy machine.
+TIMEOUT = 240
+
+
+def page_key(uri: str) -> str:
+    return "customize_" + hashlib.sha256(uri.encode()).hexdigest()[:12]
+
+
+def clear_app_caches() -> None:
+    services.get_registry.clear()
+    services.refresh_registry_listings()
+    services.model_path.clear()
+    services.model_signature.clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prediction_worker_stopped_at_the_end():
+    yield
+    services.prediction_worker().stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    clear_app_caches()
+    yield
+    clear_app_caches()
+
+
+def open_customize(query_params: dict) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(CUSTOMIZE)
+    for name, value in query_params.items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def iris_query() -> dict:
+    return {"model": "iris-classifier", "version": "1"}
+
+
+def test_page_lists_the_wrappers_and_why_one_does_not_apply(seeded):
+    at = open_customize({"model": "cancer-risk-scorer", "version": "1"})
+    assert at.title[0].value == "Customize inference"
+    assert at.subheader[0].value == "cancer-risk-scorer · version 1"
+    key = f"{page_key('models:/cancer-risk-scorer/1')}_wrap"
+    kind = at.radio(key=f"{key}_kind")
+    assert kind.options == [KIND_LABELS[k] for k in WrapperKind]
+    kind.set_value(WrapperKind.PIPELINE)
+    rerun(at)
+    # A custom pyfunc is not an sklearn-flavor model: the page says so instead of failing later.
+    assert any("does not apply" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not [b for b in at.button if b.key == f"{key}_build"]
+
+
+def test_probabilities_build_compares_then_registers_a_new_model(seeded, registry):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_wrap"
+    at.radio(key=f"{key}_kind").set_value(WrapperKind.PROBABILITIES)
+    rerun(at)
+    at.button(key=f"{key}_build").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    table = next(d.value for d in at.dataframe if "original: prediction" in d.value.columns)
+    assert [f"wrapped: {c}" for c in IRIS_CLASSES] == [
+        c for c in table.columns if c.startswith("wrapped: ")
+    ]
+    probabilities = table[[f"wrapped: {c}" for c in IRIS_CLASSES]].to_numpy()
+    assert probabilities.sum(axis=1) == pytest.approx([1.0] * len(table))
+    # The most probable class is the class the original model predicted.
+    best = [IRIS_CLASSES[i] for i in probabilities.argmax(axis=1)]
+    assert best == list(table["original: prediction"])
+
+    at.text_input(key=f"{key}_target").input("test-page-iris-proba")
+    at.button(key=f"{key}_register").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Registered **test-page-iris-proba** version **1**" in s.value for s in at.success)
+    version = registry.client.get_model_version("test-page-iris-proba", "1")
+    assert version.tags["deploystudio.wrapped_from"] == IRIS_URI
+    assert version.tags["deploystudio.wrapper_kind"] == WrapperKind.PROBABILITIES.value
+
+
+def test_a_failing_custom_wrapper_shows_why_and_offers_no_registration(seeded):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_wrap"
+    at.radio(key=f"{key}_kind").set_value(WrapperKind.CUSTOM_CODE)
+    rerun(at)
+    code = at.text_area(key=f"{key}_{WrapperKind.CUSTOM_CODE.value}_code")
+    code.input(code.value.replace("def predict(", "def predict(\n", 1) + "\n)(")
+    at.button(key=f"{key}_build").click()
+    rerun(at)
+    assert at.error and "line" in at.error[0].value, [e.value for e in at.error]
+    assert not [b for b in at.button if b.key == f"{key}_register"]
+    # What the user typed is still there to fix.
+    assert at.text_area(key=f"{key}_{WrapperKind.CUSTOM_CODE.value}_code").value.endswith(")(")
+
+
+def test_script_validates_in_the_real_server_and_saves_a_bundle(seeded, settings):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_script"
+    script = at.text_area(key=f"{key}_script").value
+    assert "def init()" in script and "def run(" in script
+    assert "azureml-inference-server-http" in at.text_area(key=f"{key}_conda").value
+    at.button(key=f"{key}_validate").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.success, "validation did not report success"
+    predictions = json.loads(at.json[-1].value)
+    assert len(predictions) == 5 and set(predictions) <= set(IRIS_CLASSES), predictions
+
+    at.text_input(key=f"{key}_bundle_name").input("test-page-iris-script")
+    at.button(key=f"{key}_save").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any(
+        "Saved bundle **test-page-iris-script** version **1**" in s.value for s in at.success
+    )
+    bundle = BundleStore(settings.home / "bundles").get("test-page-iris-script")
+    assert bundle.validated and bundle.script() == script
+    assert any(b.key == f"{key}_download" for b in at.get("download_button"))
+
+
+def test_a_script_with_a_syntax_error_fails_before_any_server_starts(seeded):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_script"
+    at.text_area(key=f"{key}_script").input("def init():\n    pass\n\ndef run(raw_data)\n")
+    at.button(key=f"{key}_validate").click()
+    rerun(at)
+    message = at.error[0].value
+    assert "line 4" in message, message
+    assert at.text_area(key=f"{key}_script").value.startswith("def init()")
+
+
+def test_a_bad_address_is_an_error_not_a_traceback(seeded):
+    at = open_customize({"model": "no-such-model", "version": "1"})
+    assert at.error and "no-such-model" in at.error[0].value
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_pair_editor_rows_missing_a_cell_are_left_out():
+    frame = pd.DataFrame({"from": ["a", None, " ", "b", "c"], "to": ["x", "y", "z", None, 0]})
+    assert pairs_to_mapping(frame, "from", "to") == {"a": "x", "c": 0}
+
+
+def test_side_by_side_prefixes_each_part():
+    class Preview:
+        example = pd.DataFrame({"f": [1, 2]})
+        original = pd.DataFrame({"prediction": ["a", "b"]})
+        wrapped = pd.DataFrame({"a": [0.9, 0.2], "b": [0.1, 0.8]})
+
+    table = side_by_side(Preview())
+    assert list(table.columns) == ["input: f", "original: prediction", "wrapped: a", "wrapped: b"]
