@@ -1,0 +1,249 @@
+"""The deployment target interface and the records every target returns.
+
+Modelled on MLflow's `mlflow.deployments.BaseDeploymentClient`: the same create/update/delete/
+list/get methods for endpoints and deployments plus `predict`, but returning frozen records
+instead of loose dicts (`as_dict()` gives the dict an MLflow deployments plugin must return).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class DeploymentState(StrEnum):
+    """Lifecycle of a deployment, and of an endpoint's front process."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+State = DeploymentState
+
+# pending -> starting -> ready | failed, and stopping -> stopped. Restart goes failed/stopped ->
+# starting; a health check that fails moves ready -> failed; a start can be cancelled
+# (starting -> stopping); a failed record whose process still runs can be stopped; a process that
+# will not stop leaves stopping -> failed. pending -> failed covers work that fails before any
+# process exists (e.g. a model that cannot be resolved).
+ALLOWED_TRANSITIONS: dict[DeploymentState, frozenset[DeploymentState]] = {
+    State.PENDING: frozenset({State.STARTING, State.FAILED}),
+    State.STARTING: frozenset({State.READY, State.FAILED, State.STOPPING}),
+    State.READY: frozenset({State.STOPPING, State.FAILED}),
+    State.FAILED: frozenset({State.STARTING, State.STOPPING}),
+    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
+    State.STOPPED: frozenset({State.STARTING}),
+}
+
+# States in which a process may be alive: records in them cannot be deleted.
+RUNNING_STATES = frozenset({State.STARTING, State.READY, State.STOPPING})
+
+
+class AuthMode(StrEnum):
+    """How callers authenticate to an endpoint's scoring URI."""
+
+    KEY = "key"
+    NONE = "none"
+
+
+class Runtime(StrEnum):
+    """Which server runs a deployment: Azure ML's inference server or MLflow's scoring server."""
+
+    AZUREML = "azureml"
+    MLFLOW = "mlflow"
+
+
+def _jsonable(record: Endpoint | Deployment) -> dict[str, Any]:
+    values = asdict(record)
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One scoring URI in front of an endpoint's deployments. Never carries the keys."""
+
+    name: str
+    auth_mode: AuthMode
+    scoring_uri: str | None
+    front_pid: int | None
+    front_port: int | None
+    state: DeploymentState
+    reason: str | None
+    # Every deployment of the endpoint with its live weight (0 included), like Azure's `get`.
+    traffic: dict[str, int]
+    # (deployment, percent) receiving a copy of live requests, or None.
+    mirror: tuple[str, int] | None
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able dict with a 'name' key, as MLflow deployment plugins return."""
+        values = _jsonable(self)
+        values["mirror"] = list(self.mirror) if self.mirror else None
+        return values
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One model served by its own process behind an endpoint."""
+
+    endpoint_name: str
+    name: str
+    model_uri: str
+    runtime: Runtime
+    # Scoring bundle as "name:version" (azureml runtime with a custom score.py), or None.
+    bundle: str | None
+    state: DeploymentState
+    reason: str | None
+    # Last lines of the server log, kept when a start fails.
+    log_tail: str | None
+    pid: int | None
+    port: int | None
+    log_path: str | None
+    created_at: datetime
+    updated_at: datetime
+    # Instance count, timeouts, names (never values) of environment variables, ...
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able dict with a 'name' key, as MLflow deployment plugins return."""
+        return _jsonable(self)
+
+
+@dataclass(frozen=True)
+class EndpointKeys:
+    """An endpoint's two keys. `repr`/`str` mask them so they never reach a log by accident."""
+
+    primary: str
+    secondary: str
+
+    def __repr__(self) -> str:
+        return "EndpointKeys(primary='***', secondary='***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change: who made it, when, to what, and the value before and after (JSON values)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    # "endpoint" or "endpoint/deployment".
+    target: str
+    field: str | None
+    previous: Any
+    new: Any
+
+
+class DeploymentTarget(ABC):
+    """Where deployments run (local processes, Azure ML). A new target is one new module.
+
+    Methods raise `DeployStudioError` subclasses for anything a user can cause or fix:
+    InvalidNameError, NameTakenError, EndpointNotFoundError, DeploymentNotFoundError,
+    TrafficError, ResourceInUseError, and target-specific errors for failed starts.
+
+    Endpoint config keys: "auth_mode" ("key" | "none", create only), "description", "tags",
+    "traffic" ({deployment: weight}, summing to 100 or all 0), "mirror" ([deployment, percent]).
+    Deployment config keys: "runtime" ("azureml" | "mlflow"), "bundle" ("name:version"),
+    "settings" (instance count, timeouts, environment variable names).
+    """
+
+    @abstractmethod
+    def create_endpoint(self, name: str, config: Mapping[str, Any] | None = None) -> Endpoint:
+        """Create an endpoint and block until it can take deployments.
+
+        Returns the endpoint record (state ready, or failed with the reason).
+        Raises InvalidNameError, NameTakenError.
+        """
+
+    @abstractmethod
+    def update_endpoint(self, endpoint: str, config: Mapping[str, Any] | None = None) -> Endpoint:
+        """Change description, tags, traffic or mirror; all or nothing.
+
+        Returns the updated record. Raises EndpointNotFoundError, TrafficError.
+        """
+
+    @abstractmethod
+    def delete_endpoint(self, endpoint: str) -> None:
+        """Stop the endpoint's deployments and front, then delete its records.
+
+        Idempotent: deleting an endpoint that does not exist does nothing. Returns None.
+        """
+
+    @abstractmethod
+    def list_endpoints(self) -> list[Endpoint]:
+        """Return every endpoint of this target, sorted by name."""
+
+    @abstractmethod
+    def get_endpoint(self, endpoint: str) -> Endpoint:
+        """Return one endpoint. Raises EndpointNotFoundError."""
+
+    @abstractmethod
+    def create_deployment(
+        self,
+        name: str,
+        model_uri: str,
+        endpoint: str,
+        config: Mapping[str, Any] | None = None,
+    ) -> Deployment:
+        """Deploy `model_uri` under `endpoint` with no traffic, and block until it answers.
+
+        Returns the deployment record: ready, or failed with the reason and the log tail (a failed
+        start never leaves a half-written record). Raises InvalidNameError, NameTakenError,
+        EndpointNotFoundError.
+        """
+
+    @abstractmethod
+    def update_deployment(
+        self,
+        name: str,
+        endpoint: str,
+        model_uri: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Deployment:
+        """Serve a new model URI and/or config, restarting the deployment; block until done.
+
+        Returns the updated record (ready or failed). Raises DeploymentNotFoundError.
+        """
+
+    @abstractmethod
+    def delete_deployment(self, name: str, endpoint: str) -> None:
+        """Stop the deployment and delete its record. Idempotent. Returns None.
+
+        Raises ResourceInUseError while the deployment still gets live or mirrored traffic.
+        """
+
+    @abstractmethod
+    def list_deployments(self, endpoint: str | None = None) -> list[Deployment]:
+        """Return the deployments of `endpoint` (all endpoints when None), sorted by name."""
+
+    @abstractmethod
+    def get_deployment(self, name: str, endpoint: str) -> Deployment:
+        """Return one deployment. Raises EndpointNotFoundError, DeploymentNotFoundError."""
+
+    @abstractmethod
+    def predict(
+        self,
+        deployment_name: str | None = None,
+        inputs: Any = None,
+        endpoint: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | list[Any]:
+        """Score `inputs` on the endpoint (traffic decides) or on one named deployment.
+
+        Returns the server's decoded JSON answer: a dict (MLflow's {"predictions": ...}) or a list
+        (Azure's bare list). Raises PayloadError for an input the model refuses, PredictionError
+        when the model fails, EndpointNotFoundError, DeploymentNotFoundError.
+        """

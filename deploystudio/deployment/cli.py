@@ -1,0 +1,391 @@
+"""`deploystudio endpoint ...` and `deploystudio deploy ...`: local endpoints from a terminal.
+
+The same LocalTarget the pages use. Output is a short text for people, or JSON with `--json`.
+Keys are printed only by `endpoint keys` (the user's own terminal asked for them), never by
+any other command and never into a log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deploystudio.config import Settings
+from deploystudio.errors import DeployStudioError, PayloadError, TrafficError
+from deploystudio.jsonable import to_jsonable
+
+EXIT_FAILED = 1
+SCRIPT_FILE = "score.py"
+CONDA_FILE = "conda.yaml"
+IMAGE_FILE = "image.txt"
+
+
+def _target(settings: Settings):
+    from deploystudio.deployment.local import LocalTarget
+
+    return LocalTarget(settings)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(to_jsonable(value), indent=2, default=str))
+
+
+def _progress(args: argparse.Namespace):
+    # With --json, stdout holds only the JSON answer.
+    out = sys.stderr if getattr(args, "json", False) else sys.stdout
+    return lambda message: print(message, file=out, flush=True)
+
+
+def _endpoint_dict(endpoint, deployments=None) -> dict[str, Any]:
+    values = endpoint.as_dict()
+    if deployments is not None:
+        values["deployments"] = [d.as_dict() for d in deployments]
+    return values
+
+
+def _traffic_text(endpoint) -> str:
+    weights = ", ".join(f"{n}={w}" for n, w in endpoint.traffic.items()) or "no deployments"
+    mirror = f"; mirror {endpoint.mirror[0]}={endpoint.mirror[1]}" if endpoint.mirror else ""
+    return weights + mirror
+
+
+# -- endpoint commands ------------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint = _target(settings).create_endpoint(
+        args.name,
+        {"auth_mode": args.auth_mode, "description": args.description or ""},
+        progress=_progress(args),
+    )
+    if args.json:
+        _print_json(endpoint.as_dict())
+    elif endpoint.reason:
+        print(f"Endpoint {endpoint.name} is {endpoint.state}: {endpoint.reason}", file=sys.stderr)
+    else:
+        print(f"Endpoint {endpoint.name} is {endpoint.state}: {endpoint.scoring_uri}")
+        if endpoint.auth_mode == "key":
+            print(f"Keys: deploystudio endpoint keys {endpoint.name}")
+    return 0 if endpoint.state == "ready" else EXIT_FAILED
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    target = _target(settings)
+    endpoints = target.list_endpoints()
+    if args.json:
+        _print_json([_endpoint_dict(e, target.list_deployments(e.name)) for e in endpoints])
+        return 0
+    if not endpoints:
+        print("No endpoints. Create one: deploystudio endpoint create NAME")
+        return 0
+    rows = [(e.name, e.state.value, e.scoring_uri or "-", _traffic_text(e)) for e in endpoints]
+    _print_table(("name", "state", "scoring URI", "traffic"), rows)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    target = _target(settings)
+    endpoint = target.get_endpoint(args.name)
+    deployments = target.list_deployments(endpoint.name)
+    if args.json:
+        _print_json(_endpoint_dict(endpoint, deployments))
+        return 0
+    print(f"Endpoint {endpoint.name}: {endpoint.state}")
+    if endpoint.reason:
+        print(f"  reason: {endpoint.reason}")
+    print(f"  scoring URI: {endpoint.scoring_uri or '-'} (auth: {endpoint.auth_mode})")
+    print(f"  traffic: {_traffic_text(endpoint)}")
+    for d in deployments:
+        where = f"port {d.port}, pid {d.pid}" if d.port else "no process"
+        print(f"  deployment {d.name}: {d.state} ({d.runtime}, {d.model_uri}, {where})")
+        if d.reason:
+            print(f"    reason: {d.reason}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _target(settings).delete_endpoint(args.name)
+    print(f"Endpoint {args.name} is deleted (its servers are stopped).")
+    return 0
+
+
+def parse_weights(items: list[str]) -> dict[str, int]:
+    """`["blue=90", "green=10"]` -> {"blue": 90, "green": 10}; TrafficError when malformed."""
+    weights: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.strip().lstrip("-").isdigit():
+            raise TrafficError(
+                f"Cannot read {item!r}: write each share as DEPLOYMENT=PERCENT, e.g. blue=90."
+            )
+        weights[name] = int(value)
+    return weights
+
+
+def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
+    target = _target(settings)
+    config: dict[str, Any] = {}
+    if args.weights:
+        config["traffic"] = parse_weights(args.weights)
+    if args.no_mirror:
+        config["mirror"] = None
+    elif args.mirror:
+        ((name, percent),) = parse_weights([args.mirror]).items()
+        config["mirror"] = (name, percent)
+    endpoint = (
+        target.update_endpoint(args.name, config) if config else target.get_endpoint(args.name)
+    )
+    if args.json:
+        _print_json({"name": endpoint.name, "traffic": endpoint.traffic, "mirror": endpoint.mirror})
+    else:
+        print(f"Endpoint {endpoint.name} traffic: {_traffic_text(endpoint)}")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        text = Path(args.input).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PayloadError(f"Cannot read {args.input}: {exc.strerror}.") from exc
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise PayloadError(
+            f"{args.input} is not JSON ({exc}). Send a request body such as "
+            '{"input_data": {"columns": [...], "data": [[...]]}}.'
+        ) from exc
+    answer = _target(settings).predict(
+        deployment_name=args.deployment, inputs=body, endpoint=args.name
+    )
+    print(json.dumps(answer, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    target = _target(settings)
+    if args.regenerate:
+        keys = target.regenerate_key(args.name, args.regenerate)
+    else:
+        keys = target.get_keys(args.name)
+    if args.json:
+        print(json.dumps({"primary": keys.primary, "secondary": keys.secondary}))
+    else:
+        print(f"primary:   {keys.primary}")
+        print(f"secondary: {keys.secondary}")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.deployment.base import DeploymentState
+
+    target = _target(settings)
+    progress = _progress(args)
+    endpoint = target.get_endpoint(args.name)
+    names = (
+        [args.deployment]
+        if args.deployment
+        else [
+            d.name
+            for d in target.list_deployments(endpoint.name)
+            if d.state in (DeploymentState.FAILED, DeploymentState.STOPPED)
+        ]
+    )
+    results = [target.restart_deployment(n, endpoint.name, progress=progress) for n in names]
+    if not names:
+        print(f"Endpoint {endpoint.name} has no failed or stopped deployment to restart.")
+    for record in results:
+        if record.state != DeploymentState.READY:
+            print(f"{record.name}: {record.state}: {record.reason}", file=sys.stderr)
+    ok = all(r.state == DeploymentState.READY for r in results)
+    return 0 if ok else EXIT_FAILED
+
+
+def cmd_stop_all(args: argparse.Namespace, settings: Settings) -> int:
+    stopped = _target(settings).stop_all()
+    if args.json:
+        _print_json({"stopped": stopped})
+    else:
+        for line in stopped:
+            print(f"stopped {line}")
+        print(f"{len(stopped)} process(es) stopped; no server of Deploy Studio runs now.")
+    return 0
+
+
+# -- deploy -----------------------------------------------------------------------------------
+
+
+def _bundle_from_folder(settings: Settings, folder: Path, name: str, model_uri: str) -> str:
+    """Save FOLDER/score.py (with its conda.yaml and image.txt, as `script new` writes them) as
+    the next version of a bundle named after the deployment; return "name:version".
+
+    The deployment then serves a saved copy: editing the folder later changes nothing that
+    runs, and a restart serves the same script.
+    """
+    from deploystudio.customization.bundles import BundleStore
+    from deploystudio.customization.script_environment import (
+        EnvironmentSpec,
+        generate_environment,
+    )
+    from deploystudio.prediction import local_model_path
+
+    script_path = folder / SCRIPT_FILE
+    if not script_path.is_file():
+        raise DeployStudioError(
+            f"'{folder}' has no {SCRIPT_FILE}: write one with `deploystudio script new`."
+        )
+    generated = None
+    if not (folder / CONDA_FILE).is_file() or not (folder / IMAGE_FILE).is_file():
+        generated = generate_environment(local_model_path(model_uri, settings))
+    conda = (
+        (folder / CONDA_FILE).read_text(encoding="utf-8")
+        if (folder / CONDA_FILE).is_file()
+        else generated.conda_yaml
+    )
+    image = (
+        (folder / IMAGE_FILE).read_text(encoding="utf-8").strip()
+        if (folder / IMAGE_FILE).is_file()
+        else generated.base_image
+    )
+    bundle = BundleStore(settings.home / "bundles").save(
+        name,
+        script_path.read_text(encoding="utf-8"),
+        EnvironmentSpec(conda_yaml=conda, base_image=image),
+        model_uri,
+        template="custom",
+        note=f"deployed from {folder.resolve()}",
+    )
+    return bundle.label
+
+
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.deployment.base import DeploymentState
+    from deploystudio.deployment.names import validate_name
+    from deploystudio.errors import DeploymentConfigError, EndpointNotFoundError
+
+    validate_name(args.deployment, "deployment")
+    if args.script and args.runtime != "azureml":
+        raise DeploymentConfigError(
+            "--script runs score.py in Azure ML's inference server: use --runtime azureml."
+        )
+    target = _target(settings)
+    progress = _progress(args)
+    try:
+        target.get_endpoint(args.endpoint)
+    except EndpointNotFoundError:
+        progress(f"Creating endpoint {args.endpoint}")
+        target.create_endpoint(args.endpoint, progress=progress)
+    config: dict[str, Any] = {"runtime": args.runtime}
+    if args.instance_count:
+        config["settings"] = {"instance_count": args.instance_count}
+    if args.script:
+        config["bundle"] = _bundle_from_folder(
+            settings, Path(args.script), args.deployment, args.model
+        )
+        progress(f"Saved {args.script}/{SCRIPT_FILE} as scoring bundle {config['bundle']}")
+    record = target.create_deployment(
+        args.deployment,
+        args.model,
+        args.endpoint,
+        config,
+        timeout_seconds=args.timeout,
+        progress=progress,
+    )
+    if record.state == DeploymentState.READY and args.all_traffic:
+        target.update_endpoint(args.endpoint, {"traffic": {record.name: 100}})
+    endpoint = target.get_endpoint(args.endpoint)
+    if args.json:
+        _print_json(_endpoint_dict(endpoint, [record]) | {"deployment": record.as_dict()})
+    elif record.state == DeploymentState.READY:
+        print(
+            f"Deployment {endpoint.name}/{record.name} is ready ({record.model_uri}). "
+            f"Scoring URI: {endpoint.scoring_uri}; traffic: {_traffic_text(endpoint)}"
+        )
+    if record.state != DeploymentState.READY:
+        print(f"Deployment {record.name} {record.state}: {record.reason}", file=sys.stderr)
+        if record.log_tail:
+            print(record.log_tail, file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def add_endpoint_commands(commands: argparse._SubParsersAction) -> None:
+    """Add `endpoint ...` and `deploy` to the `deploystudio` parser."""
+    endpoint = commands.add_parser("endpoint", help="local online endpoints")
+    actions = endpoint.add_subparsers(dest="endpoint_command", required=True)
+
+    create = actions.add_parser("create", help="create an endpoint and start its front")
+    create.add_argument("name")
+    create.add_argument("--auth-mode", choices=["key", "none"], default="key")
+    create.add_argument("--description")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler=cmd_create)
+
+    listing = actions.add_parser("list", help="endpoints with their state and traffic")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_list)
+
+    show = actions.add_parser("show", help="one endpoint and its deployments")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+
+    delete = actions.add_parser("delete", help="stop an endpoint's servers and delete it")
+    delete.add_argument("name")
+    delete.set_defaults(handler=cmd_delete)
+
+    traffic = actions.add_parser(
+        "traffic", help="set live traffic (blue=90 green=10) and mirror; show it without weights"
+    )
+    traffic.add_argument("name")
+    traffic.add_argument("weights", nargs="*", metavar="DEPLOYMENT=PERCENT")
+    mirror = traffic.add_mutually_exclusive_group()
+    mirror.add_argument("--mirror", metavar="DEPLOYMENT=PERCENT", help="copy this share to it")
+    mirror.add_argument("--no-mirror", action="store_true", help="stop mirroring")
+    traffic.add_argument("--json", action="store_true")
+    traffic.set_defaults(handler=cmd_traffic)
+
+    invoke = actions.add_parser("invoke", help="POST a JSON request file to the scoring URI")
+    invoke.add_argument("name")
+    invoke.add_argument("--input", required=True, help="a JSON request body file")
+    invoke.add_argument("--deployment", help="send it to this deployment (header routing)")
+    invoke.add_argument("--json", action="store_true", help="the answer on one line")
+    invoke.set_defaults(handler=cmd_invoke)
+
+    keys = actions.add_parser("keys", help="print the endpoint's keys (or regenerate one)")
+    keys.add_argument("name")
+    keys.add_argument("--regenerate", choices=["primary", "secondary"])
+    keys.add_argument("--json", action="store_true")
+    keys.set_defaults(handler=cmd_keys)
+
+    restart = actions.add_parser("restart", help="start failed or stopped deployments again")
+    restart.add_argument("name")
+    restart.add_argument("--deployment", help="only this one")
+    restart.set_defaults(handler=cmd_restart)
+
+    stop_all = actions.add_parser("stop-all", help="stop every local server of Deploy Studio")
+    stop_all.add_argument("--json", action="store_true")
+    stop_all.set_defaults(handler=cmd_stop_all)
+
+    deploy = commands.add_parser("deploy", help="deploy a model to a local endpoint")
+    deploy.add_argument("endpoint", metavar="NAME", help="the endpoint (created if missing)")
+    deploy.add_argument("--deployment", required=True, help="the deployment's name")
+    deploy.add_argument("--model", required=True, help="models:/NAME/VERSION, @ALIAS, or a folder")
+    deploy.add_argument("--script", help="a folder with score.py (as `script new` writes it)")
+    deploy.add_argument("--runtime", choices=["azureml", "mlflow"], default="azureml")
+    deploy.add_argument("--instance-count", type=int, help="server workers (1)")
+    deploy.add_argument("--all-traffic", action="store_true", help="send it 100%% of traffic")
+    deploy.add_argument("--timeout", type=float, help="seconds to wait for the server (300)")
+    deploy.add_argument("--json", action="store_true")
+    deploy.set_defaults(handler=cmd_deploy)

@@ -1,0 +1,169 @@
+"""Bring the store in line with the processes that really run, and stop everything.
+
+`reconcile` runs when the app starts: servers outlive the app (they are detached), so a record
+that says ready is believed only while its pid is alive, is still our server on that port, and
+answers its readiness URL. `stop_all` stops every process of the local target, including any
+that no record names any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploystudio import inference_server
+from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
+from deploystudio.deployment.processes import ServerProcess, our_processes
+from deploystudio.deployment.store import DeploymentStore
+from deploystudio.deployment.transitions import (
+    deployment_process,
+    front_process,
+    move,
+    move_endpoint,
+    stop_deployment,
+    stop_front,
+)
+
+State = DeploymentState
+GONE = "the process was gone when Deploy Studio started"
+SILENT = (
+    "the process did not answer its readiness check when Deploy Studio started, so it was stopped"
+)
+# A record left pending or starting this long after its last change had its creator die.
+_GRACE_SECONDS = 60.0
+
+
+def _label(record: Deployment | Endpoint) -> str:
+    if isinstance(record, Deployment):
+        return f"deployment {record.endpoint_name}/{record.name}"
+    return f"endpoint {record.name}"
+
+
+def _age_seconds(record: Deployment | Endpoint) -> float:
+    return (datetime.now(UTC) - record.updated_at).total_seconds()
+
+
+def _tail(process: ServerProcess | None) -> str | None:
+    return inference_server.log_tail(process.log_path) if process else None
+
+
+def reconcile_deployment(
+    store: DeploymentStore, deployment: Deployment, start_timeout_seconds: float
+) -> str | None:
+    """Adopt, fail or finish stopping one deployment; say what was done (None: nothing)."""
+    label = _label(deployment)
+    process = deployment_process(deployment)
+    alive = process is not None and process.is_ours()
+    stale = _age_seconds(deployment) > start_timeout_seconds + _GRACE_SECONDS
+    if deployment.state is State.PENDING and stale:
+        move(
+            store, deployment, State.FAILED, reason="its creation was interrupted; create it again"
+        )
+        return f"{label}: creation was interrupted, marked failed"
+    if deployment.state is State.STOPPING:
+        if process is not None:
+            process.stop()
+        move(store, deployment, State.STOPPED)
+        return f"{label}: finished stopping"
+    if deployment.state not in (State.STARTING, State.READY):
+        return None
+    if not alive:
+        reason = f"The server (pid {deployment.pid}): {GONE}. Restart the deployment."
+        move(store, deployment, State.FAILED, reason=reason, log_tail=_tail(process))
+        return f"{label}: {GONE}, marked failed"
+    if process.answers():
+        if deployment.state is State.STARTING:
+            move(store, deployment, State.READY)
+        return f"{label}: adopted (pid {deployment.pid}, port {deployment.port})"
+    if deployment.state is State.STARTING and not stale:
+        return f"{label}: still starting (pid {deployment.pid})"
+    process.stop()
+    reason = f"The server (pid {deployment.pid}): {SILENT}. Restart the deployment."
+    move(store, deployment, State.FAILED, reason=reason, log_tail=_tail(process))
+    return f"{label}: {SILENT}, marked failed"
+
+
+def reconcile_front(
+    store: DeploymentStore,
+    endpoint: Endpoint,
+    folder: Path,
+    start_front: Callable[[str], Endpoint],
+) -> str | None:
+    """Adopt the endpoint's front, or start it again when the endpoint has ready deployments.
+
+    The front holds no state (it reads everything from the store), so a new one serves the
+    same endpoint; it keeps its port when that port is still free.
+    """
+    label = _label(endpoint)
+    process = front_process(endpoint, folder)
+    alive = process is not None and process.is_ours()
+    serving = any(d.state is State.READY for d in store.list_deployments(endpoint.name))
+    if endpoint.state is State.STOPPING:
+        stop_front(store, endpoint, folder)
+        return f"{label}: front finished stopping"
+    if endpoint.state in (State.STARTING, State.READY):
+        if alive and process.answers():
+            if endpoint.state is State.STARTING:
+                move_endpoint(store, endpoint.name, State.READY)
+            return f"{label}: front adopted (pid {endpoint.front_pid}, port {endpoint.front_port})"
+        if alive and endpoint.state is State.STARTING:
+            return f"{label}: front still starting"
+        if alive:
+            process.stop()
+        reason = f"The front (pid {endpoint.front_pid}): {GONE}."
+        endpoint = move_endpoint(store, endpoint.name, State.FAILED, reason=reason)
+        if not serving:
+            return f"{label}: front {GONE}, marked failed"
+    if endpoint.state is State.FAILED and serving:
+        started = start_front(endpoint.name)
+        return f"{label}: front started again ({started.state.value}, {started.scoring_uri})"
+    return None
+
+
+def reconcile(
+    store: DeploymentStore,
+    endpoints_root: Path,
+    start_front: Callable[[str], Endpoint],
+    start_timeout_seconds: float,
+) -> list[str]:
+    """Reconcile every deployment, then every endpoint's front; return what was done."""
+    done = []
+    for deployment in store.list_deployments():
+        note = reconcile_deployment(store, deployment, start_timeout_seconds)
+        if note:
+            done.append(note)
+    for endpoint in store.list_endpoints():
+        folder = endpoints_root / endpoint.name.lower()
+        note = reconcile_front(store, endpoint, folder, start_front)
+        if note:
+            done.append(note)
+    if done:
+        store.audit("reconcile", "local", new=done)
+    return done
+
+
+def stop_all(store: DeploymentStore, endpoints_root: Path) -> list[str]:
+    """Stop every deployment server and front, records -> stopped; return what was stopped.
+
+    Then stops any server of ours still running under `endpoints_root` that no record names
+    (e.g. one whose starter died before writing its pid), so no process and no port is left.
+    """
+    done = []
+    for deployment in store.list_deployments():
+        if stop_deployment(store, deployment):
+            done.append(f"{_label(deployment)} (pid {deployment.pid}, port {deployment.port})")
+    for endpoint in store.list_endpoints():
+        folder = endpoints_root / endpoint.name.lower()
+        if stop_front(store, endpoint, folder):
+            done.append(
+                f"{_label(endpoint)} front (pid {endpoint.front_pid}, port {endpoint.front_port})"
+            )
+    if endpoints_root.is_dir():
+        for process in our_processes(endpoints_root):
+            if process.stop():
+                done.append(
+                    f"unrecorded {process.kind} server (pid {process.pid}, port {process.port})"
+                )
+    store.audit("stop_all", "local", new=done)
+    return done
