@@ -17,7 +17,8 @@ DEMO_NAMES = {
 def test_first_page_lists_every_demo_model_with_latest_version_and_aliases(registry, seeded):
     page = registry.list_models()
     by_name = {m.name: m for m in page.models}
-    assert set(by_name) == DEMO_NAMES
+    # Other tests register models of their own in this session's registry.
+    assert set(by_name) >= DEMO_NAMES
     iris = by_name["iris-classifier"]
     assert iris.latest_version == "2"
     assert iris.aliases == {"champion": "1", "challenger": "2"}
@@ -36,13 +37,17 @@ def test_pages_follow_tokens_without_repeats(registry, seeded):
         token = page.next_page_token
         if token is None:
             break
-    assert pages == 3
-    assert sorted(seen) == sorted(DEMO_NAMES)
+    everything = [m.name for m in registry.list_models(page_size=1000).models]
+    assert pages == -(-len(everything) // 2)
+    assert sorted(seen) == sorted(everything) and len(set(seen)) == len(seen)
+    assert set(seen) >= DEMO_NAMES
 
 
 def test_name_search_is_case_insensitive_substring(registry, seeded):
-    assert [m.name for m in registry.list_models("IRIS").models] == ["iris-classifier"]
-    assert {m.name for m in registry.list_models("-").models} == DEMO_NAMES
+    found = [m.name for m in registry.list_models("IRIS").models]
+    assert "iris-classifier" in found and all("iris" in name for name in found)
+    assert "wine-no-signature" not in found
+    assert {m.name for m in registry.list_models("-").models} >= DEMO_NAMES
 
 
 def test_tag_filter_by_value_and_by_presence(registry, seeded):
