@@ -178,7 +178,7 @@ def start(
     command = server_command(port, workers, worker_timeout_seconds)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if detached:
-        pid = _spawn_detached(command, env, entry_script.parent, log_path)
+        pid = spawn_detached(command, env, entry_script.parent, log_path)
         return ServerHandle(pid=pid, port=port, log_path=log_path)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -206,7 +206,15 @@ print(server.pid)
 """
 
 
-def _spawn_detached(command: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> int:
+def spawn_detached(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    what: str = "inference server",
+) -> int:
+    """Start `command` in its own session through a short-lived middle process, so that it is
+    re-parented to init and outlives this process; its output goes to `log_path`. The pid."""
     spec = json.dumps({"command": command, "env": env, "cwd": str(cwd), "log": str(log_path)})
     done = subprocess.run(
         [sys.executable, "-c", _DETACH],
@@ -218,7 +226,7 @@ def _spawn_detached(command: list[str], env: dict[str, str], cwd: Path, log_path
         check=False,
     )
     if done.returncode != 0 or not done.stdout.strip().isdigit():
-        raise ScoringServerError(f"The inference server could not be started: {done.stderr}")
+        raise ScoringServerError(f"The {what} could not be started: {done.stderr}")
     return int(done.stdout.strip())
 
 

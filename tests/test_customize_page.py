@@ -10,12 +10,15 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components import services
 from components.wrap_options import KIND_LABELS, pairs_to_mapping
 from components.wrap_panel import side_by_side
 from deploystudio.customization.bundles import BundleStore
 from deploystudio.customization.wrapping import WrapperKind
 from tests.conftest import REPO_ROOT
+from tests.page_support import (  # noqa: F401 (fixtures)
+    fresh_caches,
+    prediction_worker_stopped_at_the_end,
+)
 
 APP = str(REPO_ROOT / "app.py")
 CUSTOMIZE = "views/customize.py"
@@ -27,26 +30,6 @@ TIMEOUT = 240
 
 def page_key(uri: str) -> str:
     return "customize_" + hashlib.sha256(uri.encode()).hexdigest()[:12]
-
-
-def clear_app_caches() -> None:
-    services.get_registry.clear()
-    services.refresh_registry_listings()
-    services.model_path.clear()
-    services.model_signature.clear()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prediction_worker_stopped_at_the_end():
-    yield
-    services.prediction_worker().stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    clear_app_caches()
-    yield
-    clear_app_caches()
 
 
 def open_customize(query_params: dict) -> AppTest:

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components import services
 from components.payload_editor import (
     SOURCE_FORM,
     SOURCE_JSON,
@@ -38,33 +37,15 @@ from components.snippets import (
 from deploystudio.inspection import Check, CheckStatus, SchemaField, SignatureInfo
 from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload
 from tests.conftest import REPO_ROOT
+from tests.page_support import (  # noqa: F401 (fixtures)
+    fresh_caches,
+    prediction_worker_stopped_at_the_end,
+)
 
 APP = str(REPO_ROOT / "app.py")
 PREDICT = "views/predict.py"
 IRIS_URI = "models:/iris-classifier/1"
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-
-
-def clear_app_caches() -> None:
-    # Cached functions outlive one AppTest (their module stays imported). The worker is kept:
-    # it is the process-wide singleton, stopped once at the end of the module.
-    services.get_registry.clear()
-    services.refresh_registry_listings()
-    services.model_path.clear()
-    services.model_signature.clear()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prediction_worker_stopped_at_the_end():
-    yield
-    services.prediction_worker().stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    clear_app_caches()
-    yield
-    clear_app_caches()
 
 
 def open_predict(query_params: dict, source: str | None = None, uri: str | None = None) -> AppTest:

@@ -10,11 +10,8 @@ stopping it stops its workers too.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -110,36 +107,10 @@ class ServerProcess:
 def spawn_detached(
     kind: ServerKind, command: list[str], env: dict[str, str], cwd: Path, log_path: Path, port: int
 ) -> ServerProcess:
-    """Start `command` in its own session, re-parented to init so that it outlives this process.
-
-    The same short-lived middle process as `inference_server.start(detached=True)` uses for
-    gunicorn (whose helper is private to it): the middle process starts the server and exits.
-    """
+    """Start `command` detached (see `inference_server.spawn_detached`), outliving this process."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    spec = json.dumps({"command": command, "env": env, "cwd": str(cwd), "log": str(log_path)})
-    done = subprocess.run(
-        [sys.executable, "-c", _DETACH],
-        input=spec,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if done.returncode != 0 or not done.stdout.strip().isdigit():
-        raise ScoringServerError(f"The {kind} process could not be started: {done.stderr}")
-    return ServerProcess(kind=kind, pid=int(done.stdout.strip()), port=port, log_path=log_path)
-
-
-_DETACH = """
-import json, subprocess, sys
-spec = json.loads(sys.stdin.read())
-with open(spec["log"], "ab") as log:
-    server = subprocess.Popen(spec["command"], env=spec["env"], cwd=spec["cwd"],
-                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-print(server.pid)
-"""
+    pid = inference_server.spawn_detached(command, env, cwd, log_path, what=f"{kind} process")
+    return ServerProcess(kind=kind, pid=pid, port=port, log_path=log_path)
 
 
 def wait_ready(
