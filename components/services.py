@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -9,6 +10,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 
 from deploystudio.config import Settings, load_settings
+from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.operations import OperationRunner
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
 from deploystudio.prediction import local_model_path
@@ -96,3 +99,41 @@ def customize_work_dir() -> Path:
     path = get_settings().home / "work" / "customize"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class LocalEndpoints:
+    """The local deployment target and the runner that does its long work off the script."""
+
+    target: LocalTarget
+    operations: OperationRunner
+    # The start-up reconcile, as an operation pages can show ("adopted 2 deployments").
+    startup_operation_id: str
+
+
+RECONCILE_SUBJECT = "local endpoints"
+
+
+@st.cache_resource(show_spinner=False)
+def _local_endpoints(home: str) -> LocalEndpoints:
+    settings = get_settings()
+    target = LocalTarget(settings, registry())
+    operations = OperationRunner()
+    # Once per server process: adopt servers that outlived the last app run, mark dead ones,
+    # restart fronts. Off the script thread, so the first page is not held up.
+    startup = operations.submit(
+        RECONCILE_SUBJECT, "Reconcile endpoints with running servers", lambda _: target.reconcile()
+    )
+    return LocalEndpoints(target, operations, startup.id)
+
+
+def local_endpoints() -> LocalEndpoints:
+    return _local_endpoints(str(get_settings().home))
+
+
+def current_actor() -> str:
+    """Who signs audit entries and operations: the signed-in user when there is one."""
+    user = getattr(st, "user", None)
+    if user is not None and getattr(user, "is_logged_in", False):
+        return str(user.get("email") or user.get("name") or "signed-in user")
+    return local_endpoints().target.store.actor

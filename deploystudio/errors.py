@@ -96,3 +96,7 @@ class DeploymentConfigError(DeployStudioError):
 class EndpointFrontError(DeployStudioError):
     """An endpoint's front process that cannot start: its port is taken, its store is missing,
     or it was asked to listen on an address other than loopback."""
+
+
+class OperationInProgressError(DeployStudioError):
+    """A change to an endpoint while another change to it is still running (who and since when)."""
