@@ -100,3 +100,21 @@ class EndpointFrontError(DeployStudioError):
 
 class OperationInProgressError(DeployStudioError):
     """A change to an endpoint while another change to it is still running (who and since when)."""
+
+
+class AzureWorkspaceError(DeployStudioError):
+    """An Azure ML workspace that is not fully named (subscription, resource group, workspace),
+    or a secrets.toml / config.json that cannot be read."""
+
+
+class AzureConnectionError(DeployStudioError):
+    """No credential could sign in to Azure, or the workspace could not be read with it."""
+
+
+class AzureSpecError(DeployStudioError):
+    """An Azure ML endpoint or deployment setting that azure-ai-ml or Azure would refuse
+    (auth mode, instance type or count, probes, request settings, model reference)."""
+
+
+class AzureExportError(DeployStudioError):
+    """An Azure ML export folder that cannot be written, or whose YAML azure-ai-ml cannot load."""

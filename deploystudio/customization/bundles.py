@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import CodeConfiguration, Environment, ManagedOnlineDeployment, Model
 
 from deploystudio.config import Settings
 from deploystudio.customization.script_environment import EnvironmentSpec, validate_environment
+from deploystudio.deployment.azure_yaml import ONLINE_DEPLOYMENT_SCHEMA, deployment_yaml, load_back
 from deploystudio.errors import BundleError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.registry import Registry
@@ -40,9 +40,7 @@ README_FILE = "README.md"
 LOCAL_MODEL_FOLDER = "model"
 # Left in a deleted version's folder so its number stays taken.
 TOMBSTONE_FILE = ".deleted"
-DEPLOYMENT_SCHEMA = (
-    "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
-)
+DEPLOYMENT_SCHEMA = ONLINE_DEPLOYMENT_SCHEMA
 NAME_RULE = (
     "3-32 characters: letters, digits and single dashes, starting with a letter and not "
     "ending with a dash (Azure ML's rule for names)"
@@ -363,13 +361,9 @@ def _deployment_yaml(
     deployment_name: str,
     instance_type: str,
 ) -> str:
-    """The deployment built with azure-ai-ml's entities, then made to reference the files.
-
-    `_to_dict()` inlines the conda file and an anonymous environment name and hash, and gives
-    a local model an absolute path and a hash name. The Azure examples reference
-    `conda_file: <path>` and `path: <folder>` relative to the YAML instead, which keeps the YAML
-    right after conda.yaml is edited: those fields are rewritten here, then the result is loaded
-    back with `load_online_deployment` to prove Azure's own loader accepts it.
+    """The deployment built with azure-ai-ml's entities, written by the shared
+    `azure_yaml.deployment_yaml` with `conda_file` and the local model folder relative to the
+    YAML, then loaded back with `load_online_deployment` to prove Azure's own loader accepts it.
     """
     try:
         environment = Environment(conda_file=str(folder / CONDA_FILE), image=bundle.base_image)
@@ -383,19 +377,19 @@ def _deployment_yaml(
             instance_type=instance_type,
             instance_count=1,
         )
-        # OrderedDicts -> plain dicts, so yaml.safe_dump accepts them (LIBRARY-NOTES).
-        spec = json.loads(json.dumps(deployment._to_dict()))
+        text = deployment_yaml(
+            deployment,
+            environment={"conda_file": CONDA_FILE, "image": bundle.base_image},
+            model=None
+            if azure_model is not None
+            else {"path": f"{LOCAL_MODEL_FOLDER}/", "type": "mlflow_model"},
+        )
     except Exception as exc:  # azure-ai-ml raises its own ValidationException family
         raise BundleError(f"azure-ai-ml refused the deployment of {bundle.label}: {exc}") from exc
-    spec["environment"] = {"conda_file": CONDA_FILE, "image": bundle.base_image}
-    if azure_model is None:
-        spec["model"] = {"path": f"{LOCAL_MODEL_FOLDER}/", "type": "mlflow_model"}
-    spec = {key: value for key, value in spec.items() if value not in ({}, None)}
-    text = yaml.safe_dump({"$schema": DEPLOYMENT_SCHEMA, **spec}, sort_keys=False)
     (folder / DEPLOYMENT_FILE).write_text(text, encoding="utf-8")
     try:
-        load_online_deployment(str(folder / DEPLOYMENT_FILE))
-    except Exception as exc:  # the loader's ValidationError/ValidationException
+        load_back(folder / DEPLOYMENT_FILE, load_online_deployment)
+    except ValueError as exc:
         raise BundleError(
             f"The exported deployment.yml of {bundle.label} does not load in azure-ai-ml: {exc}. "
             "Check the base image and conda.yaml."

@@ -1,0 +1,129 @@
+"""`deploystudio azure export` and `deploystudio azure test-connection`.
+
+Export needs no Azure access at all; test-connection asks DefaultAzureCredential for a token and
+reads the workspace, printing which credential worked (never the token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from deploystudio.config import Settings
+from deploystudio.errors import AzureSpecError
+
+EXIT_FAILED = 1
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.deployment.azure_export import export_online
+    from deploystudio.deployment.azure_specs import (
+        OnlineDeploymentSpec,
+        OnlineEndpointSpec,
+        model_source,
+        scoring_code,
+    )
+
+    environment = {}
+    for name in args.env or []:
+        # Values come from this shell, as for local deployments: never typed on a command line
+        # that shell history keeps.
+        if name not in os.environ:
+            raise AzureSpecError(f"Environment variable {name} is not set in this shell.")
+        environment[name] = os.environ[name]
+    spec = OnlineDeploymentSpec(
+        name=args.deployment,
+        endpoint_name=args.endpoint,
+        model=model_source(args.model, settings, reference_in_azure=args.azure_model),
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        request_settings=(
+            {"request_timeout_ms": args.request_timeout_ms} if args.request_timeout_ms else {}
+        ),
+        environment_variables=environment,
+        code=scoring_code(args.bundle, settings) if args.bundle else None,
+    )
+    result = export_online(
+        args.out, OnlineEndpointSpec(name=args.endpoint, auth_mode=args.auth_mode), spec
+    )
+    print(f"Wrote {len(result.files)} file(s) to {result.folder}:")
+    for name in result.files:
+        if not name.startswith("model/"):
+            print(f"  {name}")
+    print("Deploy from that folder with:")
+    for command in result.commands:
+        print(f"  {command}")
+    return 0
+
+
+def cmd_test_connection(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.deployment.azure_workspace import resolve_workspace, test_connection
+
+    form = {
+        "subscription_id": args.subscription_id,
+        "resource_group": args.resource_group,
+        "workspace_name": args.workspace_name,
+    }
+    workspace = resolve_workspace(
+        form, config_roots=(Path.cwd(), settings.home), config_path=args.config
+    )
+    print(f"Workspace: {workspace.describe()}")
+    report = test_connection(workspace)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "message": report.message,
+                    "credential": report.credential,
+                    "tried": [{"name": a.name, "reason": a.reason} for a in report.tried],
+                    "location": report.location,
+                }
+            )
+        )
+    else:
+        print(report.message)
+        for attempt in report.tried:
+            print(f"  tried {attempt.name}: {attempt.reason}")
+    return 0 if report.ok else EXIT_FAILED
+
+
+def add_azure_commands(commands: argparse._SubParsersAction) -> None:
+    """Add `azure export` and `azure test-connection` to the `deploystudio` parser."""
+    from deploystudio.deployment.azure_specs import AUTH_MODES, DEFAULT_INSTANCE_TYPE
+
+    azure = commands.add_parser("azure", help="Azure ML: export deployments, test the connection")
+    actions = azure.add_subparsers(dest="azure_command", required=True)
+
+    export = actions.add_parser(
+        "export", help="write endpoint.yml, deployment.yml and a README for `az ml` (no Azure)"
+    )
+    export.add_argument("--model", required=True, help="models:/NAME/VERSION, @ALIAS or a folder")
+    export.add_argument("--bundle", help="scoring bundle NAME:VERSION (else no-code MLflow)")
+    export.add_argument("--endpoint", required=True)
+    export.add_argument("--deployment", required=True)
+    export.add_argument("--auth-mode", choices=AUTH_MODES, default="key")
+    export.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE)
+    export.add_argument("--instance-count", type=int, default=1)
+    export.add_argument("--request-timeout-ms", type=int)
+    export.add_argument(
+        "--env", action="append", metavar="NAME", help="pass this variable's value from here"
+    )
+    export.add_argument(
+        "--azure-model",
+        action="store_true",
+        help="reference the model as azureml:NAME:VERSION (already in the workspace) instead of "
+        "copying its files",
+    )
+    export.add_argument("--out", required=True, help="a new or empty folder")
+    export.set_defaults(handler=cmd_export)
+
+    test = actions.add_parser("test-connection", help="get a token and read the workspace")
+    test.add_argument("--subscription-id")
+    test.add_argument("--resource-group")
+    test.add_argument("--workspace-name")
+    test.add_argument("--config", help="an Azure ML config.json in the project or data folder")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(handler=cmd_test_connection)

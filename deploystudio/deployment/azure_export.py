@@ -1,0 +1,237 @@
+"""Export a configured online deployment as a folder a CI pipeline can deploy with no studio.
+
+Layout (paths in the YAML are relative to the folder, as in Azure's examples):
+
+    endpoint.yml      ManagedOnlineEndpoint (no traffic: the deployment does not exist yet;
+                      `--all-traffic` on the deployment command sends it all)
+    deployment.yml    ManagedOnlineDeployment
+    model/            the MLflow model's files, unless the model is referenced as azureml:NAME:VER
+    code/score.py     the scoring script, when the deployment has one
+    conda.yaml        its environment (with the base image in deployment.yml)
+    README.md         the `az ml` commands and the equivalent Python
+
+Both YAML files are loaded back with `load_online_endpoint` / `load_online_deployment` from the
+folder itself before the export counts as done. Batch deployments have their own builder
+(deployment/batch_azure.py); a batch export would write its YAML next to these.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploystudio.deployment.azure_specs import (
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+    deployment_entity,
+    endpoint_entity,
+)
+from deploystudio.deployment.azure_yaml import deployment_yaml, endpoint_yaml, load_back
+from deploystudio.errors import AzureExportError, UnsafePathError
+
+ENDPOINT_FILE = "endpoint.yml"
+DEPLOYMENT_FILE = "deployment.yml"
+CONDA_FILE = "conda.yaml"
+CODE_FOLDER = "code"
+MODEL_FOLDER = "model"
+README_FILE = "README.md"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    # Paths relative to `folder`, sorted.
+    files: tuple[str, ...]
+    endpoint: Any
+    deployment: Any
+
+    @property
+    def commands(self) -> tuple[str, str]:
+        """The two `az ml` commands, run from inside `folder`."""
+        return (
+            f"az ml online-endpoint create -f {ENDPOINT_FILE}",
+            f"az ml online-deployment create -f {DEPLOYMENT_FILE} --all-traffic",
+        )
+
+
+def export_online(
+    folder: Path | str,
+    endpoint: OnlineEndpointSpec,
+    deployment: OnlineDeploymentSpec,
+    allowed_roots: Sequence[Path] | None = None,
+) -> ExportResult:
+    """Write the export folder; return what was written and the entities loaded back from it.
+
+    `folder` must not exist or be empty (nothing is overwritten) and, when `allowed_roots` is
+    given (a page: the studio's data folder), lie inside one of them. On failure the files
+    written so far are removed.
+    """
+    if deployment.endpoint_name.lower() != endpoint.name.lower():
+        raise AzureExportError(
+            f"Deployment {deployment.name!r} belongs to endpoint {deployment.endpoint_name!r}, "
+            f"not {endpoint.name!r}: export them together with the same endpoint name."
+        )
+    out = _prepare_folder(Path(folder), allowed_roots)
+    # Both entities are built (every value checked) before anything is written. The endpoint
+    # has no traffic: Azure refuses traffic to a deployment that does not exist yet, and
+    # `--all-traffic` sets it once the deployment is up.
+    endpoint_built = endpoint_entity(
+        OnlineEndpointSpec(endpoint.name, endpoint.auth_mode, endpoint.description, endpoint.tags)
+    )
+    deployment_built = deployment_entity(deployment)
+    created_here = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _write(out, endpoint_built, deployment, deployment_built)
+    except BaseException:
+        _clean(out, remove_folder=created_here)
+        raise
+
+
+def _write(out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any) -> ExportResult:
+    model: Any = None
+    if spec.model.local_path is not None:
+        _copy_tree(spec.model.local_path, _inside(out, MODEL_FOLDER))
+        model = {
+            "name": spec.model.name,
+            "version": spec.model.version,
+            "path": MODEL_FOLDER,
+            "type": "mlflow_model",
+        }
+    environment = code_configuration = None
+    if spec.code is not None:
+        code_folder = _inside(out, CODE_FOLDER)
+        code_folder.mkdir()
+        shutil.copyfile(
+            spec.code.code_folder / spec.code.scoring_script,
+            _inside(out, f"{CODE_FOLDER}/{spec.code.scoring_script}"),
+        )
+        shutil.copyfile(spec.code.conda_file, _inside(out, CONDA_FILE))
+        environment = {"conda_file": CONDA_FILE, "image": spec.code.image}
+        code_configuration = {"code": CODE_FOLDER, "scoring_script": spec.code.scoring_script}
+    _inside(out, ENDPOINT_FILE).write_text(endpoint_yaml(entity), encoding="utf-8")
+    _inside(out, DEPLOYMENT_FILE).write_text(
+        deployment_yaml(
+            built, model=model, environment=environment, code_configuration=code_configuration
+        ),
+        encoding="utf-8",
+    )
+    from azure.ai.ml import load_online_deployment, load_online_endpoint
+
+    try:
+        loaded_endpoint = load_back(_inside(out, ENDPOINT_FILE), load_online_endpoint)
+        loaded_deployment = load_back(_inside(out, DEPLOYMENT_FILE), load_online_deployment)
+    except ValueError as exc:
+        raise AzureExportError(
+            f"azure-ai-ml does not load the exported YAML: {exc}. Check the settings."
+        ) from exc
+    _inside(out, README_FILE).write_text(readme(entity.name, spec), encoding="utf-8")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    return ExportResult(out, tuple(files), loaded_endpoint, loaded_deployment)
+
+
+def _prepare_folder(folder: Path, allowed_roots: Sequence[Path] | None) -> Path:
+    out = folder.expanduser().resolve()
+    if allowed_roots is not None and not any(
+        out.is_relative_to(Path(root).resolve()) for root in allowed_roots
+    ):
+        shown = ", ".join(str(r) for r in allowed_roots) or "none"
+        raise UnsafePathError(
+            f"{folder} is outside the folders an export may be written to ({shown}): choose a "
+            "folder inside them."
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise AzureExportError(
+            f"{out} already exists and is not an empty folder: choose a new folder (nothing is "
+            "overwritten)."
+        )
+    return out
+
+
+def _inside(out: Path, relative: str) -> Path:
+    """`out / relative`, refusing anything that resolves outside `out` (a symlink planted in the
+    folder while exporting, say)."""
+    path = out / relative
+    if not path.resolve().is_relative_to(out):
+        raise UnsafePathError(f"{path} leads outside the export folder {out}; nothing written.")
+    return path
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    # symlinks=True copies links as links: the model's own files are what Azure must upload, and
+    # a link's target is not written to.
+    try:
+        shutil.copytree(source, target, symlinks=True)
+    except (OSError, shutil.Error) as exc:
+        raise AzureExportError(f"Could not copy the model from {source}: {exc}") from exc
+
+
+def _clean(out: Path, remove_folder: bool) -> None:
+    if remove_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir() if out.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def readme(endpoint_name: str, spec: OnlineDeploymentSpec) -> str:
+    """How to deploy the folder: `az ml` commands, then the same steps in Python."""
+    if spec.model.azure_reference is not None:
+        model_note = (
+            f"The deployment uses `{spec.model.azure_reference}`, a model already registered in "
+            "the workspace."
+        )
+    else:
+        model_note = (
+            f"`{MODEL_FOLDER}/` holds the MLflow model; Azure uploads and registers it as "
+            f"`{spec.model.name}` when the deployment is created."
+        )
+    script_note = (
+        f"`{CODE_FOLDER}/{spec.code.scoring_script}` is the scoring script; `{CONDA_FILE}` its "
+        f"environment on `{spec.code.image}`."
+        if spec.code is not None
+        else "No scoring script: Azure serves the MLflow model directly (no-code deployment)."
+    )
+    env_note = (
+        "\n`deployment.yml` holds environment variable values: treat it as a secret.\n"
+        if spec.environment_variables
+        else ""
+    )
+    deployment_name = spec.name
+    return f"""# Azure ML online deployment {endpoint_name}/{deployment_name}
+
+Exported by Deploy Studio. Paths in the YAML files are relative to this folder.
+{model_note}
+{script_note}
+{env_note}
+## With the Azure CLI (`az extension add -n ml`), from this folder
+
+    az configure --defaults group=RESOURCE_GROUP workspace=WORKSPACE
+    az ml online-endpoint create -f {ENDPOINT_FILE}
+    az ml online-deployment create -f {DEPLOYMENT_FILE} --all-traffic
+    az ml online-endpoint invoke --name {endpoint_name} --deployment-name {deployment_name} \\
+        --request-file request.json
+
+## With the Python SDK (azure-ai-ml, azure-identity), from this folder
+
+```python
+from azure.ai.ml import MLClient, load_online_deployment, load_online_endpoint
+from azure.identity import DefaultAzureCredential
+
+ml_client = MLClient(
+    DefaultAzureCredential(), "SUBSCRIPTION_ID", "RESOURCE_GROUP", "WORKSPACE"
+)
+endpoint = load_online_endpoint("{ENDPOINT_FILE}")
+ml_client.online_endpoints.begin_create_or_update(endpoint).result()
+deployment = load_online_deployment("{DEPLOYMENT_FILE}")
+ml_client.online_deployments.begin_create_or_update(deployment).result()
+endpoint.traffic = {{"{deployment_name}": 100}}
+ml_client.online_endpoints.begin_create_or_update(endpoint).result()
+```
+"""

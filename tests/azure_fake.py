@@ -1,0 +1,415 @@
+"""A fake Azure Resource Manager for azure-ai-ml: the only fake in the Azure tests.
+
+`FakeAzureML` is an azure-core `HttpTransport`: `MLClient(..., transport=FakeAzureML())` makes the
+real SDK build and send its real requests, which this class answers from a small in-memory
+workspace (online endpoints and deployments with PUT/GET/DELETE/list, long-running operations
+polled through `Azure-AsyncOperation`, listKeys/regenerateKeys, getLogs) and records.
+Errors on demand: `fail(...)` answers the next matching request with a status and ARM error
+body (401/403/409/429 with Retry-After, ...); `fail_operation(...)` makes the next long-running
+operation end `Failed` with an ARM error code (ImageBuildFailure, OutOfQuota, ...) or `Canceled`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest._http_response_impl import HttpResponseImpl
+from azure.core.utils import case_insensitive_dict
+
+ARM = "https://management.azure.com"
+_WS = (
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
+)
+_ROUTES = [
+    ("workspace", re.compile(_WS + r"$")),
+    ("endpoints", re.compile(_WS + r"/onlineEndpoints$")),
+    ("endpoint", re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)$")),
+    ("list_keys", re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)/listKeys$")),
+    ("regenerate_keys", re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)/regenerateKeys$")),
+    ("deployments", re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)/deployments$")),
+    ("deployment", re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)/deployments/(?P<dep>[^/]+)$")),
+    (
+        "get_logs",
+        re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)/deployments/(?P<dep>[^/]+)/getLogs$"),
+    ),
+    ("operation", re.compile(r"/fake-operations/(?P<op>[^/]+)$")),
+]
+
+
+@dataclass
+class Recorded:
+    """One request as the SDK sent it (the Authorization header is dropped, never kept)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def route(self) -> str | None:
+        return _match(self.path)[0]
+
+
+@dataclass
+class _Failure:
+    method: str
+    route: str
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str]
+    times: int
+
+
+@dataclass
+class _Operation:
+    status: str = "InProgress"
+    polls_left: int = 1
+    error: dict[str, str] | None = None
+    on_success: Any = None
+    on_failure: Any = None
+
+
+@dataclass
+class FakeAzureML(HttpTransport):
+    subscription_id: str = "00000000-0000-0000-0000-000000000000"
+    resource_group: str = "rg-studio"
+    workspace_name: str = "ws-studio"
+    location: str = "westeurope"
+    # How many polls of a long-running operation answer InProgress before it ends.
+    polls_before_done: int = 1
+    requests: list[Recorded] = field(default_factory=list)
+    endpoints: dict[str, dict] = field(default_factory=dict)
+    deployments: dict[tuple[str, str], dict] = field(default_factory=dict)
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    logs: dict[tuple[str, str], str] = field(default_factory=dict)
+    _failures: list[_Failure] = field(default_factory=list)
+    _operation_errors: list[tuple[str, dict | None]] = field(default_factory=list)
+    _operations: dict[str, _Operation] = field(default_factory=dict)
+
+    # -- errors on demand ---------------------------------------------------------------------
+
+    def fail(
+        self,
+        route: str,
+        status: int,
+        code: str = "Error",
+        message: str = "Injected failure",
+        method: str = "*",
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` requests to `route` (see _ROUTES) with this ARM error."""
+        self._failures.append(
+            _Failure(method, route, status, code, message, dict(headers or {}), times)
+        )
+
+    def fail_operation(self, code: str, message: str = "Injected failure") -> None:
+        """End the next long-running operation `Failed` with this error code; code
+        "Canceled" ends it `Canceled` instead."""
+        if code == "Canceled":
+            self._operation_errors.append(("Canceled", None))
+        else:
+            self._operation_errors.append(("Failed", {"code": code, "message": message}))
+
+    def of_route(self, route: str, method: str | None = None) -> list[Recorded]:
+        return [
+            r for r in self.requests if r.route == route and (method is None or r.method == method)
+        ]
+
+    # -- HttpTransport ------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeAzureML:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def send(self, request: Any, **kwargs: Any) -> HttpResponseImpl:
+        url = urlparse(request.url)
+        body = request.content if hasattr(request, "content") else request.body
+        if isinstance(body, bytes | bytearray):
+            body = body.decode("utf-8")
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = body
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        # A copy: the in-memory workspace keeps (and later changes) the resource it was sent.
+        recorded = Recorded(
+            request.method, url.path, parse_qs(url.query), headers, copy.deepcopy(parsed)
+        )
+        self.requests.append(recorded)
+        route, params = _match(url.path)
+        failure = self._take_failure(route, request.method)
+        if failure is not None:
+            return _response(
+                request,
+                failure.status,
+                {"error": {"code": failure.code, "message": failure.message}},
+                failure.headers,
+            )
+        if route is None:
+            return _response(request, 404, _error("NoSuchRoute", f"No fake for {url.path}"))
+        handler = getattr(self, f"_{route}")
+        status, payload, extra = handler(request.method, params, parsed)
+        return _response(request, status, payload, extra)
+
+    def _take_failure(self, route: str | None, method: str) -> _Failure | None:
+        for failure in self._failures:
+            if failure.route == route and failure.method in ("*", method):
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def _base(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace_name}"
+        )
+
+    def _workspace(self, method: str, params: dict, body: Any) -> tuple:
+        if params["ws"] != self.workspace_name:
+            return 404, _error("ResourceNotFound", f"Workspace {params['ws']} not found"), {}
+        return (
+            200,
+            {
+                "id": self._base(),
+                "name": self.workspace_name,
+                "type": "Microsoft.MachineLearningServices/workspaces",
+                "location": self.location,
+                "properties": {
+                    "mlFlowTrackingUri": f"azureml://{self.location}.api.azureml.ms/mlflow/v1.0"
+                    f"{self._base()}",
+                    "discoveryUrl": f"https://{self.location}.api.azureml.ms/discovery",
+                },
+            },
+            {},
+        )
+
+    def _endpoints(self, method: str, params: dict, body: Any) -> tuple:
+        return 200, {"value": list(self.endpoints.values())}, {}
+
+    def _endpoint(self, method: str, params: dict, body: Any) -> tuple:
+        name = params["ep"]
+        if method == "GET":
+            if name not in self.endpoints:
+                return 404, _error("ResourceNotFound", f"Endpoint {name} not found"), {}
+            return 200, self.endpoints[name], {}
+        if method == "DELETE":
+            if name not in self.endpoints:
+                return 204, None, {}
+            self.endpoints[name]["properties"]["provisioningState"] = "Deleting"
+
+            def delete() -> None:
+                self.endpoints.pop(name, None)
+                for key in [k for k in self.deployments if k[0] == name]:
+                    del self.deployments[key]
+
+            return self._begin(202, None, delete)
+        if method in ("PUT", "PATCH"):
+            existing = self.endpoints.get(name)
+            resource = dict(body or {})
+            if existing and method == "PATCH":
+                resource = {**existing, **resource}
+                resource["properties"] = {
+                    **existing["properties"],
+                    **resource.get("properties", {}),
+                }
+            resource.setdefault("properties", {})
+            resource.update(
+                id=f"{self._base()}/onlineEndpoints/{name}",
+                name=name,
+                type="Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+            )
+            resource.setdefault("location", self.location)
+            props = resource["properties"]
+            props["scoringUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/score"
+            props["provisioningState"] = "Updating" if existing else "Creating"
+            self.endpoints[name] = resource
+            self.keys.setdefault(name, {"primaryKey": _key(), "secondaryKey": _key()})
+
+            def done(state: str = "Succeeded") -> None:
+                props["provisioningState"] = state
+
+            return self._begin(201 if not existing else 200, resource, done)
+        return 405, _error("MethodNotAllowed", method), {}
+
+    def _list_keys(self, method: str, params: dict, body: Any) -> tuple:
+        if params["ep"] not in self.keys:
+            return 404, _error("ResourceNotFound", params["ep"]), {}
+        return 200, self.keys[params["ep"]], {}
+
+    def _regenerate_keys(self, method: str, params: dict, body: Any) -> tuple:
+        which = (body or {}).get("keyType", "Primary")
+        # The SDK sends the current key as keyValue; the service answers with a new one.
+        value = _key()
+        keys = self.keys[params["ep"]]
+        return self._begin(
+            202, None, lambda: keys.__setitem__(f"{which[0].lower()}{which[1:]}Key", value)
+        )
+
+    def _deployments(self, method: str, params: dict, body: Any) -> tuple:
+        values = [v for (ep, _), v in self.deployments.items() if ep == params["ep"]]
+        return 200, {"value": values}, {}
+
+    def _deployment(self, method: str, params: dict, body: Any) -> tuple:
+        key = (params["ep"], params["dep"])
+        if params["ep"] not in self.endpoints:
+            return 404, _error("ResourceNotFound", f"Endpoint {params['ep']} not found"), {}
+        if method == "GET":
+            if key not in self.deployments:
+                return 404, _error("ResourceNotFound", f"Deployment {key[1]} not found"), {}
+            return 200, self.deployments[key], {}
+        if method == "DELETE":
+            if key not in self.deployments:
+                return 204, None, {}
+            return self._begin(202, None, lambda: self.deployments.pop(key, None))
+        if method == "PUT":
+            existing = key in self.deployments
+            resource = dict(body or {})
+            resource.setdefault("properties", {})
+            resource.update(
+                id=f"{self._base()}/onlineEndpoints/{key[0]}/deployments/{key[1]}",
+                name=key[1],
+                type="Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
+            )
+            resource.setdefault("location", self.location)
+            props = resource["properties"]
+            props["provisioningState"] = "Updating" if existing else "Creating"
+            # Azure fills in the default scale settings; the SDK's reader needs them.
+            props.setdefault("scaleSettings", {"scaleType": "Default"})
+            self.deployments[key] = resource
+            self.logs.setdefault(key, "Booting worker\nInitializing model\n")
+
+            def done(state: str = "Succeeded") -> None:
+                props["provisioningState"] = state
+
+            return self._begin(200 if existing else 201, resource, done)
+        return 405, _error("MethodNotAllowed", method), {}
+
+    def _get_logs(self, method: str, params: dict, body: Any) -> tuple:
+        text = self.logs.get((params["ep"], params["dep"]), "")
+        tail = (body or {}).get("tail")
+        lines = text.splitlines(keepends=True)
+        return 200, {"content": "".join(lines[-tail:] if tail else lines)}, {}
+
+    # -- long-running operations --------------------------------------------------------------
+
+    def _begin(self, status: int, payload: Any, on_success: Any) -> tuple:
+        op_id = secrets.token_hex(8)
+        operation = _Operation(polls_left=self.polls_before_done, on_success=on_success)
+        if self._operation_errors:
+            final, error = self._operation_errors.pop(0)
+            operation.error = error
+            operation.on_failure = (final, on_success)
+        self._operations[op_id] = operation
+        url = f"{ARM}/fake-operations/{op_id}?api-version=2024-10-01-preview"
+        # Milliseconds: azure-core treats "Retry-After: 0" as absent and would wait its 5 s default.
+        headers = {"Azure-AsyncOperation": url, "Retry-After-Ms": "5"}
+        if status == 202:
+            headers["Location"] = url
+        return status, payload, headers
+
+    def _operation(self, method: str, params: dict, body: Any) -> tuple:
+        operation = self._operations[params["op"]]
+        if operation.status == "InProgress":
+            if operation.polls_left > 0:
+                operation.polls_left -= 1
+            elif operation.on_failure is not None:
+                final, callback = operation.on_failure
+                operation.status = final
+                if _accepts_state(callback):
+                    callback(final)
+            else:
+                operation.status = "Succeeded"
+                operation.on_success()
+        payload: dict[str, Any] = {"status": operation.status}
+        if operation.error is not None and operation.status == "Failed":
+            payload["error"] = operation.error
+        return 200, payload, {"Retry-After-Ms": "5"}
+
+
+def _accepts_state(callback: Any) -> bool:
+    return getattr(callback, "__code__", None) is not None and callback.__code__.co_argcount == 1
+
+
+def _match(path: str) -> tuple[str | None, dict[str, str]]:
+    for name, pattern in _ROUTES:
+        found = pattern.search(path)
+        if found:
+            return name, found.groupdict()
+    return None, {}
+
+
+def _error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class _Canned(HttpResponseImpl):
+    """A complete response held in memory (azure-core's rest response, already read)."""
+
+    def __init__(self, request: Any, status: int, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__(
+            request=request,
+            internal_response=None,
+            status_code=status,
+            reason=_REASONS.get(status, "Status"),
+            content_type=headers.get("Content-Type"),
+            headers=case_insensitive_dict(headers),
+            stream_download_generator=_no_stream,
+        )
+        self._content = body
+
+    def close(self) -> None:
+        self._is_closed = True
+
+
+def _no_stream(**kwargs: Any) -> Iterator[bytes]:
+    yield from ()
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+
+
+def _response(request: Any, status: int, payload: Any, headers: dict | None = None) -> _Canned:
+    body = b"" if payload is None else json.dumps(payload).encode("utf-8")
+    all_headers = {"Content-Type": "application/json", "x-ms-request-id": secrets.token_hex(8)}
+    all_headers.update(headers or {})
+    return _Canned(request, status, body, all_headers)
