@@ -15,6 +15,7 @@ navigation = st.navigation(
         st.Page("views/inspect.py", title="Inspect", icon=":material/search:"),
         st.Page("views/customize.py", title="Customize", icon=":material/tune:"),
         st.Page("views/predict.py", title="Predict", icon=":material/play_arrow:"),
+        st.Page("views/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
     ]
 )
 
@@ -32,3 +33,9 @@ with st.sidebar:
         refresh_registry_listings()
 
 navigation.run()
+
+# After the page has run: once per server process, reconcile local endpoints with the servers
+# that outlived the last run (in the background; imported late for the same reason as above).
+from components.services import local_endpoints  # noqa: E402
+
+local_endpoints()

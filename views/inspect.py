@@ -54,7 +54,7 @@ st.caption(
     f" · {format_bytes(inspection.total_size_bytes)}"
 )
 
-preview_link, customize_link = st.columns(2)
+preview_link, customize_link, deploy_link = st.columns(3)
 preview_link.page_link(
     "views/predict.py",
     label="Preview predictions",
@@ -67,6 +67,13 @@ customize_link.page_link(
     icon=":material/tune:",
     query_params=st.query_params.to_dict(),
 )
+if version is not None:  # the Deploy page deploys registered versions
+    deploy_link.page_link(
+        "views/deploy.py",
+        label="Deploy to an endpoint",
+        icon=":material/rocket_launch:",
+        query_params={"model": version.name, "version": version.version},
+    )
 
 st.markdown("#### Deployability report")
 render_report(inspection.report)

@@ -64,12 +64,20 @@ st.caption(
     "models from people you trust. It runs in a separate worker process, without this app's "
     "credentials."
 )
-st.page_link(
+inspect_link, deploy_link = st.columns(2)
+inspect_link.page_link(
     "views/inspect.py",
     label="Inspect this model",
     icon=":material/search:",
     query_params=query_params_for(entered),
 )
+if version is not None:  # the Deploy page deploys registered versions
+    deploy_link.page_link(
+        "views/deploy.py",
+        label="Deploy to an endpoint",
+        icon=":material/rocket_launch:",
+        query_params={"model": version.name, "version": version.version},
+    )
 
 # Keys per model: what the user typed stays through reruns and errors, and never leaks into
 # another model's editor.
