@@ -118,3 +118,7 @@ class AzureSpecError(DeployStudioError):
 
 class AzureExportError(DeployStudioError):
     """An Azure ML export folder that cannot be written, or whose YAML azure-ai-ml cannot load."""
+
+
+class RolloutError(DeployStudioError):
+    """An endpoint whose traffic does not fit a safe rollout from one deployment to another."""

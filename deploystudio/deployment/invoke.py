@@ -7,9 +7,11 @@ on, with the server's own message.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from deploystudio.errors import (
 from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
+REQUEST_ID_HEADER = "x-request-id"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 METRICS_PATH = "/_deploystudio/metrics"
 # Top-level keys of a body that is already a request (Azure's or one of MLflow's formats).
@@ -64,6 +67,17 @@ def request_body(inputs: Any, params: Mapping[str, Any] | None, runtime: Runtime
     return text.encode("utf-8") if isinstance(text, str) else text
 
 
+@dataclass(frozen=True)
+class Answer:
+    """An endpoint's answer with what its front says about it."""
+
+    body: Any
+    # The deployment that answered and the request's id (the front's response headers).
+    deployment: str | None
+    request_id: str | None
+    seconds: float
+
+
 def post(
     url: str,
     body: bytes,
@@ -72,15 +86,36 @@ def post(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> Any:
     """POST `body` to `url`; the decoded JSON answer. Errors become DeployStudioErrors."""
+    return call(url, body, key, deployment, timeout).body
+
+
+def call(
+    url: str,
+    body: bytes,
+    key: str | None = None,
+    deployment: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Answer:
+    """POST `body` to `url`; the answer, who gave it and how long the round trip took.
+
+    Errors become DeployStudioErrors (as `post`).
+    """
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     if deployment:
         headers[DEPLOYMENT_HEADER] = deployment
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return _decoded(response.read())
+            answer = _decoded(response.read())
+            return Answer(
+                answer,
+                response.headers.get(DEPLOYMENT_HEADER),
+                response.headers.get(REQUEST_ID_HEADER),
+                time.perf_counter() - started,
+            )
     except urllib.error.HTTPError as exc:
         raise _http_error(exc.code, _decoded(exc.read()), url) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:

@@ -1,0 +1,292 @@
+"""The Endpoints page through AppTest, against real servers on 127.0.0.1.
+
+One endpoint with two deployments of the demo iris classifier (v1 "blue" with all traffic, v2
+"green" at 0%), made through the domain in a module fixture, in the module's own data folder.
+The tests share it in file order; the last one deletes the endpoint from the page, and the
+fixture stops everything whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from components import endpoint_changes, services
+from components.endpoint_keys import reveal_key
+from components.traffic_editor import editor_key
+from deploystudio.deployment.base import DeploymentState
+from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.processes import our_processes
+from tests.conftest import REPO_ROOT, settings_for
+from tests.page_support import (  # noqa: F401 (fixtures)
+    fresh_caches,
+    prediction_worker_stopped_at_the_end,
+)
+
+APP = str(REPO_ROOT / "app.py")
+PAGE = "views/endpoints.py"
+ENDPOINT = "page-ep"
+IRIS_CLASSES = {"setosa", "versicolor", "virginica"}
+TIMEOUT = 120
+OPERATION_SECONDS = 120
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, settings, seeded):
+    home = tmp_path_factory.mktemp("endpoints-page")
+    with pytest.MonkeyPatch.context() as patch:
+        # The page reads its settings from the environment: this module's own data folder.
+        patch.setenv("DEPLOYSTUDIO_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+        yield home
+
+
+@pytest.fixture(scope="module")
+def target(home, settings, registry):
+    local = settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
+    target = LocalTarget(local, registry=registry, start_timeout_seconds=TIMEOUT)
+    try:
+        assert target.create_endpoint(ENDPOINT).state is DeploymentState.READY
+        for name, uri in (
+            ("blue", "models:/iris-classifier/1"),
+            ("green", "models:/iris-classifier/2"),
+        ):
+            record = target.create_deployment(name, uri, ENDPOINT)
+            assert record.state is DeploymentState.READY, (record.reason, record.log_tail)
+        target.update_endpoint(ENDPOINT, {"traffic": {"blue": 100}})
+        yield target
+    finally:
+        page_endpoints = services.local_endpoints()
+        page_endpoints.operations.shutdown()
+        services._local_endpoints.clear()
+        target.stop_all()
+        leftovers = list(our_processes(home))
+        for process in leftovers:  # never leave a process behind, even when a test failed
+            os.killpg(process.pid, signal.SIGKILL)
+        assert not leftovers, f"processes left running: {leftovers}"
+
+
+def open_page(tab: str | None = None, **params: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(PAGE)
+    at.query_params["endpoint"] = ENDPOINT
+    if tab:
+        at.query_params["tab"] = tab
+    for name, value in params.items():
+        at.query_params[name] = value
+    return rerun(at)
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def settle(at: AppTest):
+    """Wait for the change the page started, then show its outcome; returns the operation."""
+    operation_id = at.session_state[endpoint_changes.slot(ENDPOINT)]
+    operation = services.local_endpoints().operations.wait(operation_id, OPERATION_SECONDS)
+    assert operation is not None and operation.done, operation
+    rerun(at)
+    return operation
+
+
+def button(at: AppTest, label_start: str):
+    found = [b for b in at.button if b.label.startswith(label_start)]
+    assert found, [b.label for b in at.button]
+    return found[0]
+
+
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The first table that has `column` (AppTest's dataframes carry no key)."""
+    tables = [d.value for d in at.dataframe if column in d.value.columns]
+    assert tables, [list(d.value.columns) for d in at.dataframe]
+    return tables[0]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_list_shows_the_endpoint_with_its_deployments(target):
+    at = open_page()
+    table = table_with(at, "scoring URI")
+    row = table.set_index("endpoint").loc[ENDPOINT]
+    assert row["state"] == "ready" and row["traffic"] == "blue 100%"
+    assert row["scoring URI"] == target.get_endpoint(ENDPOINT).scoring_uri
+    deployments = table_with(at, "model URI").set_index("deployment")
+    assert deployments.loc["blue", "traffic %"] == 100
+    assert deployments.loc["green", "model URI"] == "models:/iris-classifier/2"
+    assert set(deployments["state"]) == {"ready"}
+    # Each deployment's log tail is there to read.
+    assert "blue" in at.expander[0].label and at.expander[0].code
+
+
+def test_traffic_slider_is_applied_in_one_change(target):
+    at = open_page("Traffic")
+    key = editor_key(target.get_endpoint(ENDPOINT))
+    at.slider(key=f"{key}_split").set_value(30)
+    rerun(at)
+    assert "**blue** 70% · **green** 30%" in texts(at.caption)
+    at.button(key=f"{key}_apply").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error is None, operation.error
+    assert target.get_endpoint(ENDPOINT).traffic == {"blue": 70, "green": 30}
+    # The sliders start again from the store.
+    assert at.slider(key=f"{editor_key(target.get_endpoint(ENDPOINT))}_split").value == 30
+
+
+def test_a_mirror_over_50_is_refused_with_the_domains_message(target):
+    before = target.get_endpoint(ENDPOINT)
+    at = open_page("Traffic")
+    key = editor_key(before)
+    at.selectbox(key=f"{key}_mirror_to").set_value("green")
+    at.number_input(key=f"{key}_mirror_percent").set_value(60)
+    rerun(at)
+    at.button(key=f"{key}_apply").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error and "from 0 to 50, not 60" in operation.error, operation.error
+    assert "from 0 to 50, not 60" in texts(at.error)
+    after = target.get_endpoint(ENDPOINT)
+    assert (after.traffic, after.mirror) == (before.traffic, before.mirror)
+
+
+def test_rollout_moves_traffic_step_by_step_and_rollback_puts_it_back(target):
+    at = open_page("Safe rollout", old="blue", new="green")
+    # 70/30 from the traffic test: the rollout stands at the canary step.
+    assert ":material/arrow_right: **Send green 10% of live traffic** (now)" in texts(at.markdown)
+    button(at, "Rollback to blue").click()
+    rerun(at)
+    settle(at)
+    endpoint = target.get_endpoint(ENDPOINT)
+    assert (endpoint.traffic, endpoint.mirror) == ({"blue": 100, "green": 0}, None)
+    assert "**Test green directly** (now)" in texts(at.markdown)
+
+    button(at, "Test green directly").click()
+    rerun(at)
+    assert any("green answered" in s.value for s in at.success), texts(at.success)
+    assert set(json.loads(at.json[-1].value)) <= IRIS_CLASSES
+
+    expected = [
+        ({"blue": 100, "green": 0}, ("green", 10)),
+        ({"blue": 90, "green": 10}, None),
+        ({"blue": 50, "green": 50}, None),
+    ]
+    for traffic, mirror in expected:
+        button(at, "Next:").click()
+        rerun(at)
+        operation = settle(at)
+        assert operation.error is None, operation.error
+        endpoint = target.get_endpoint(ENDPOINT)
+        assert (endpoint.traffic, endpoint.mirror) == (traffic, mirror)
+
+    button(at, "Rollback to blue").click()
+    rerun(at)
+    settle(at)
+    endpoint = target.get_endpoint(ENDPOINT)
+    assert (endpoint.traffic, endpoint.mirror) == ({"blue": 100, "green": 0}, None)
+    assert button(at, "Rollback to blue").disabled
+
+
+def test_invoke_returns_predictions_and_who_answered(target):
+    at = open_page("Invoke")
+    at.button(key=f"invoke_{ENDPOINT}_send").click()
+    rerun(at)
+    assert not at.error, texts(at.error)
+    predictions = json.loads(at.json[-1].value)
+    assert predictions and set(predictions) <= IRIS_CLASSES
+    assert at.metric[0].value == "blue"  # all live traffic goes to blue
+    at.selectbox(key=f"invoke_{ENDPOINT}_to").set_value("green")
+    rerun(at)
+    at.button(key=f"invoke_{ENDPOINT}_send").click()
+    rerun(at)
+    assert at.metric[0].value == "green"  # the header reached the deployment at 0%
+    curl = next(c.value for c in at.code if c.value.startswith("curl"))
+    assert "azureml-model-deployment: green" in curl and "Bearer <KEY>" in curl
+    assert target.get_keys(ENDPOINT).primary not in curl
+
+
+def test_keys_are_hidden_until_revealed_and_regenerate_changes_the_key(target):
+    old = target.get_keys(ENDPOINT)
+    at = open_page("Keys")
+    assert old.primary not in texts(at.code) and old.secondary not in texts(at.code)
+    at.toggle(key=reveal_key(ENDPOINT)).set_value(True)
+    rerun(at)
+    assert old.primary in texts(at.code) and old.secondary in texts(at.code)
+    at.radio(key=f"keys_{ENDPOINT}_which").set_value("primary")
+    rerun(at)
+    assert at.button(key=f"keys_{ENDPOINT}_regenerate").disabled  # not confirmed yet
+    at.checkbox(key=f"keys_{ENDPOINT}_confirm").check()
+    rerun(at)
+    at.button(key=f"keys_{ENDPOINT}_regenerate").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error is None, operation.error
+    new = target.get_keys(ENDPOINT)
+    assert new.primary != old.primary and new.secondary == old.secondary
+    assert new.primary in texts(at.code) and old.primary not in texts(at.code)
+
+
+def test_metrics_table_counts_the_requests_made(target, home):
+    at = open_page("Metrics")
+
+    def blue_requests() -> int:
+        table = table_with(at, "errors 5xx").set_index("deployment")
+        return int(table.loc["blue", "requests"])
+
+    before = blue_requests()
+    row = pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2]],
+        columns=["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    )
+    for _ in range(3):
+        target.predict(endpoint=ENDPOINT, inputs=row)
+    rerun(at)
+    assert blue_requests() == before + 3
+    # A second sample is there, so the charts are drawn.
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_deleting_a_deployment_with_traffic_is_refused(target):
+    at = open_page("Deployments")
+    at.button(key=f"deployment_{ENDPOINT}_blue_delete").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error and "still gets 100% of live traffic" in operation.error
+    assert "still gets 100% of live traffic" in texts(at.error)
+    assert target.get_deployment("blue", ENDPOINT).state is DeploymentState.READY
+
+
+def test_history_lists_the_changes_made_on_the_page(target):
+    at = open_page("History")
+    table = table_with(at, "previous")
+    traffic = table[table["what"] == "set_traffic traffic"]
+    assert '{"blue": 70, "green": 30}' in set(traffic["new"])
+    assert "regenerate_key primary_key" in set(table["what"])
+
+
+def test_deleting_the_endpoint_needs_its_name_then_stops_everything(target, home):
+    at = open_page("Deployments")
+    delete = at.button(key=f"delete_{ENDPOINT}")
+    assert delete.disabled
+    at.text_input(key=f"delete_{ENDPOINT}_confirm").input(ENDPOINT)
+    rerun(at)
+    at.button(key=f"delete_{ENDPOINT}").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error is None, operation.error
+    assert target.list_endpoints() == []
+    deadline = time.monotonic() + 10
+    while list(our_processes(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(our_processes(home))
+    assert any("No local endpoints yet" in i.value for i in at.info)
