@@ -4,14 +4,15 @@ For the demo classifier (iris-classifier, champion), in one run:
 - cold load: the worker's first load of the model vs. `mlflow.pyfunc.load_model` here;
 - for 1, 1,000 and 100,000 rows: the first and the cached preview of a frame as the Predict page
   makes it (`PredictionWorker.predict`: pickled to the worker process, predicted there with
-  signature enforcement, the output sent back and made a table) vs. plain `model.predict(frame)`
+  signature enforcement, the output sent back as JSON plus raw buffers (never unpickled here,
+  see `deploystudio.worker_replies`) and made a table) vs. plain `model.predict(frame)`
   in this process. Both are warmed up first, then called in alternating blocks (each goes first
   half the time, so a noisy machine penalises both alike; see `alternate` for why blocks rather
   than single calls); medians of all calls, and the ratio;
 - where a cached preview's time goes, as medians per phase: pickling the request here, reading
   it in the worker, `model.predict` in the worker, the rest of the worker's call (cache lookup,
-  params check), transport (the worker pickling its answer, the socket, waking both processes),
-  unpickling the answer here, and making the output a table here;
+  params check), transport (the worker encoding its answer, the socket, waking both processes),
+  reading and decoding the answer here, and making the output a table here;
 - converting the request into that frame (`deploystudio.payloads.parse_payload`) for an Azure
   ML `input_data` JSON body, a CSV upload and a Parquet upload, and its share of the preview.
 Goals: a cached preview within 1.2x of the plain predict; conversion under 10% at 100,000 rows.

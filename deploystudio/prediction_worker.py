@@ -2,10 +2,13 @@
 itself), so that model code (which may crash, hang, eat memory or read the environment) never
 runs inside the app server.
 
-The parent talks to it over a private socketpair, in pickled frames between our own two
-processes, with large buffers passed through shared memory (`deploystudio.worker_channel`). The
-child's stdout and stderr go to a log file, so whatever model code prints cannot corrupt the
-channel and can be shown as a log tail.
+The parent talks to it over a private socketpair, with large buffers passed through shared
+memory (`deploystudio.worker_channel`). Requests are pickled: the worker runs untrusted code
+anyway, so unpickling what the app sends costs nothing. Replies are not: model code can take
+the worker over and write anything back, so the app decodes them without running code they
+name (`deploystudio.worker_replies`), and a reply that is not well formed stops the worker (it
+restarts on next use). The child's stdout and stderr go to a log file, so whatever model code
+prints cannot corrupt the channel and can be shown as a log tail.
 
 `PredictionWorker.call` runs any module-level function there; `predict` is one such call, whose
 model cache lives in the child for the child's whole life.
@@ -26,14 +29,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deploystudio.errors import DeployStudioError, PredictionError, PredictionWorkerError
+from deploystudio import worker_replies
+from deploystudio.errors import PredictionError, PredictionWorkerError
 from deploystudio.payloads import ModelInput
 from deploystudio.prediction import ModelCache, Prediction, RawPrediction, predict_raw
-from deploystudio.worker_channel import Channel, new_memory_file
+from deploystudio.worker_channel import Channel, MalformedMessageError, new_memory_file
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
@@ -44,7 +47,9 @@ _SECRET_NAME = re.compile(
     r"^GOOGLE_|^MLFLOW_TRACKING_(URI|USERNAME|PASSWORD|TOKEN)$|^DATABRICKS_)",
     re.IGNORECASE,
 )
-_OK, _ERROR, _OUT_OF_MEMORY = "ok", "error", "out of memory"
+# Once a reply has begun, the rest of it must follow within this many seconds (or the call's
+# own timeout, if longer): a worker that stops halfway must not hold the app.
+REPLY_READ_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -58,8 +63,8 @@ def scrubbed_environment(environ: dict[str, str] | None = None) -> dict[str, str
 class CallTimings:
     """Where the seconds of the last call went, for benchmarks: pickling and sending the request
     here, reading and unpickling it in the worker, running the function there, the rest of the
-    round trip (the worker pickling and sending its answer, both processes waking up), reading
-    and unpickling the answer here."""
+    round trip (the worker encoding and sending its answer, both processes waking up), reading
+    and decoding the answer here."""
 
     encode: float
     worker_decode: float
@@ -152,7 +157,7 @@ class PredictionWorker:
                 start_new_session=True,
             )
         child_socket.close()
-        self._channel = Channel(Connection(parent_socket.detach()), requests, replies)
+        self._channel = Channel(parent_socket, requests, replies)
 
     def predict(
         self, model_path: Path, model_input: ModelInput, timeout_seconds: float | None = None
@@ -169,10 +174,13 @@ class PredictionWorker:
         """`function(*args)` run in the worker, and its result.
 
         `function` must be importable by name in the worker (a module-level function of an
-        installed package: it is pickled by reference), and `args` and the result picklable.
-        A `DeployStudioError` raised there is raised here as the same type with the same message;
-        any other exception becomes a `PredictionError` naming its type. A crash, a timeout or
-        the memory limit raise `PredictionWorkerError`, and the worker restarts on next use.
+        installed package: it is pickled by reference), and `args` picklable. The result must be
+        of a type replies carry (`deploystudio.worker_replies`: plain data, numpy arrays, pandas
+        frames, paths and the dataclasses listed there); any other raises `PredictionError`.
+        A `DeployStudioError` raised there is raised here as the same type with the same message
+        (by its name in deploystudio.errors); any other exception becomes a `PredictionError`
+        naming its type. A crash, a timeout, the memory limit or a reply that is not well formed
+        raise `PredictionWorkerError`, and the worker restarts on next use.
         """
         return self._call(function, args, timeout_seconds, _CODE)
 
@@ -185,6 +193,10 @@ class PredictionWorker:
     ) -> Any:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
         with self._lock:
+            if self.alive and self._channel.poll(0):
+                # The worker spoke unasked: model code wrote to the socket. Whatever it sent is
+                # not an answer to this call, and the worker cannot be trusted any more.
+                self._kill()
             if not self.alive:
                 self._start()
             started = time.perf_counter()
@@ -207,16 +219,18 @@ class PredictionWorker:
                 )
             answered = time.perf_counter()
             try:
-                reply = self._channel.recv()
+                body, buffers = self._channel.recv_frame(max(REPLY_READ_SECONDS, timeout))
+                reply = worker_replies.decode_reply(body, buffers)
             except (EOFError, OSError) as exc:
                 raise PredictionWorkerError(self._death_message(wording)) from exc
-            except Exception as exc:  # e.g. an exception class that only the worker can import
-                raise PredictionError(
-                    f"The worker's answer cannot be read in the app ({type(exc).__name__}: "
-                    f"{exc}). Return plain data (numbers, text, lists, dicts, arrays or "
-                    "DataFrames) and raise built-in or Deploy Studio exceptions."
+            except (MalformedMessageError, worker_replies.MalformedReplyError) as exc:
+                self._kill()
+                raise PredictionWorkerError(
+                    f"The worker sent an unreadable reply ({exc}), so it was stopped "
+                    f"({wording.restart}). {wording.subject} may have written to the worker's "
+                    f"channel itself: run only models and code you trust.{self._log_tail()}"
                 ) from exc
-        status, value, (worker_decode, worker_run) = reply
+        worker_decode, worker_run = reply.timings
         self.last_timings = CallTimings(
             encode=sent - started,
             worker_decode=worker_decode,
@@ -224,15 +238,14 @@ class PredictionWorker:
             transport=max(0.0, answered - sent - worker_decode - worker_run),
             decode=time.perf_counter() - answered,
         )
-        if status == _OK:
-            return value
-        if status == _OUT_OF_MEMORY:
+        if reply.kind == worker_replies.OK:
+            return reply.value
+        if reply.kind == worker_replies.OUT_OF_MEMORY:
             raise PredictionWorkerError(
                 f"{wording.subject} ran out of memory in its worker (limit "
                 f"{self.memory_limit_mb} MB). {wording.memory}"
             )
-        error_type, message = value
-        raise error_type(message)
+        raise reply.error_type(reply.message)
 
     def _death_message(self, wording: _Wording) -> str:
         code = self._process.wait(timeout=10) if self._process else None
@@ -295,26 +308,31 @@ def _serve(channel: Channel) -> None:
             started = time.perf_counter()
             request = (_unreadable, (f"{type(exc).__name__}: {exc}",))
         decoded = time.perf_counter()
+        failure: BaseException | None = None
+        value = None
         try:
             function, args = request
-            result: tuple[str, Any] = (_OK, function(*args))
-        except MemoryError:
-            result = (_OUT_OF_MEMORY, None)
-        except DeployStudioError as exc:
-            result = (_ERROR, (type(exc), str(exc)))
-        except Exception as exc:  # anything else must reach the user, not end the worker
-            result = (_ERROR, (PredictionError, f"{type(exc).__name__}: {exc}"))
+            value = function(*args)
+        except Exception as exc:  # anything must reach the user, not end the worker
+            failure = exc
         timings = (decoded - started, time.perf_counter() - decoded)
-        try:
-            channel.send((*result, timings))
-        except MemoryError:
-            channel.send((_OUT_OF_MEMORY, None, timings))
-        except Exception as exc:  # a result that cannot be pickled
-            message = (
-                f"The result ({type(result[1]).__name__}) cannot be sent back to the app: "
-                f"{exc}. Return plain data: numbers, text, lists, dicts, arrays or DataFrames."
-            )
-            channel.send((_ERROR, (PredictionError, message), timings))
+        channel.send_frame(*_reply(failure, value, timings))
+
+
+def _reply(
+    failure: BaseException | None, value: Any, timings: tuple[float, float]
+) -> tuple[bytes, list[memoryview]]:
+    if isinstance(failure, MemoryError):
+        return worker_replies.encode_out_of_memory(timings)
+    if failure is not None:
+        return worker_replies.encode_error(failure, timings)
+    try:
+        return worker_replies.encode_ok(value, timings)
+    except MemoryError:
+        return worker_replies.encode_out_of_memory(timings)
+    except Exception as exc:  # a result of a type replies do not carry
+        message = worker_replies.unsupported_message(exc, value)
+        return worker_replies.encode_error(PredictionError(message), timings)
 
 
 def _unreadable(reason: str) -> None:
@@ -327,7 +345,8 @@ def main(argv: list[str]) -> None:
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    _serve(Channel(Connection(fd), outgoing_fd=replies, incoming_fd=requests))
+    sock = socket.socket(fileno=fd)
+    _serve(Channel(sock, outgoing_fd=replies, incoming_fd=requests))
 
 
 if __name__ == "__main__":

@@ -336,6 +336,17 @@ def test_call_passes_large_arrays_both_ways(worker):
     pd.testing.assert_frame_equal(frame, pd.DataFrame({"a": big, "b": big * 2}))
 
 
+def test_call_returns_text_columns_with_their_dtypes(worker):
+    # Replies are not pickles (deploystudio.worker_replies): object and str columns still come
+    # back as they were.
+    frame = pd.DataFrame(
+        {"o": np.array(["a", None, 3], dtype=object), "s": pd.array(["x", None, "z"], dtype="str")}
+    )
+    back = worker.call(pd.DataFrame, frame)
+    pd.testing.assert_frame_equal(back, frame)
+    assert back["o"].dtype == object
+
+
 def test_call_raises_deploy_studio_errors_as_themselves(worker):
     with pytest.raises(InvalidModelUriError) as here:
         parse_model_uri("ftp://nowhere/model")
