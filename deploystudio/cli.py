@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     from deploystudio.deployment.cli import add_endpoint_commands
 
     add_endpoint_commands(commands)
+    from deploystudio.deployment.batch_cli import add_batch_commands
+
+    add_batch_commands(commands)
     from deploystudio.deployment.azure_cli import add_azure_commands
 
     add_azure_commands(commands)

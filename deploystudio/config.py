@@ -23,6 +23,14 @@ class Settings:
     # Local folders a page may open as models; the CLI may open any folder its user names.
     local_model_roots: tuple[Path, ...] = field(default_factory=tuple)
     registry_page_size: int = 50
+    # Folders a page may read batch inputs from (empty: the data folder's batch-inputs/ only);
+    # the CLI may read any path its user names.
+    batch_input_roots: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def allowed_batch_input_roots(self) -> tuple[Path, ...]:
+        """The configured batch input roots, or the data folder's `batch-inputs/` by default."""
+        return self.batch_input_roots or (self.home / "batch-inputs",)
 
     @property
     def is_embedded_registry(self) -> bool:
@@ -63,6 +71,8 @@ def load_settings(
     roots_text = setting("DEPLOYSTUDIO_MODEL_ROOTS", "model_roots") or ""
     roots = tuple(Path(p).expanduser().resolve() for p in roots_text.split(os.pathsep) if p)
     page_size = int(setting("DEPLOYSTUDIO_PAGE_SIZE", "page_size") or 50)
+    batch_text = setting("DEPLOYSTUDIO_BATCH_INPUT_ROOTS", "batch_input_roots") or ""
+    batch_roots = tuple(Path(p).expanduser().resolve() for p in batch_text.split(os.pathsep) if p)
     return Settings(
         home=home,
         tracking_uri=tracking_uri,
@@ -70,6 +80,7 @@ def load_settings(
         artifact_root=home / "artifacts",
         local_model_roots=roots,
         registry_page_size=page_size,
+        batch_input_roots=batch_roots,
     )
 
 

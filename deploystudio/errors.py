@@ -122,3 +122,16 @@ class AzureExportError(DeployStudioError):
 
 class RolloutError(DeployStudioError):
     """An endpoint whose traffic does not fit a safe rollout from one deployment to another."""
+
+
+class BatchSettingsError(DeployStudioError):
+    """A batch job setting out of its range (mini_batch_size, workers, retries, output action)."""
+
+
+class BatchInputError(DeployStudioError):
+    """A batch job's input or output path that is missing, empty, outside the allowed folders,
+    or that would overwrite earlier predictions."""
+
+
+class BatchJobNotFoundError(DeployStudioError):
+    """A batch job id that the deployment store does not know."""

@@ -12,6 +12,7 @@ becomes part of a DNS host name; records keep the spelling they were created wit
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -276,6 +277,22 @@ class DeploymentStore:
         """
         with self._write() as conn:
             self._audit(conn, action, endpoint, target, field, previous, new)
+
+    # -- for modules that keep their own tables in this file (batch jobs) ----------------------
+
+    def write_transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A `BEGIN IMMEDIATE` transaction on this file, committed on exit, rolled back on error."""
+        return self._write()
+
+    def read_transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One consistent snapshot of this file."""
+        return self._read()
+
+    def audit_in(
+        self, conn: sqlite3.Connection, action: str, target: str, *, new: Any = None
+    ) -> None:
+        """Write an audit entry inside the caller's `write_transaction`."""
+        self._audit(conn, action, None, target, None, None, new)
 
     def history(self, endpoint: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """Return the newest `limit` audit entries, newest first; of one endpoint if given."""

@@ -1,0 +1,327 @@
+"""The process that runs one batch job, detached from the app so a page can be closed meanwhile:
+
+    python -P -m deploystudio.deployment.batch_runner STORE_PATH JOB_ID
+
+It reads its job from the store, hands mini-batches of files to `max_concurrency_per_instance`
+worker processes (`PredictionWorker`: scrubbed environment, own session, memory limit), retries
+a mini-batch that times out or crashes its worker up to `max_retries` times, appends each
+finished file to the predictions file and records progress in the store. It stops early when
+more files failed than `error_threshold` allows, or when the job is cancelled (SIGTERM, or the
+store's cancel flag); either way the files finished so far stay in the output.
+
+An error raised by the model or the script for a given input is not retried: the same input
+gives the same error (Azure retries those too; here they cost no time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from deploystudio.deployment.batch_inputs import is_scorable, unsupported_reason
+from deploystudio.deployment.batch_jobs import BatchJob, BatchJobStore, FileState, JobState
+from deploystudio.deployment.batch_output import (
+    OutputColumnsError,
+    PredictionsFile,
+    WorkerMemory,
+    job_summary,
+)
+from deploystudio.deployment.batch_scoring import (
+    MiniBatchResult,
+    ScorerSpec,
+    part_path,
+    prepare,
+    score_mini_batch,
+)
+from deploystudio.errors import DeployStudioError, PredictionWorkerError
+from deploystudio.prediction_worker import PredictionWorker
+
+RUNNER_MODULE = "deploystudio.deployment.batch_runner"
+SUMMARY_FILE = "summary.json"
+LOAD_TIMEOUT_SECONDS = 600.0  # init() / model load: Azure's per-mini-batch timeout excludes it
+POLL_SECONDS = 0.2
+PROGRESS_SECONDS = 0.5
+
+log = logging.getLogger("deploystudio.batch")
+Batch = list[tuple[int, str]]  # (file position in the job, path)
+
+
+class _Runner:
+    def __init__(self, jobs: BatchJobStore, job: BatchJob) -> None:
+        self.jobs = jobs
+        self.job = job
+        self.settings = job.settings
+        self.stop = threading.Event()
+        self.cancel_signal = threading.Event()
+        self.lock = threading.Lock()  # the output file, counters and store writes of results
+        self.queue: queue.Queue[Batch] = queue.Queue()
+        self.output = None if job.output_path is None else PredictionsFile(job.output_path)
+        self.parts = job.work_dir / "parts"
+        self.memory = WorkerMemory()
+        self.workers: list[PredictionWorker] = []
+        self.failed = 0
+        self.fail_reason: str | None = None
+        self.cancelled = False
+
+    # -- the job -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        started = time.monotonic()
+        self.jobs.transition(self.job.id, JobState.RUNNING, pid=os.getpid())
+        self.parts.mkdir(parents=True, exist_ok=True)
+        files = self.jobs.files(self.job.id)
+        scorable: Batch = []
+        refused = []
+        for f in files:
+            # A bundle's script decides what it reads; the model's own scorer reads CSV/Parquet.
+            if self.job.script_path is None and not is_scorable(f.path):
+                refused.append((f.position, FileState.FAILED, 0, unsupported_reason(f.path), 0))
+            else:
+                scorable.append((f.position, str(f.path)))
+        if refused:
+            self._record(refused)
+        size = self.settings.mini_batch_size
+        for start in range(0, len(scorable), size):
+            self.queue.put(scorable[start : start + size])
+        count = min(self.settings.max_concurrency_per_instance, self.queue.qsize())
+        threads = [
+            threading.Thread(target=self._work, args=(k,), name=f"worker-{k}", daemon=True)
+            for k in range(count)
+        ]
+        for thread in threads:
+            thread.start()
+        self._watch(threads)
+        self._finish(time.monotonic() - started)
+
+    def _watch(self, threads: list[threading.Thread]) -> None:
+        last_progress = 0.0
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(POLL_SECONDS / len(threads))
+            if not self.stop.is_set() and (
+                self.cancel_signal.is_set() or self.jobs.get(self.job.id).cancel_requested
+            ):
+                log.info("Cancel requested: stopping the workers.")
+                self.cancelled = True
+                self._halt()
+            if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                last_progress = time.monotonic()
+                with self.lock:
+                    self.jobs.set_rows_in_progress(self.job.id, self._rows_in_flight(len(threads)))
+
+    def _finish(self, seconds: float) -> None:
+        for worker in self.workers:
+            worker.stop()
+        files = self.jobs.files(self.job.id)
+        done = sum(f.state is FileState.DONE for f in files)
+        where = f" in {self.job.output_path}" if self.job.output_path else ""
+        kept = f"{done} of {len(files)} file(s) finished and are kept{where}."
+        if self.cancelled:
+            state, reason = JobState.CANCELLED, f"Cancelled. {kept}"
+        elif self.fail_reason:
+            state, reason = JobState.FAILED, f"{self.fail_reason} {kept}"
+        else:
+            state = JobState.COMPLETED
+            failed = len(files) - done
+            reason = (
+                f"{failed} of {len(files)} file(s) failed (error_threshold -1 tolerates failures):"
+                " see the failed files."
+                if failed
+                else None
+            )
+        summary = job_summary(self.job, files, seconds, self.memory)
+        summary["state"] = state.value
+        (self.job.work_dir / SUMMARY_FILE).write_text(_json(summary), encoding="utf-8")
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self.jobs.transition(self.job.id, state, reason, summary=summary)
+        log.info("Job %s %s: %s", self.job.id, state.value, reason or "all files scored")
+
+    # -- a worker's thread -------------------------------------------------------------
+
+    def _work(self, index: int) -> None:
+        worker = PredictionWorker(
+            log_path=self.job.work_dir / f"worker-{index}.log",
+            timeout_seconds=float(self.settings.timeout),
+        )
+        self.workers.append(worker)
+        spec = ScorerSpec(
+            model_path=str(self.job.model_path),
+            script_path=None if self.job.script_path is None else str(self.job.script_path),
+            chunk_rows=self.settings.chunk_rows,
+            write_output=self.output is not None,
+            parts_dir=str(self.parts),
+            progress_path=str(self._progress_path(index)),
+        )
+        while not self.stop.is_set():
+            try:
+                batch = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if not self._score(worker, spec, batch, index):
+                return
+
+    def _score(self, worker: PredictionWorker, spec: ScorerSpec, batch: Batch, index: int) -> bool:
+        """Score one mini-batch with retries; False when the job must stop."""
+        names = ", ".join(Path(path).name for _, path in batch)
+        attempts = 0
+        while not self.stop.is_set():
+            attempts += 1
+            try:
+                if not worker.alive:
+                    loading = time.monotonic()
+                    after_load = worker.call(prepare, spec, timeout_seconds=LOAD_TIMEOUT_SECONDS)
+                    with self.lock:
+                        self.memory.after_load.append(after_load)
+                        self.memory.load_seconds.append(time.monotonic() - loading)
+            except DeployStudioError as exc:
+                if not self.stop.is_set():
+                    what = "script's init()" if spec.script_path else "model"
+                    self._fail(f"The {what} could not be loaded in a worker: {_first_line(exc)}")
+                return False
+            self._progress_path(index).write_text("0")
+            try:
+                result = worker.call(score_mini_batch, spec, batch)
+            except PredictionWorkerError as exc:  # a timeout or a crash: the worker restarts
+                if self.stop.is_set():
+                    return False
+                if attempts <= self.settings.max_retries:
+                    log.warning("Mini-batch [%s], attempt %d: %s", names, attempts, exc)
+                    continue
+                error = (
+                    f"Mini-batch [{names}] failed {attempts} time(s) (max_retries "
+                    f"{self.settings.max_retries}): {_first_line(exc)}"
+                )
+                self._record([(pos, FileState.FAILED, 0, error, attempts) for pos, _ in batch])
+                return not self.stop.is_set()
+            except DeployStudioError as exc:  # the script's run() raised
+                what = "run()" if spec.script_path else "Scoring"
+                error = f"{what} failed on the mini-batch [{names}]: {_first_line(exc)}"
+                self._record([(pos, FileState.FAILED, 0, error, attempts) for pos, _ in batch])
+                return not self.stop.is_set()
+            try:
+                kept = MiniBatchResult.from_plain(result, {pos for pos, _ in batch})
+            except (KeyError, TypeError, ValueError) as exc:
+                error = f"The worker's report on the mini-batch [{names}] is malformed: {exc}"
+                self._record([(pos, FileState.FAILED, 0, error, attempts) for pos, _ in batch])
+                return not self.stop.is_set()
+            self._keep(kept, batch, attempts, index)
+            return not self.stop.is_set()
+        return False
+
+    def _keep(self, result: MiniBatchResult, batch: Batch, attempts: int, index: int) -> None:
+        outcomes = {o.position: o for o in result.files}
+        errors: dict[int, str] = {}
+        with self.lock:
+            self.memory.peak = max(self.memory.peak, result.peak_rss_mb)
+            for part in result.parts:
+                path = part_path(self.parts, part.positions[0])
+                holds = [p for p in part.positions if outcomes[p].error is None]
+                try:
+                    if self.output is not None and holds:
+                        self.output.append(path, part.columns, part.rows)
+                except (OutputColumnsError, OSError) as exc:
+                    errors.update({p: f"{Path(dict(batch)[p]).name}: {exc}" for p in holds})
+                finally:
+                    path.unlink(missing_ok=True)
+            records = []
+            for position, _ in batch:
+                outcome = outcomes[position]
+                error = errors.get(position, outcome.error)
+                state = FileState.FAILED if error else FileState.DONE
+                records.append((position, state, 0 if error else outcome.rows, error, attempts))
+            self._progress_path(index).write_text("0")
+        self._record(records)
+
+    # -- shared state ------------------------------------------------------------------
+
+    def _record(self, records: list[tuple[int, FileState, int, str | None, int]]) -> None:
+        with self.lock:
+            self.jobs.record_files(self.job.id, records)
+            failures = [r for r in records if r[1] is FileState.FAILED]
+            self.failed += len(failures)
+            for _, _, _, error, _ in failures:
+                log.warning("%s", error)
+        threshold = self.settings.error_threshold
+        if failures and threshold >= 0 and self.failed > threshold:
+            self._fail(
+                f"{self.failed} file(s) failed, more than error_threshold {threshold} allows; "
+                f"the first: {failures[0][3]}"
+            )
+
+    def _fail(self, reason: str) -> None:
+        with self.lock:
+            if self.fail_reason is None and not self.cancelled:
+                self.fail_reason = reason
+        self._halt()
+
+    def _halt(self) -> None:
+        """Stop handing out work and end every worker at once: its thread then sees the job
+        stopping and leaves its mini-batch pending."""
+        self.stop.set()
+        for worker in list(self.workers):
+            pid = worker.pid
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    def _progress_path(self, index: int) -> Path:
+        return self.job.work_dir / f"progress-{index}"
+
+    def _rows_in_flight(self, workers: int) -> int:
+        total = 0
+        for index in range(workers):
+            with contextlib.suppress(OSError, ValueError):
+                total += int(self._progress_path(index).read_text() or 0)
+        return total
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.split("\n\n", 1)[0] if text else type(exc).__name__
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2, default=str)
+
+
+def main(argv: list[str]) -> int:
+    store_path, job_id = Path(argv[0]), argv[1]
+    jobs = BatchJobStore.at(store_path)
+    job = jobs.get(job_id)
+    logging.basicConfig(
+        level=job.settings.logging_level.upper(),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stdout,
+    )
+    runner = _Runner(jobs, job)
+    signal.signal(signal.SIGTERM, lambda *_: runner.cancel_signal.set())
+    if job.state is not JobState.QUEUED:
+        return 0
+    if job.cancel_requested:
+        jobs.transition(job_id, JobState.CANCELLED, "Cancelled before it started.")
+        return 0
+    try:
+        runner.run()
+    except BaseException as exc:
+        traceback.print_exc()
+        runner._halt()
+        with contextlib.suppress(DeployStudioError):
+            jobs.transition(
+                job_id, JobState.FAILED, f"The batch job stopped on an internal error: {exc}"
+            )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
