@@ -102,6 +102,23 @@ class OperationInProgressError(DeployStudioError):
     """A change to an endpoint while another change to it is still running (who and since when)."""
 
 
+class BatchSettingsError(DeployStudioError):
+    """A batch job setting out of its range (mini_batch_size, workers, retries, output action)."""
+
+
+class BatchInputError(DeployStudioError):
+    """A batch job's input or output path that is missing, empty, outside the allowed folders,
+    or that would overwrite earlier predictions."""
+
+
+class BatchJobNotFoundError(DeployStudioError):
+    """A batch job id that the deployment store does not know."""
+
+
+class RolloutError(DeployStudioError):
+    """An endpoint whose traffic does not fit a safe rollout from one deployment to another."""
+
+
 class AzureWorkspaceError(DeployStudioError):
     """An Azure ML workspace that is not fully named (subscription, resource group, workspace),
     or a secrets.toml / config.json that cannot be read."""
@@ -120,18 +137,34 @@ class AzureExportError(DeployStudioError):
     """An Azure ML export folder that cannot be written, or whose YAML azure-ai-ml cannot load."""
 
 
-class RolloutError(DeployStudioError):
-    """An endpoint whose traffic does not fit a safe rollout from one deployment to another."""
+class AzureOperationError(DeployStudioError):
+    """An Azure ML call or long-running operation that failed; the message gives Azure's error
+    code and what to do."""
 
 
-class BatchSettingsError(DeployStudioError):
-    """A batch job setting out of its range (mini_batch_size, workers, retries, output action)."""
+class AzureImageBuildError(AzureOperationError):
+    """Azure could not build the deployment's environment image (ImageBuildFailure)."""
 
 
-class BatchInputError(DeployStudioError):
-    """A batch job's input or output path that is missing, empty, outside the allowed folders,
-    or that would overwrite earlier predictions."""
+class AzureQuotaError(AzureOperationError):
+    """The subscription has no quota left for the instance type and count asked for."""
 
 
-class BatchJobNotFoundError(DeployStudioError):
-    """A batch job id that the deployment store does not know."""
+class AzureNotReadyError(AzureOperationError):
+    """A deployment whose container did not become ready (ResourceNotReady); has the log tail."""
+
+
+class AzurePermissionError(AzureOperationError):
+    """Signed in, but the identity lacks a role on the workspace (403)."""
+
+
+class AzureConflictError(OperationInProgressError):
+    """Azure refused a change because another operation on the endpoint is running (409)."""
+
+
+class AzureOperationCanceledError(AzureOperationError):
+    """A long-running Azure operation that was canceled before it finished."""
+
+
+class AzureThrottledError(AzureOperationError):
+    """Azure kept answering 429 (too many requests) after the SDK's own retries."""

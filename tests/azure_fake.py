@@ -43,6 +43,8 @@ _ROUTES = [
     ),
     ("operation", re.compile(r"/fake-operations/(?P<op>[^/]+)$")),
 ]
+# Scoring requests go to the endpoint's own host, not to ARM.
+SCORING_HOST = ".inference.ml.azure.com"
 
 
 @dataclass
@@ -54,10 +56,11 @@ class Recorded:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any
+    host: str = ""
 
     @property
     def route(self) -> str | None:
-        return _match(self.path)[0]
+        return "score" if self.host.endswith(SCORING_HOST) else _match(self.path)[0]
 
 
 @dataclass
@@ -93,6 +96,9 @@ class FakeAzureML(HttpTransport):
     deployments: dict[tuple[str, str], dict] = field(default_factory=dict)
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
     logs: dict[tuple[str, str], str] = field(default_factory=dict)
+    # While True, long-running operations stay InProgress however often they are polled
+    # (an app that stops mid-operation); set back to False to let them finish.
+    hold_operations: bool = False
     _failures: list[_Failure] = field(default_factory=list)
     _operation_errors: list[tuple[str, dict | None]] = field(default_factory=list)
     _operations: dict[str, _Operation] = field(default_factory=dict)
@@ -153,10 +159,18 @@ class FakeAzureML(HttpTransport):
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         # A copy: the in-memory workspace keeps (and later changes) the resource it was sent.
         recorded = Recorded(
-            request.method, url.path, parse_qs(url.query), headers, copy.deepcopy(parsed)
+            request.method,
+            url.path,
+            parse_qs(url.query),
+            headers,
+            copy.deepcopy(parsed),
+            url.netloc,
         )
         self.requests.append(recorded)
-        route, params = _match(url.path)
+        if url.netloc.endswith(SCORING_HOST):
+            route, params = "score", {"ep": url.netloc.split(".", 1)[0]}
+        else:
+            route, params = _match(url.path)
         failure = self._take_failure(route, request.method)
         if failure is not None:
             return _response(
@@ -167,6 +181,9 @@ class FakeAzureML(HttpTransport):
             )
         if route is None:
             return _response(request, 404, _error("NoSuchRoute", f"No fake for {url.path}"))
+        if route == "score":
+            status, payload, extra = self._score(request.method, params, parsed, headers)
+            return _response(request, status, payload, extra)
         handler = getattr(self, f"_{route}")
         status, payload, extra = handler(request.method, params, parsed)
         return _response(request, status, payload, extra)
@@ -314,6 +331,24 @@ class FakeAzureML(HttpTransport):
         lines = text.splitlines(keepends=True)
         return 200, {"content": "".join(lines[-tail:] if tail else lines)}, {}
 
+    def _score(self, method: str, params: dict, body: Any, headers: dict[str, str]) -> tuple:
+        """Azure's no-code scoring answers a bare JSON list: here one entry per input row,
+        naming the deployment that answered (the header's, else the one with most traffic)."""
+        endpoint = self.endpoints.get(params["ep"])
+        if endpoint is None:
+            return 404, _error("ResourceNotFound", params["ep"]), {}
+        chosen = {k.lower(): v for k, v in headers.items()}.get("azureml-model-deployment")
+        if chosen is None:
+            traffic = endpoint["properties"].get("traffic") or {}
+            chosen = max(traffic, key=traffic.get) if traffic else None
+        if chosen is None:
+            return 424, _error("NoDeployment", "No deployment gets traffic"), {}
+        data = (body or {}).get("input_data")
+        if not isinstance(data, dict | list):
+            return 400, _error("BadInput", "input_data is required"), {}
+        rows = data.get("data", []) if isinstance(data, dict) else data
+        return 200, [chosen] * len(rows), {}
+
     # -- long-running operations --------------------------------------------------------------
 
     def _begin(self, status: int, payload: Any, on_success: Any) -> tuple:
@@ -333,6 +368,8 @@ class FakeAzureML(HttpTransport):
 
     def _operation(self, method: str, params: dict, body: Any) -> tuple:
         operation = self._operations[params["op"]]
+        if self.hold_operations:
+            return 200, {"status": "InProgress"}, {"Retry-After-Ms": "20"}
         if operation.status == "InProgress":
             if operation.polls_left > 0:
                 operation.polls_left -= 1
@@ -403,6 +440,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
+    424: "Failed Dependency",
     429: "Too Many Requests",
     500: "Internal Server Error",
 }

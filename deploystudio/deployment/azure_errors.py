@@ -1,0 +1,197 @@
+"""Azure SDK exceptions -> DeployStudioError subclasses whose message says what to do.
+
+azure-core raises one family of exceptions (HttpResponseError and its subclasses, with Azure's
+ARM error code in `exc.error.code`), and a long-running operation that ends Failed or Canceled
+surfaces as an HttpResponseError carrying the operation's error body. azure-ai-ml adds its own
+ValidationException for values it refuses before sending anything. One function maps them all,
+so every AzureTarget method reports the same failure the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from deploystudio.deployment.azure_workspace import SIGN_IN_HELP
+from deploystudio.errors import (
+    AzureConflictError,
+    AzureConnectionError,
+    AzureImageBuildError,
+    AzureNotReadyError,
+    AzureOperationCanceledError,
+    AzureOperationError,
+    AzurePermissionError,
+    AzureQuotaError,
+    AzureSpecError,
+    AzureThrottledError,
+    DeploymentNotFoundError,
+    DeployStudioError,
+    EndpointNotFoundError,
+)
+
+# Lines of the deployment's container log quoted in a ResourceNotReady message.
+LOG_TAIL_LINES = 30
+ROLE_HELP = (
+    "Ask a workspace owner for the 'AzureML Data Scientist' role on the workspace (or sign in "
+    "as an identity that has it)."
+)
+
+
+def error_code(exc: Any) -> str | None:
+    """Azure's error code (ImageBuildFailure, OutOfQuota, ...) of an azure-core error."""
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    return str(code) if code else None
+
+
+def _azure_message(exc: Any) -> str:
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    return str(message).splitlines()[0].strip()
+
+
+def _was_canceled(exc: Any) -> bool:
+    # ARM's "Canceled" terminal state has no error body: azure-core reports the poll response
+    # ({"status": "Canceled"}) as an invalid status, so read the status back from it.
+    response = getattr(exc, "response", None)
+    if response is None:
+        return False
+    try:
+        body = json.loads(response.text() or "{}")
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return isinstance(body, dict) and str(body.get("status", "")).lower() in (
+        "canceled",
+        "cancelled",
+    )
+
+
+def translate(
+    exc: BaseException,
+    action: str,
+    *,
+    endpoint: str | None = None,
+    deployment: str | None = None,
+    log_tail: Callable[[], str | None] | None = None,
+    instance: str | None = None,
+) -> DeployStudioError:
+    """The DeployStudioError for `exc`, raised while doing `action` ("create deployment 'blue'").
+
+    `log_tail` is called (once, and only for ResourceNotReady) to quote the container log;
+    `instance` ("2 x Standard_DS3_v2") names what an OutOfQuota was about.
+    """
+    from azure.ai.ml.exceptions import ValidationException
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
+    if isinstance(exc, DeployStudioError):
+        return exc
+    if isinstance(exc, ValidationException):
+        return AzureSpecError(f"azure-ai-ml refused to {action}: {exc.message}")
+    if isinstance(exc, ServiceRequestError):
+        return AzureConnectionError(
+            f"Azure could not be reached to {action} ({exc.message}). Check the network or proxy."
+        )
+    code = error_code(exc)
+    detail = _azure_message(exc)
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
+        # Raised by the credential itself: no token was obtained, Azure was never asked.
+        return AzureConnectionError(
+            f"No credential could sign in to Azure to {action}: {detail}. {SIGN_IN_HELP}"
+        )
+    if isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) == 401:
+        return AzureConnectionError(
+            f"Azure refused the sign-in (401) while trying to {action}: {detail}. {SIGN_IN_HELP}"
+        )
+    status = getattr(exc, "status_code", None)
+    if status == 403:
+        return AzurePermissionError(
+            f"Signed in, but not allowed to {action} (403 {code or 'Forbidden'}): {detail}. "
+            f"{ROLE_HELP}"
+        )
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        if deployment is not None:
+            return DeploymentNotFoundError(
+                f"Endpoint {endpoint!r} has no deployment {deployment!r} in the Azure workspace "
+                f"({detail}). Refresh the list of deployments."
+            )
+        return EndpointNotFoundError(
+            f"There is no online endpoint {endpoint!r} in the Azure workspace ({detail}). "
+            "Refresh the list of endpoints, or create it first."
+        )
+    if isinstance(exc, ResourceExistsError) or status == 409:
+        return AzureConflictError(
+            f"Azure refused to {action} (409 {code or 'Conflict'}): {detail}. Another operation "
+            f"on endpoint {endpoint!r} is still in progress; wait for it to finish (its state is "
+            "shown on the endpoint), then try again."
+        )
+    if status == 429:
+        return AzureThrottledError(
+            f"Azure is throttling requests (429) and kept refusing to {action} after the SDK "
+            f"retried, waiting as Azure asked (Retry-After): {detail}. Wait a minute, then try "
+            "again."
+        )
+    if _was_canceled(exc) or (code or "").lower() in ("canceled", "operationcanceled"):
+        return AzureOperationCanceledError(
+            f"The operation to {action} was canceled before it finished (by another request or "
+            "in the Azure portal). Nothing more is running; start it again if it is still needed."
+        )
+    if code == "ImageBuildFailure":
+        return AzureImageBuildError(
+            f"Azure could not build the environment image to {action}: {detail}. Open the "
+            "image build log (Azure ML studio > the deployment > Logs, or the build log link in "
+            "Azure's message), fix the conda file or base image of the scoring bundle, then try "
+            "again."
+        )
+    if code in ("OutOfQuota", "QuotaExceeded", "InsufficientQuota"):
+        what = f" for {instance}" if instance else ""
+        return AzureQuotaError(
+            f"The subscription has no quota left{what} to {action}: {detail}. Ask for more "
+            "quota for that VM family (Azure portal > Quotas > Machine learning), or choose a "
+            "smaller instance type or fewer instances."
+        )
+    if code == "ResourceNotReady":
+        tail = _safe_tail(log_tail)
+        quoted = f"\nLast lines of the container log:\n{tail}" if tail else ""
+        error = AzureNotReadyError(
+            f"The deployment did not become ready to {action}: {detail}. The scoring container "
+            "failed to start or to answer its readiness probe: check init() in the scoring "
+            "script and the model's dependencies, or raise the readiness probe's initial delay."
+            + quoted
+        )
+        error.log_tail = tail
+        return error
+    if isinstance(exc, HttpResponseError):
+        shown = f"{status} {code}" if code else f"{status}"
+        return AzureOperationError(
+            f"Azure refused to {action} ({shown}): {detail}. Fix what Azure names, or try "
+            "again later if it is a service error."
+        )
+    return AzureOperationError(f"Could not {action}: {type(exc).__name__}: {exc}")
+
+
+def _safe_tail(log_tail: Callable[[], str | None] | None) -> str | None:
+    if log_tail is None:
+        return None
+    try:
+        return log_tail()
+    except Exception:  # a failure while quoting the log must not hide the real error
+        return None
+
+
+@contextmanager
+def azure_errors(action: str, **context: Any) -> Iterator[None]:
+    """Run a block of SDK calls; re-raise any Azure failure as its DeployStudioError."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        yield
+    except AzureError as exc:  # ValidationException is an AzureError too (MlException)
+        raise translate(exc, action, **context) from exc

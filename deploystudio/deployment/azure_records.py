@@ -1,0 +1,218 @@
+"""Azure endpoints and deployments, in their own table of the deployment store's SQLite file.
+
+Azure is the source of truth for what exists there; this table keeps what Azure does not: the
+model URI and bundle a deployment came from, the reason of the last failure, and, while a
+long-running operation runs, its azure-core continuation token (the operation's polling URL and
+initial response, no credentials). A restarted app finds `pending` rows and resumes polling the
+operation instead of sending the PUT or DELETE again.
+
+One row per (workspace, endpoint, deployment); the endpoint's own row has deployment ''.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from deploystudio.deployment.store import DeploymentStore
+
+ENDPOINT_ROW = ""
+PENDING = "pending"
+READY = "ready"
+FAILED = "failed"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS azure_resources (
+    workspace TEXT NOT NULL,
+    endpoint_name TEXT NOT NULL COLLATE NOCASE,
+    deployment_name TEXT NOT NULL COLLATE NOCASE DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'failed')),
+    operation TEXT,
+    continuation_token TEXT,
+    reason TEXT,
+    log_tail TEXT,
+    model_uri TEXT,
+    bundle TEXT,
+    settings TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (workspace, endpoint_name, deployment_name)
+)
+"""
+
+
+@dataclass(frozen=True)
+class AzureRecord:
+    workspace: str
+    endpoint_name: str
+    # '' for the endpoint itself.
+    deployment_name: str
+    state: str
+    # "create", "update", "delete", "traffic" while pending.
+    operation: str | None
+    continuation_token: str | None = field(repr=False)
+    reason: str | None
+    log_tail: str | None
+    model_uri: str | None
+    bundle: str | None
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def target(self) -> str:
+        if self.deployment_name:
+            return f"{self.endpoint_name}/{self.deployment_name}"
+        return self.endpoint_name
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _record(row: Any) -> AzureRecord:
+    return AzureRecord(
+        workspace=row["workspace"],
+        endpoint_name=row["endpoint_name"],
+        deployment_name=row["deployment_name"],
+        state=row["state"],
+        operation=row["operation"],
+        continuation_token=row["continuation_token"],
+        reason=row["reason"],
+        log_tail=row["log_tail"],
+        model_uri=row["model_uri"],
+        bundle=row["bundle"],
+        settings=json.loads(row["settings"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+class AzureRecords:
+    """The rows of one workspace (`workspace` is its ARM id)."""
+
+    def __init__(self, store: DeploymentStore, workspace: str) -> None:
+        self.store = store
+        self.workspace = workspace
+        with store.write_transaction() as conn:
+            conn.execute(_SCHEMA)
+
+    def begin(
+        self,
+        endpoint: str,
+        deployment: str,
+        operation: str,
+        *,
+        model_uri: str | None = None,
+        bundle: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark the resource pending before its request is sent (kept fields survive)."""
+        now = _now()
+        with self.store.write_transaction() as conn:
+            conn.execute(
+                "INSERT INTO azure_resources (workspace, endpoint_name, deployment_name, state,"
+                " operation, model_uri, bundle, settings, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (workspace, endpoint_name, deployment_name) DO UPDATE SET"
+                " state = 'pending', operation = excluded.operation, continuation_token = NULL,"
+                " reason = NULL, log_tail = NULL,"
+                " model_uri = COALESCE(excluded.model_uri, model_uri),"
+                " bundle = CASE WHEN excluded.model_uri IS NULL THEN bundle"
+                " ELSE excluded.bundle END,"
+                " settings = CASE WHEN excluded.settings = '{}' THEN settings"
+                " ELSE excluded.settings END,"
+                " updated_at = excluded.updated_at",
+                (
+                    self.workspace,
+                    endpoint,
+                    deployment,
+                    operation,
+                    model_uri,
+                    bundle,
+                    json.dumps(settings or {}, sort_keys=True),
+                    now,
+                    now,
+                ),
+            )
+        self._audit(f"azure {operation}", endpoint, deployment, {"state": PENDING})
+
+    def set_token(self, endpoint: str, deployment: str, token: str | None) -> None:
+        """Keep the running operation's continuation token, to resume after a restart."""
+        with self.store.write_transaction() as conn:
+            conn.execute(
+                "UPDATE azure_resources SET continuation_token = ?, updated_at = ?"
+                " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                (token, _now(), self.workspace, endpoint, deployment),
+            )
+
+    def finish(
+        self,
+        endpoint: str,
+        deployment: str,
+        state: str,
+        reason: str | None = None,
+        log_tail: str | None = None,
+    ) -> None:
+        """End the operation: ready, or failed with the reason (the token is dropped)."""
+        with self.store.write_transaction() as conn:
+            row = conn.execute(
+                "SELECT operation FROM azure_resources"
+                " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                (self.workspace, endpoint, deployment),
+            ).fetchone()
+            conn.execute(
+                "UPDATE azure_resources SET state = ?, reason = ?, log_tail = ?,"
+                " operation = NULL, continuation_token = NULL, updated_at = ?"
+                " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                (state, reason, log_tail, _now(), self.workspace, endpoint, deployment),
+            )
+        action = f"azure {row['operation'] if row and row['operation'] else 'change'}"
+        self._audit(action, endpoint, deployment, {"state": state, "reason": reason})
+
+    def remove(self, endpoint: str, deployment: str | None = None) -> None:
+        """Drop a deleted deployment's row, or (deployment None) an endpoint's rows."""
+        with self.store.write_transaction() as conn:
+            if deployment is None:
+                conn.execute(
+                    "DELETE FROM azure_resources WHERE workspace = ? AND endpoint_name = ?",
+                    (self.workspace, endpoint),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM azure_resources"
+                    " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                    (self.workspace, endpoint, deployment),
+                )
+        self._audit("azure delete", endpoint, deployment, {"state": "deleted"})
+
+    def _audit(
+        self, action: str, endpoint: str, deployment: str | None, new: dict[str, Any]
+    ) -> None:
+        # The store's public audit call, right after the change's own transaction: it files the
+        # entry under the endpoint, so the endpoint's history shows Azure changes too.
+        target = f"{endpoint}/{deployment}" if deployment else endpoint
+        self.store.audit(action, target, endpoint=endpoint, new=new)
+
+    def get(self, endpoint: str, deployment: str = ENDPOINT_ROW) -> AzureRecord | None:
+        with self.store.read_transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM azure_resources"
+                " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                (self.workspace, endpoint, deployment),
+            ).fetchone()
+        return _record(row) if row else None
+
+    def all(self) -> list[AzureRecord]:
+        with self.store.read_transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM azure_resources WHERE workspace = ?"
+                " ORDER BY endpoint_name, deployment_name",
+                (self.workspace,),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def pending(self) -> list[AzureRecord]:
+        """Rows whose operation was started and not seen to end (oldest first)."""
+        return sorted((r for r in self.all() if r.state == PENDING), key=lambda r: r.updated_at)

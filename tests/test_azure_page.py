@@ -1,0 +1,190 @@
+"""The Azure ML page through AppTest: workspace settings with their sources, the connection
+test with the real DefaultAzureCredential and no network, export for CI, and the deploy form
+reaching AzureTarget through the operation runner.
+
+The page builds its AzureTarget with the real credential and network transport, so the deploy
+path against the fake ARM transport is tested at the domain level (tests/test_azure_target.py);
+here a deploy fails to sign in, offline, and must say so.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from azure.ai.ml import load_online_deployment, load_online_endpoint
+from streamlit.testing.v1 import AppTest
+
+from components import azure_target, services
+from tests.conftest import REPO_ROOT, settings_for
+from tests.page_support import fresh_caches  # noqa: F401 (fixture)
+
+PAGE = str(REPO_ROOT / "views" / "azure.py")
+RUN_TIMEOUT = 120
+AZURE_ENV = {
+    "AZURE_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
+    "AZURE_RESOURCE_GROUP": "rg-from-env",
+    "AZUREML_WORKSPACE_NAME": "ws-from-env",
+}
+# Credentials DefaultAzureCredential could otherwise find on a developer's machine.
+CREDENTIAL_ENV = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("azure-page")
+
+
+@pytest.fixture(scope="module")
+def page_settings(home, settings, seeded):
+    names = ("DEPLOYSTUDIO_HOME", "MLFLOW_TRACKING_URI")
+    before = {n: os.environ.get(n) for n in names}
+    os.environ["DEPLOYSTUDIO_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    try:
+        yield settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
+    finally:
+        for operation in services.local_endpoints().operations.running():
+            services.local_endpoints().operations.wait(operation.id, 60)
+        services._local_endpoints.clear()
+        azure_target._azure_target.clear()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def offline_azure(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AZURE_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in CREDENTIAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    # No az, pwsh or azd to ask: each credential of the chain fails here, as offline.
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+
+def open_page(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=RUN_TIMEOUT)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    return rerun(at)
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def page_text(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "success", "code")
+        for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_settings_are_prefilled_with_their_source_and_the_form_wins(
+    page_settings, offline_azure
+) -> None:
+    at = open_page()
+    assert at.text_input(key="azure_subscription_id").value == AZURE_ENV["AZURE_SUBSCRIPTION_ID"]
+    assert at.text_input(key="azure_workspace_name").value == "ws-from-env"
+    captions = [c.value for c in at.caption]
+    assert "From env AZURE_SUBSCRIPTION_ID." in captions
+    assert "From env AZUREML_WORKSPACE_NAME." in captions
+
+    at.text_input(key="azure_workspace_name").set_value("ws-typed")
+    at.button(key="azure_workspace_submit").click()
+    rerun(at)
+    captions = [c.value for c in at.caption]
+    assert "From the settings form." in captions
+    assert any("'ws-typed' (from settings form)" in c for c in captions)
+    assert any("'rg-from-env' (from env AZURE_RESOURCE_GROUP)" in c for c in captions)
+
+
+def test_a_missing_value_says_where_to_set_it(page_settings, monkeypatch) -> None:
+    for names in ("AZURE_SUBSCRIPTION_ID", "AZUREML_ARM_SUBSCRIPTION"):
+        monkeypatch.delenv(names, raising=False)
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg")
+    monkeypatch.setenv("AZUREML_WORKSPACE_NAME", "ws")
+    at = open_page()
+    assert "Not set anywhere yet." in [c.value for c in at.caption]
+    assert any("subscription_id missing" in w.value for w in at.warning)
+
+
+def test_connection_failure_lists_the_credentials_tried_and_shows_no_token(
+    page_settings, offline_azure
+) -> None:
+    at = open_page()
+    started = time.monotonic()
+    at.button(key="azure_test_connection").click()
+    rerun(at)
+    assert time.monotonic() - started < 60
+    errors = [e.value for e in at.error]
+    assert any("No credential could sign in" in e and "az login" in e for e in errors), errors
+    tried = at.dataframe[0].value
+    assert "AzureCliCredential" in set(tried["Credential"])
+    text = page_text(at)
+    assert "Bearer" not in text and "eyJ" not in text  # no token or JWT anywhere
+
+
+def test_export_writes_loadable_yaml_and_offers_a_zip(page_settings, offline_azure) -> None:
+    at = open_page({"model": "iris-classifier", "version": "1"})
+    at.text_input(key="azure_export_endpoint__iris-classifier").set_value("iris-ci")
+    at.number_input(key="azure_export_instance_count").set_value(2)
+    at.button(key="azure_export_submit").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    exports = sorted((page_settings.home / "exports").iterdir())
+    assert len(exports) == 1 and exports[0].name.startswith("iris-ci-blue-")
+    folder = exports[0]
+    endpoint = load_online_endpoint(str(folder / "endpoint.yml"))
+    deployment = load_online_deployment(str(folder / "deployment.yml"))
+    assert endpoint.name == "iris-ci" and endpoint.auth_mode == "key"
+    assert deployment.endpoint_name == "iris-ci" and deployment.instance_count == 2
+    # The loader drops the azureml: prefix; the file keeps Azure's reference form.
+    assert deployment.model == "iris-classifier:1"
+    assert "model: azureml:iris-classifier:1" in (folder / "deployment.yml").read_text()
+    assert "az ml online-endpoint create -f endpoint.yml" in next(c.value for c in at.code)
+
+    download = at.get("download_button")
+    assert len(download) == 1
+    # The zip holds the same folder the page wrote.
+    from components.azure_export_form import zip_bytes
+
+    with zipfile.ZipFile(io.BytesIO(zip_bytes(folder))) as archive:
+        names = set(archive.namelist())
+    assert f"{folder.name}/endpoint.yml" in names and f"{folder.name}/README.md" in names
+
+
+def test_deploy_goes_through_the_runner_and_reports_the_sign_in_failure(
+    page_settings, offline_azure
+) -> None:
+    at = open_page({"model": "iris-classifier", "version": "1"})
+    at.button(key="azure_deploy_submit").click()
+    rerun(at)
+    slot = "azure_deploy_operation"
+    operation_id = at.session_state[slot]
+    operation = services.local_endpoints().operations.wait(operation_id, 60)
+    assert operation.done and operation.error_type == "AzureConnectionError", operation
+    assert operation.subject == "Azure endpoint iris-classifier"
+    assert "No credential could sign in" in operation.error and "az login" in operation.error
+    rerun(at)
+    assert any("No credential could sign in" in e.value for e in at.error)
