@@ -262,6 +262,23 @@ def test_a_failed_start_keeps_the_reason_and_log_tail(store: DeploymentStore) ->
     assert (stopped.pid, stopped.port, stopped.log_path) == (None, None, "/l/blue.log")
 
 
+def test_a_health_check_cannot_fail_a_server_that_is_being_stopped_or_replaced(
+    two: DeploymentStore,
+) -> None:
+    two.set_state("shop", "blue", S.STARTING, pid=321, port=5005)
+    two.set_state("shop", "blue", S.READY)
+    two.set_state("shop", "blue", S.STOPPING)  # the target stops it: it stops answering
+    with pytest.raises(StateTransitionError, match="changed meanwhile"):
+        two.set_state("shop", "blue", S.FAILED, reason="died", only_if=(S.READY, 321))
+    assert two.set_state("shop", "blue", S.STOPPED).state is S.STOPPED
+    two.set_state("shop", "green", S.STARTING, pid=400, port=5006)
+    two.set_state("shop", "green", S.READY)
+    with pytest.raises(StateTransitionError, match="pid 400, not ready with pid 399"):
+        two.set_state("shop", "green", S.FAILED, reason="died", only_if=(S.READY, 399))
+    failed = two.set_state("shop", "green", S.FAILED, reason="died", only_if=(S.READY, 400))
+    assert failed.state is S.FAILED
+
+
 def test_endpoint_front_follows_the_same_lifecycle(store: DeploymentStore) -> None:
     store.create_endpoint("shop")
     with pytest.raises(StateTransitionError, match="from 'pending' to 'ready'"):

@@ -256,13 +256,16 @@ class Front:
         tail = log_tail(Path(view.log_path)) if view.log_path else None
 
         def mark_failed() -> bool:
-            # An update may have switched the record to a new server since this check began:
-            # only the server that was checked may be marked failed.
-            current = self._store.get_deployment(self._endpoint, view.name)
-            if current.pid != view.pid:
-                return False
+            # Since this check began, an update may have switched the record to a new server,
+            # or the target may be stopping this one (which is why it stopped answering): only
+            # a record still ready with the checked server may be marked failed.
             self._store.set_state(
-                self._endpoint, view.name, DeploymentState.FAILED, reason=reason, log_tail=tail
+                self._endpoint,
+                view.name,
+                DeploymentState.FAILED,
+                reason=reason,
+                log_tail=tail,
+                only_if=(DeploymentState.READY, view.pid),
             )
             return True
 

@@ -682,11 +682,16 @@ class DeploymentStore:
         pid: int | None = None,
         port: int | None = None,
         log_path: str | None = None,
+        *,
+        only_if: tuple[DeploymentState, int | None] | None = None,
     ) -> Deployment:
         """Move a deployment along ALLOWED_TRANSITIONS and return the record.
 
         `reason` and `log_tail` replace the stored ones (a failed state needs a reason); `pid`,
         `port` and `log_path` are kept when None, and pid/port are cleared on `stopped`.
+        `only_if=(state, pid)` makes the move conditional, checked in the same transaction: a
+        health check marks a server failed only if the record still shows it ready with that
+        pid (not while the target is stopping or replacing it).
         Raises StateTransitionError naming both states when the move is not allowed.
         """
         target = DeploymentState(new_state)
@@ -694,6 +699,11 @@ class DeploymentStore:
             row = self._deployment_row(conn, endpoint, deployment)
             owner, name = row["endpoint_name"], row["name"]
             current = DeploymentState(row["state"])
+            if only_if is not None and (current, row["pid"]) != only_if:
+                raise StateTransitionError(
+                    f"Deployment {owner}/{name} is {current.value} with pid {row['pid']}, not "
+                    f"{only_if[0].value} with pid {only_if[1]}: it was changed meanwhile."
+                )
             _check_transition(f"deployment {owner}/{name}", current, target, reason)
             tail = log_tail[-MAX_LOG_TAIL_CHARS:] if log_tail else log_tail
             values: dict[str, Any] = {"state": target.value, "reason": reason, "log_tail": tail}
