@@ -17,6 +17,7 @@ navigation = st.navigation(
         st.Page("views/predict.py", title="Predict", icon=":material/play_arrow:"),
         st.Page("views/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
         st.Page("views/endpoints.py", title="Endpoints", icon=":material/hub:"),
+        st.Page("views/batch.py", title="Batch", icon=":material/dataset:"),
         st.Page("views/azure.py", title="Azure ML", icon=":material/cloud:"),
     ]
 )

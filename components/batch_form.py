@@ -1,0 +1,147 @@
+"""The Batch page's form: which batch bundle scores, what to read (uploaded files or a folder on
+the server), and the job's settings under Azure's names, defaults and help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+from components.deploy_form import ModelChoice, bundles_for
+from deploystudio.config import Settings
+from deploystudio.customization.bundles import BundleStore
+from deploystudio.customization.scoring_script import ScriptTemplate
+from deploystudio.deployment.batch_inputs import check_within_roots
+from deploystudio.deployment.batch_settings import LOGGING_LEVELS, BatchSettings, OutputAction
+from deploystudio.errors import BatchInputError, BatchSettingsError
+
+UPLOAD, FOLDER = "upload", "folder"
+DEFAULTS = BatchSettings()
+HELP = {
+    "mini_batch_size": "Files passed to each run() call (Azure's mini-batch); a failed mini-batch "
+    "is retried as a whole.",
+    "max_concurrency_per_instance": "Worker processes scoring in parallel; each loads the model.",
+    "output_action": "append_row writes every prediction to one file; summary_only keeps only "
+    "the job's summary.",
+    "output_file_name": "Name of the predictions file in the job's output folder.",
+    "max_retries": "Retries of a mini-batch that times out or crashes before its files count "
+    "as failed (retry_settings).",
+    "timeout": "Seconds a mini-batch may take before it is retried (retry_settings).",
+    "error_threshold": "Failed files tolerated before the job fails; -1 tolerates any number.",
+    "logging_level": "Detail of the job's log.",
+}
+
+
+@dataclass(frozen=True)
+class InputChoice:
+    """Uploaded files to save, or a folder (or file) already on the server."""
+
+    uploads: list[UploadedFile]
+    folder: Path | None
+
+
+def render_bundle(choice: ModelChoice, store: BundleStore) -> str | None:
+    """A saved batch bundle of this model ("name:version"), or None for the model's predict."""
+    labels = [
+        b.label for b in bundles_for(store, choice.name) if b.template == ScriptTemplate.BATCH.value
+    ]
+    return st.selectbox(
+        "Batch scoring bundle",
+        labels,
+        index=None,
+        placeholder="None: the model's own predict" if labels else "No batch bundle for this model",
+        disabled=not labels,
+        help="A batch score.py (run(mini_batch) over file paths) saved on the Customize page "
+        "from the batch template.",
+        key=f"batch_bundle__{choice.name}",
+    )
+
+
+def render_input(settings: Settings) -> InputChoice | None:
+    """Upload or folder; None (with the reason shown) until there is something to read."""
+    roots = settings.allowed_batch_input_roots
+    source = st.radio(
+        "Input",
+        [UPLOAD, FOLDER],
+        format_func={UPLOAD: "Upload files", FOLDER: "Folder on the server"}.__getitem__,
+        horizontal=True,
+        key="batch_source",
+    )
+    if source == UPLOAD:
+        files = st.file_uploader(
+            "CSV or Parquet files",
+            type=["csv", "parquet"],
+            accept_multiple_files=True,
+            help="Saved in the data folder for this job; each file is scored as one input file.",
+            key="batch_upload",
+        )
+        return InputChoice(list(files), None) if files else None
+    st.caption("Batch jobs may read inside: " + ", ".join(f"`{r}`" for r in roots))
+    typed = st.text_input(
+        "Folder or file path",
+        placeholder=str(roots[0]) if roots else "",
+        help="A .csv/.parquet file or a folder of them (sub-folders are not read, as on Azure).",
+        key="batch_folder",
+    ).strip()
+    if not typed:
+        return None
+    try:
+        # Checked as typed so the refusal shows before Run; the job checks each file again.
+        return InputChoice([], check_within_roots(Path(typed), roots))
+    except BatchInputError as exc:
+        st.error(str(exc))
+        return None
+
+
+def render_settings() -> BatchSettings | None:
+    """The settings with Azure's names; None (with the reason shown) if they do not hold."""
+    with st.expander("Settings (Azure ML batch deployment names)", expanded=False):
+        left, middle, right = st.columns(3)
+        mini_batch_size = left.number_input(
+            "mini_batch_size", 1, 100_000, DEFAULTS.mini_batch_size,
+            help=HELP["mini_batch_size"], key="batch_mini_batch_size",
+        )  # fmt: skip
+        concurrency = middle.number_input(
+            "max_concurrency_per_instance", 1, 64, DEFAULTS.max_concurrency_per_instance,
+            help=HELP["max_concurrency_per_instance"], key="batch_concurrency",
+        )  # fmt: skip
+        error_threshold = right.number_input(
+            "error_threshold", -1, 2**31 - 1, DEFAULTS.error_threshold,
+            help=HELP["error_threshold"], key="batch_error_threshold",
+        )  # fmt: skip
+        max_retries = left.number_input(
+            "retry_settings.max_retries", 0, 100, DEFAULTS.max_retries,
+            help=HELP["max_retries"], key="batch_max_retries",
+        )  # fmt: skip
+        timeout = middle.number_input(
+            "retry_settings.timeout", 1, 7 * 24 * 3600, DEFAULTS.timeout,
+            help=HELP["timeout"], key="batch_timeout",
+        )  # fmt: skip
+        logging_level = right.selectbox(
+            "logging_level", LOGGING_LEVELS, LOGGING_LEVELS.index(DEFAULTS.logging_level),
+            help=HELP["logging_level"], key="batch_logging_level",
+        )  # fmt: skip
+        output_action = left.selectbox(
+            "output_action", [a.value for a in OutputAction], 0,
+            help=HELP["output_action"], key="batch_output_action",
+        )  # fmt: skip
+        output_file_name = middle.text_input(
+            "output_file_name", DEFAULTS.output_file_name,
+            help=HELP["output_file_name"], key="batch_output_file_name",
+        ).strip()  # fmt: skip
+    try:
+        return BatchSettings(
+            mini_batch_size=int(mini_batch_size),
+            max_concurrency_per_instance=int(concurrency),
+            output_action=OutputAction(output_action),
+            output_file_name=output_file_name,
+            max_retries=int(max_retries),
+            timeout=int(timeout),
+            error_threshold=int(error_threshold),
+            logging_level=logging_level,
+        )
+    except BatchSettingsError as exc:
+        st.error(str(exc))
+        return None

@@ -1,0 +1,68 @@
+"""Batch: score uploaded files or a folder on the server with a model version (optionally a batch
+scoring bundle), as an Azure ML batch deployment does; follow the job live; see past jobs.
+
+The address holds the page's state: ?model=&version= the model, ?job= the job shown. A job runs
+in a process of its own, so it goes on when the page is closed and shows again from its link.
+"""
+
+import streamlit as st
+
+from components import services
+from components.batch_form import render_bundle, render_input, render_settings
+from components.batch_history import render_past_jobs
+from components.batch_job import render_job
+from components.batch_uploads import save_uploads
+from components.deploy_form import render_model_choice
+from deploystudio.customization.bundles import bundle_store
+from deploystudio.deployment.batch import start_batch_job
+from deploystudio.errors import DeployStudioError
+
+settings = services.get_settings()
+st.title("Batch scoring")
+# Filled in this order on screen, but the form is drawn last: it stops the page until a model
+# is chosen, and the job and the past jobs must show without one.
+job_area, form_area, past_area = st.container(), st.container(), st.container()
+
+with past_area:
+    st.divider()
+    st.markdown("#### Past jobs")
+    render_past_jobs(settings)
+
+shown_job = st.query_params.get("job")
+if shown_job:
+    with job_area:
+        render_job(settings, shown_job)
+        st.divider()
+
+with form_area:
+    st.markdown("#### New job")
+    choice = render_model_choice()
+    bundle = render_bundle(choice, bundle_store(settings))
+    source = render_input(settings)
+    batch_settings = render_settings()
+    ready = source is not None and batch_settings is not None
+    if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=not ready,
+                 key="batch_run") and ready:  # fmt: skip
+        try:
+            if source.uploads:
+                input_path = save_uploads(
+                    settings, [(f.name, f.getvalue()) for f in source.uploads]
+                )
+            else:
+                input_path = source.folder
+            job = start_batch_job(
+                settings,
+                choice.uri,
+                input_path,
+                batch_settings=batch_settings,
+                bundle=bundle,
+                # Uploads sit in a folder the page itself made in the data folder, which need
+                # not be one of the configured roots; a typed path must be inside them.
+                restrict_input=not source.uploads,
+                registry=services.registry(),
+            )
+        except DeployStudioError as exc:
+            st.error(str(exc))
+        else:
+            st.query_params["job"] = job.id
+            st.rerun()
