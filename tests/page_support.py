@@ -1,14 +1,39 @@
-"""What AppTest page tests that predict share: caches cleared around each test, and the
-process-wide prediction worker stopped once at the end of the module.
+"""What AppTest page tests share: caches cleared around each test, the process-wide prediction
+worker stopped once at the end of the module, pages pointed at a module's own data folder, and
+a run that fails on any exception the page raised.
 
 Import the two fixtures into a test module to switch them on for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from components import services
+from deploystudio.config import Settings
+from tests.conftest import settings_for
+
+
+@contextmanager
+def pages_using(home: Path, session_settings: Settings) -> Iterator[Settings]:
+    """Point the pages, which read their settings from the environment, at `home` and the
+    session's seeded registry; put the environment back afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEPLOYSTUDIO_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", session_settings.tracking_uri)
+        yield settings_for(home, MLFLOW_TRACKING_URI=session_settings.tracking_uri)
+
+
+def rerun(at: AppTest) -> AppTest:
+    """Run the page and fail on any exception it showed."""
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def clear_app_caches() -> None:

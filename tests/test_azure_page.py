@@ -10,7 +10,6 @@ here a deploy fails to sign in, offline, and must say so.
 from __future__ import annotations
 
 import io
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -20,8 +19,8 @@ from azure.ai.ml import load_online_deployment, load_online_endpoint
 from streamlit.testing.v1 import AppTest
 
 from components import azure_target, services
-from tests.conftest import REPO_ROOT, settings_for
-from tests.page_support import fresh_caches  # noqa: F401 (fixture)
+from tests.conftest import REPO_ROOT
+from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)
 
 PAGE = str(REPO_ROOT / "views" / "azure.py")
 RUN_TIMEOUT = 120
@@ -50,22 +49,15 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page_settings(home, settings, seeded):
-    names = ("DEPLOYSTUDIO_HOME", "MLFLOW_TRACKING_URI")
-    before = {n: os.environ.get(n) for n in names}
-    os.environ["DEPLOYSTUDIO_HOME"] = str(home)
-    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    try:
-        yield settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
-    finally:
-        for operation in services.local_endpoints().operations.running():
-            services.local_endpoints().operations.wait(operation.id, 60)
-        services._local_endpoints.clear()
-        azure_target._azure_target.clear()
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    """Point the pages at this module's data folder and the session's seeded registry."""
+    with pages_using(home, settings) as page_settings:
+        try:
+            yield page_settings
+        finally:
+            for operation in services.local_endpoints().operations.running():
+                services.local_endpoints().operations.wait(operation.id, 60)
+            services._local_endpoints.clear()
+            azure_target._azure_target.clear()
 
 
 @pytest.fixture
@@ -83,12 +75,6 @@ def open_page(query: dict[str, str] | None = None) -> AppTest:
     for name, value in (query or {}).items():
         at.query_params[name] = value
     return rerun(at)
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def page_text(at: AppTest) -> str:

@@ -7,7 +7,6 @@ over twelve files (cancelled from the page). The past-jobs test reads both.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from deploystudio.deployment.batch import get_batch_job, start_batch_job
 from deploystudio.deployment.batch_jobs import JobState
 from deploystudio.deployment.batch_settings import BatchSettings
 from deploystudio.errors import BatchInputError
-from tests.conftest import REPO_ROOT, settings_for
-from tests.page_support import fresh_caches  # noqa: F401 (fixture)
+from tests.conftest import REPO_ROOT
+from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)
 from tests.test_batch_cli import SLEEPY_MODEL, write_rows
 
 # The page script itself: it runs the same without app.py's navigation (which the lead wires).
@@ -40,18 +39,8 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def page_settings(home, settings, seeded):
     """Point the pages at this module's data folder and the session's seeded registry."""
-    names = ("DEPLOYSTUDIO_HOME", "MLFLOW_TRACKING_URI")
-    before = {n: os.environ.get(n) for n in names}
-    os.environ["DEPLOYSTUDIO_HOME"] = str(home)
-    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    try:
-        yield settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with pages_using(home, settings) as page_settings:
+        yield page_settings
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +54,6 @@ def open_batch(query_params: dict) -> AppTest:
     for name, value in query_params.items():
         at.query_params[name] = value
     return rerun(at)
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def metrics(at: AppTest) -> dict[str, str]:

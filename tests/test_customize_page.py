@@ -18,6 +18,7 @@ from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,
     prediction_worker_stopped_at_the_end,
+    rerun,
 )
 
 APP = str(REPO_ROOT / "app.py")
@@ -37,12 +38,6 @@ def open_customize(query_params: dict) -> AppTest:
     at.switch_page(CUSTOMIZE)
     for name, value in query_params.items():
         at.query_params[name] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def rerun(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -34,8 +34,8 @@ from deploystudio.deployment.deploy_request import (
 )
 from deploystudio.deployment.names import NAME_RULE
 from deploystudio.prediction import local_model_path
-from tests.conftest import REPO_ROOT, settings_for
-from tests.page_support import fresh_caches  # noqa: F401 (fixture)
+from tests.conftest import REPO_ROOT
+from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)
 from tests.test_local_target import BROKEN_SCRIPT, processes_under
 
 APP = str(REPO_ROOT / "app.py")
@@ -57,18 +57,8 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def page_settings(home, settings, seeded):
     """Point the pages at this module's data folder and the session's seeded registry."""
-    names = ("DEPLOYSTUDIO_HOME", "MLFLOW_TRACKING_URI")
-    before = {n: os.environ.get(n) for n in names}
-    os.environ["DEPLOYSTUDIO_HOME"] = str(home)
-    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    try:
-        yield settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with pages_using(home, settings) as page_settings:
+        yield page_settings
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +92,6 @@ def open_deploy(query_params: dict) -> AppTest:
     for name, value in query_params.items():
         at.query_params[name] = value
     return rerun(at)
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def deploy_and_wait(at: AppTest) -> AppTest:

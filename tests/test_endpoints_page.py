@@ -26,7 +26,9 @@ from deploystudio.deployment.processes import our_processes
 from tests.conftest import REPO_ROOT, settings_for
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,
+    pages_using,
     prediction_worker_stopped_at_the_end,
+    rerun,
 )
 
 APP = str(REPO_ROOT / "app.py")
@@ -40,10 +42,7 @@ OPERATION_SECONDS = 120
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, settings, seeded):
     home = tmp_path_factory.mktemp("endpoints-page")
-    with pytest.MonkeyPatch.context() as patch:
-        # The page reads its settings from the environment: this module's own data folder.
-        patch.setenv("DEPLOYSTUDIO_HOME", str(home))
-        patch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    with pages_using(home, settings):
         yield home
 
 
@@ -81,12 +80,6 @@ def open_page(tab: str | None = None, **params: str) -> AppTest:
     for name, value in params.items():
         at.query_params[name] = value
     return rerun(at)
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def settle(at: AppTest):
