@@ -168,3 +168,13 @@ class AzureOperationCanceledError(AzureOperationError):
 
 class AzureThrottledError(AzureOperationError):
     """Azure kept answering 429 (too many requests) after the SDK's own retries."""
+
+
+class AzureBatchInputError(BatchInputError):
+    """A batch endpoint input Azure cannot read: a local path (upload it to a datastore
+    first) or an address that is neither `azureml://` nor `https://`."""
+
+
+class AzureBatchJobStateError(AzureOperationError):
+    """A batch job's predictions asked for before the job completed, or a completed job with
+    no predictions output to download."""

@@ -41,6 +41,19 @@ _ROUTES = [
         "get_logs",
         re.compile(_WS + r"/onlineEndpoints/(?P<ep>[^/]+)/deployments/(?P<dep>[^/]+)/getLogs$"),
     ),
+    ("batch_endpoints", re.compile(_WS + r"/batchEndpoints$")),
+    ("batch_endpoint", re.compile(_WS + r"/batchEndpoints/(?P<ep>[^/]+)$")),
+    ("batch_deployments", re.compile(_WS + r"/batchEndpoints/(?P<ep>[^/]+)/deployments$")),
+    (
+        "batch_deployment",
+        re.compile(_WS + r"/batchEndpoints/(?P<ep>[^/]+)/deployments/(?P<dep>[^/]+)$"),
+    ),
+    ("job", re.compile(_WS + r"/jobs/(?P<job>[^/]+)$")),
+    # The workspace's data plane: discovery of its API host, then run history (a job's start,
+    # end and error live there, not in the ARM job resource).
+    ("discovery", re.compile(r"^/discovery$")),
+    ("run_children", re.compile(r"^/history/v1\.0" + _WS + r"/runs/(?P<job>[^/]+)/children$")),
+    ("run", re.compile(r"^/history/v1\.0" + _WS + r"/runs/(?P<job>[^/]+)$")),
     ("operation", re.compile(r"/fake-operations/(?P<op>[^/]+)$")),
 ]
 # Scoring requests go to the endpoint's own host, not to ARM.
@@ -60,7 +73,9 @@ class Recorded:
 
     @property
     def route(self) -> str | None:
-        return "score" if self.host.endswith(SCORING_HOST) else _match(self.path)[0]
+        if self.host.endswith(SCORING_HOST):
+            return _scoring_route(self.path)
+        return _match(self.path)[0]
 
 
 @dataclass
@@ -99,6 +114,11 @@ class FakeAzureML(HttpTransport):
     # While True, long-running operations stay InProgress however often they are polled
     # (an app that stops mid-operation); set back to False to let them finish.
     hold_operations: bool = False
+    batch_endpoints: dict[str, dict] = field(default_factory=dict)
+    batch_deployments: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # Batch scoring jobs by name, as the jobs GET answers them (see set_job_status).
+    jobs: dict[str, dict] = field(default_factory=dict)
+    runs: dict[str, dict] = field(default_factory=dict)
     _failures: list[_Failure] = field(default_factory=list)
     _operation_errors: list[tuple[str, dict | None]] = field(default_factory=list)
     _operations: dict[str, _Operation] = field(default_factory=dict)
@@ -119,6 +139,20 @@ class FakeAzureML(HttpTransport):
         self._failures.append(
             _Failure(method, route, status, code, message, dict(headers or {}), times)
         )
+
+    def set_job_status(
+        self, name: str, status: str, error: dict[str, str] | None = None, ended: bool = True
+    ) -> None:
+        """Move a batch job on (Running, Completed, Failed with an ARM error, Canceled...)."""
+        self.jobs[name]["properties"]["status"] = status
+        run = self.runs[name]
+        run["status"] = status
+        if status not in ("NotStarted", "Queued", "Preparing"):
+            run.setdefault("startTimeUtc", "2026-11-24T23:31:00Z")
+        if ended and status not in ("NotStarted", "Queued", "Preparing", "Running"):
+            run["endTimeUtc"] = "2026-11-24T23:40:00Z"
+        if error is not None:
+            run["error"] = {"error": dict(error)}
 
     def fail_operation(self, code: str, message: str = "Injected failure") -> None:
         """End the next long-running operation `Failed` with this error code; code
@@ -168,7 +202,7 @@ class FakeAzureML(HttpTransport):
         )
         self.requests.append(recorded)
         if url.netloc.endswith(SCORING_HOST):
-            route, params = "score", {"ep": url.netloc.split(".", 1)[0]}
+            route, params = _scoring_route(url.path), {"ep": url.netloc.split(".", 1)[0]}
         else:
             route, params = _match(url.path)
         failure = self._take_failure(route, request.method)
@@ -183,6 +217,9 @@ class FakeAzureML(HttpTransport):
             return _response(request, 404, _error("NoSuchRoute", f"No fake for {url.path}"))
         if route == "score":
             status, payload, extra = self._score(request.method, params, parsed, headers)
+            return _response(request, status, payload, extra)
+        if route == "batch_invoke":
+            status, payload, extra = self._batch_invoke(request.method, params, parsed, headers)
             return _response(request, status, payload, extra)
         handler = getattr(self, f"_{route}")
         status, payload, extra = handler(request.method, params, parsed)
@@ -349,6 +386,145 @@ class FakeAzureML(HttpTransport):
         rows = data.get("data", []) if isinstance(data, dict) else data
         return 200, [chosen] * len(rows), {}
 
+    # -- batch endpoints ----------------------------------------------------------------------
+
+    def _batch_endpoints(self, method: str, params: dict, body: Any) -> tuple:
+        return 200, {"value": list(self.batch_endpoints.values())}, {}
+
+    def _batch_endpoint(self, method: str, params: dict, body: Any) -> tuple:
+        name = params["ep"]
+        if method == "GET":
+            if name not in self.batch_endpoints:
+                return 404, _error("ResourceNotFound", f"Batch endpoint {name} not found"), {}
+            return 200, self.batch_endpoints[name], {}
+        if method == "DELETE":
+            if name not in self.batch_endpoints:
+                return 204, None, {}
+
+            def delete() -> None:
+                self.batch_endpoints.pop(name, None)
+                for key in [k for k in self.batch_deployments if k[0] == name]:
+                    del self.batch_deployments[key]
+
+            return self._begin(202, None, delete)
+        if method == "PUT":
+            existing = self.batch_endpoints.get(name)
+            resource = dict(body or {})
+            resource.setdefault("properties", {})
+            resource.update(
+                id=f"{self._base()}/batchEndpoints/{name}",
+                name=name,
+                type="Microsoft.MachineLearningServices/workspaces/batchEndpoints",
+            )
+            resource.setdefault("location", self.location)
+            props = resource["properties"]
+            props["scoringUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/jobs"
+            props["provisioningState"] = "Updating" if existing else "Creating"
+            self.batch_endpoints[name] = resource
+
+            def done(state: str = "Succeeded") -> None:
+                props["provisioningState"] = state
+
+            return self._begin(200 if existing else 201, resource, done)
+        return 405, _error("MethodNotAllowed", method), {}
+
+    def _batch_deployments(self, method: str, params: dict, body: Any) -> tuple:
+        values = [v for (ep, _), v in self.batch_deployments.items() if ep == params["ep"]]
+        return 200, {"value": values}, {}
+
+    def _batch_deployment(self, method: str, params: dict, body: Any) -> tuple:
+        key = (params["ep"], params["dep"])
+        if params["ep"] not in self.batch_endpoints:
+            return 404, _error("ResourceNotFound", f"Batch endpoint {params['ep']} not found"), {}
+        if method == "GET":
+            if key not in self.batch_deployments:
+                return 404, _error("ResourceNotFound", f"Deployment {key[1]} not found"), {}
+            return 200, self.batch_deployments[key], {}
+        if method == "DELETE":
+            if key not in self.batch_deployments:
+                return 204, None, {}
+            return self._begin(202, None, lambda: self.batch_deployments.pop(key, None))
+        if method == "PUT":
+            existing = key in self.batch_deployments
+            resource = dict(body or {})
+            resource.setdefault("properties", {})
+            resource.update(
+                id=f"{self._base()}/batchEndpoints/{key[0]}/deployments/{key[1]}",
+                name=key[1],
+                type="Microsoft.MachineLearningServices/workspaces/batchEndpoints/deployments",
+            )
+            resource.setdefault("location", self.location)
+            props = resource["properties"]
+            props["provisioningState"] = "Updating" if existing else "Creating"
+            self.batch_deployments[key] = resource
+
+            def done(state: str = "Succeeded") -> None:
+                props["provisioningState"] = state
+
+            return self._begin(200 if existing else 201, resource, done)
+        return 405, _error("MethodNotAllowed", method), {}
+
+    def _batch_invoke(self, method: str, params: dict, body: Any, headers: dict[str, str]) -> tuple:
+        """A batch endpoint's scoring URI starts a job; the fake answers it as NotStarted."""
+        endpoint = self.batch_endpoints.get(params["ep"])
+        if endpoint is None:
+            return 404, _error("ResourceNotFound", params["ep"]), {}
+        lowered = {k.lower(): v for k, v in headers.items()}
+        chosen = lowered.get("azureml-model-deployment") or (
+            endpoint["properties"].get("defaults") or {}
+        ).get("deploymentName")
+        if not chosen:
+            return 400, _error("NoDefaultDeployment", "No deployment given or default"), {}
+        inputs = ((body or {}).get("properties") or {}).get("inputData")
+        if not inputs:
+            return 400, _error("BadInput", "inputData is required"), {}
+        name = f"batchjob-{secrets.token_hex(6)}"
+        job = {
+            "id": f"{self._base()}/jobs/{name}",
+            "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+            "properties": {
+                "jobType": "Pipeline",
+                "status": "NotStarted",
+                "displayName": name,
+                "experimentName": params["ep"],
+                "tags": {
+                    "azureml.batchrun": "true",
+                    "azureml.deploymentname": chosen,
+                    "azureml.jobtype": "azureml.batchjob",
+                },
+                "properties": {"azureml.deploymentname": chosen},
+                "inputs": {},
+                "outputs": {},
+                "jobs": {},
+                "creationContext": {"createdAt": "2026-11-24T23:30:00Z"},
+            },
+        }
+        self.jobs[name] = job
+        self.runs[name] = {"runId": name, "status": "NotStarted", "tags": {}}
+        answer = {"id": job["id"], "name": name, "properties": {"status": "NotStarted"}}
+        return 200, answer, {}
+
+    def _job(self, method: str, params: dict, body: Any) -> tuple:
+        job = self.jobs.get(params["job"])
+        if job is None:
+            return 404, _error("ResourceNotFound", f"Job {params['job']} not found"), {}
+        return 200, job, {}
+
+    def _discovery(self, method: str, params: dict, body: Any) -> tuple:
+        return 200, {"api": f"https://{self.location}.api.azureml.ms"}, {}
+
+    def _run(self, method: str, params: dict, body: Any) -> tuple:
+        run = self.runs.get(params["job"])
+        if run is None:
+            return 404, _error("ResourceNotFound", f"Run {params['job']} not found"), {}
+        return 200, run, {}
+
+    def _run_children(self, method: str, params: dict, body: Any) -> tuple:
+        # A batch job's child run (batchscoring) carries the `score` output; its datastore
+        # blobs are beyond this fake, so no child is listed and no output is found.
+        return 200, {"value": []}, {}
+
     # -- long-running operations --------------------------------------------------------------
 
     def _begin(self, status: int, payload: Any, on_success: Any) -> tuple:
@@ -385,6 +561,11 @@ class FakeAzureML(HttpTransport):
         if operation.error is not None and operation.status == "Failed":
             payload["error"] = operation.error
         return 200, payload, {"Retry-After-Ms": "5"}
+
+
+def _scoring_route(path: str) -> str:
+    # Online endpoints score on /score; a batch endpoint's scoring URI (/jobs) starts a job.
+    return "batch_invoke" if path.rstrip("/").endswith("/jobs") else "score"
 
 
 def _accepts_state(callback: Any) -> bool:

@@ -3,6 +3,7 @@ Azure access), and deployment of a registered model version to a managed online 
 
 import streamlit as st
 
+from components.azure_batch_form import render_batch_form
 from components.azure_deploy_form import render_deploy_form
 from components.azure_export_form import render_export_form
 from components.azure_settings import render_connection_test, render_workspace_settings
@@ -18,7 +19,7 @@ if workspace is not None:
 st.markdown("#### Model")
 choice = render_model_choice()
 
-export_tab, deploy_tab = st.tabs(["Export for CI", "Deploy to Azure"])
+export_tab, deploy_tab, batch_tab = st.tabs(["Export for CI", "Deploy to Azure", "Batch endpoint"])
 with export_tab:
     render_export_form(choice)
 with deploy_tab:
@@ -26,3 +27,5 @@ with deploy_tab:
         st.info("Set the workspace above to deploy; exporting needs no workspace.")
     else:
         render_deploy_form(choice, workspace)
+with batch_tab:
+    render_batch_form(choice, workspace)

@@ -129,6 +129,13 @@ class AzureTarget(DeploymentTarget):
         self.records = AzureRecords(self.store, workspace.arm_id)
         self.registry = registry
 
+    @property
+    def batch(self) -> Any:
+        """The workspace's batch endpoints (azure_batch.AzureBatch), on the same MLClient."""
+        from deploystudio.deployment.azure_batch import AzureBatch
+
+        return AzureBatch(self.client, self.settings)
+
     # -- endpoints ---------------------------------------------------------------------------
 
     def create_endpoint(

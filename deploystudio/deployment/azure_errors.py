@@ -76,11 +76,13 @@ def translate(
     deployment: str | None = None,
     log_tail: Callable[[], str | None] | None = None,
     instance: str | None = None,
+    kind: str = "online",
 ) -> DeployStudioError:
     """The DeployStudioError for `exc`, raised while doing `action` ("create deployment 'blue'").
 
     `log_tail` is called (once, and only for ResourceNotReady) to quote the container log;
-    `instance` ("2 x Standard_DS3_v2") names what an OutOfQuota was about.
+    `instance` ("2 x Standard_DS3_v2") names what an OutOfQuota was about; `kind` ("online",
+    "batch") which endpoints a not-found message talks about.
     """
     from azure.ai.ml.exceptions import ValidationException
     from azure.core.exceptions import (
@@ -123,7 +125,7 @@ def translate(
                 f"({detail}). Refresh the list of deployments."
             )
         return EndpointNotFoundError(
-            f"There is no online endpoint {endpoint!r} in the Azure workspace ({detail}). "
+            f"There is no {kind} endpoint {endpoint!r} in the Azure workspace ({detail}). "
             "Refresh the list of endpoints, or create it first."
         )
     if isinstance(exc, ResourceExistsError) or status == 409:
