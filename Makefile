@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench-registry clean
+.PHONY: run test lint reliability bench-registry clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ test: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
+
+# The reliability suites with the long case counts; the last output is the figures table.
+reliability: $(DEV_STAMP)
+	@figures=$$(mktemp); status=0; \
+	RELIABILITY_LONG=1 RELIABILITY_FIGURES=$$figures \
+		$(BIN)/python -m pytest tests/reliability -p no:cacheprovider -q || status=$$?; \
+	echo; echo "Reliability figures (RELIABILITY_LONG=1):"; \
+	$(BIN)/python -m tests.reliability.figures $$figures; rm -f $$figures; exit $$status
 
 bench-registry: $(RUNTIME_STAMP)
 	$(BIN)/python bench/registry.py

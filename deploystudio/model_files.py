@@ -43,6 +43,14 @@ def safe_relative_path(path: str) -> str:
     )
     if any(problems):
         raise UnsafePathError(f"'{path}' is not a plain relative path inside the model.")
+    # Over the OS limits (255 bytes a name, 4096 a path) stat() raises OSError, not "no file".
+    if len(text.encode("utf-8", "surrogatepass")) > 4096 or any(
+        len(part.encode("utf-8", "surrogatepass")) > 255 for part in text.split("/")
+    ):
+        raise UnsafePathError(
+            f"'{text[:60]}...' is longer than a file path can be ({len(text)} characters): "
+            "no file of the model has this name."
+        )
     normalised = posixpath.normpath(text)
     if normalised == ".." or normalised.startswith("../") or normalised.startswith("/"):
         raise UnsafePathError(f"'{path}' points outside the model's artifacts.")

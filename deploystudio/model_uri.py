@@ -63,6 +63,9 @@ def parse_model_uri(text: str) -> ModelReference:
 
 
 def _local(path: Path) -> ModelReference:
+    if "\x00" in str(path):
+        # The OS cannot take a NUL byte in a path: resolve() would raise ValueError.
+        raise InvalidModelUriError(f"{str(path)!r} contains a NUL byte: give a real model folder.")
     resolved = path.expanduser().resolve()
     return ModelReference(ModelUriKind.LOCAL_FOLDER, uri=str(resolved), local_path=resolved)
 

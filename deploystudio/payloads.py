@@ -844,6 +844,18 @@ def _load_json(text: str) -> Any:
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}. "
             "Look for a missing comma, quote or bracket just before that point."
         ) from exc
+    except ValueError as exc:
+        # Python refuses integers of over 4,300 digits (sys.get_int_max_str_digits).
+        raise PayloadError(
+            f"The body could not be read as JSON: {exc}. Send numbers with fewer digits, or as "
+            "floats such as 1e30."
+        ) from exc
+    except RecursionError as exc:
+        # orjson stops at 1024 levels; json recurses once per level and overflows the stack.
+        raise PayloadError(
+            "The body is nested too deeply to read (over 1,000 levels of brackets). Send the "
+            "data as rows of values, such as [[1.0, 2.0], [3.0, 4.0]]."
+        ) from exc
 
 
 def _not_an_object(parsed: Any) -> PayloadError:

@@ -134,6 +134,9 @@ def _write(out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any) -> Ex
 
 
 def _prepare_folder(folder: Path, allowed_roots: Sequence[Path] | None) -> Path:
+    if "\x00" in str(folder):
+        # The OS cannot take a NUL byte in a path: resolve() would raise ValueError.
+        raise UnsafePathError(f"{str(folder)!r} contains a NUL byte: choose a real folder.")
     out = folder.expanduser().resolve()
     if allowed_roots is not None and not any(
         out.is_relative_to(Path(root).resolve()) for root in allowed_roots

@@ -155,6 +155,9 @@ def find_config_file(roots: Sequence[Path], config_path: Path | str | None = Non
     """
     resolved_roots = [Path(root).resolve() for root in roots]
     if config_path is not None:
+        if "\x00" in str(config_path):
+            # The OS cannot take a NUL byte in a path: resolve() would raise ValueError.
+            raise UnsafePathError(f"{str(config_path)!r} contains a NUL byte: give a real path.")
         path = Path(config_path).expanduser().resolve()
         if not any(path.is_relative_to(root) for root in resolved_roots):
             shown = ", ".join(str(r) for r in resolved_roots) or "no folder"

@@ -49,6 +49,9 @@ def input_files(input_path: Path) -> list[Path]:
 def check_within_roots(input_path: Path, roots: tuple[Path, ...]) -> Path:
     """The resolved `input_path` if it lies inside one of `roots` (symlinks and `..` resolved
     first), else BatchInputError naming the roots. Used for paths picked on a page."""
+    if "\x00" in str(input_path):
+        # The OS cannot take a NUL byte in a path: resolve() would raise ValueError.
+        raise BatchInputError(f"{str(input_path)!r} contains a NUL byte: give a real folder path.")
     resolved = Path(input_path).expanduser().resolve()
     for root in roots:
         if resolved.is_relative_to(Path(root).expanduser().resolve()):

@@ -5,7 +5,13 @@ def parse_request(raw_data, input_schema):
     {"input_data": ..., "params": {...}}: input_data is a table {"columns", "data", optional
     "index"} (a DataFrame), a list (one tensor) or an object of named lists (named tensors).
     """
-    body = json.loads(raw_data)
+    try:
+        body = json.loads(raw_data)
+    except RecursionError:
+        # json recurses once per bracket: a deeply nested body would otherwise be a 500.
+        raise ValueError(
+            "The request is nested too deeply to read; send rows of values such as [[1.0, 2.0]]."
+        ) from None
     if not isinstance(body, dict) or "input_data" not in body:
         raise ValueError('The request must be a JSON object with an "input_data" key.')
     input_data, params = body["input_data"], body.get("params")
