@@ -14,19 +14,11 @@ from dataclasses import dataclass
 import streamlit as st
 
 from components import services
+from components.input_sources import render_input_sources
 from components.payload_editor import (
-    SOURCE_EXAMPLE,
-    SOURCE_FORM,
-    SOURCE_JSON,
-    SOURCE_UPLOAD,
-    SOURCES,
     InputBuilder,
-    default_source,
-    render_example_source,
 )
-from components.payload_form import render_form_source
 from components.payload_json import default_request_text, render_json_source
-from components.payload_upload import render_upload_source
 from components.snippets import KEY_PLACEHOLDER, curl_command, python_requests_call
 from deploystudio.deployment import invoke
 from deploystudio.deployment.base import AuthMode, Deployment, Endpoint, Runtime
@@ -112,26 +104,7 @@ def _render_editor(model_uri: str, prefix: str) -> InputBuilder | None:
         st.info(f"No editor from the model ({exc}): write the request body as JSON.")
         return render_json_source(default_request_text(None, None, None), None, f"{prefix}_raw")
     key = f"{prefix}_" + hashlib.sha256(inspection.resolved_uri.encode()).hexdigest()[:12]
-    example, params = inspection.input_example, inspection.input_example_params
-    first = default_source(inspection.signature, example)
-    source_key = f"{key}_source"
-    tabs = st.tabs(list(SOURCES), key=source_key, on_change="rerun", default=first)
-    builders: dict[str, InputBuilder | None] = {}
-    with tabs[0]:
-        builders[SOURCE_EXAMPLE] = render_example_source(
-            example, params, inspection.input_example_error
-        )
-    with tabs[1]:
-        builders[SOURCE_FORM] = render_form_source(inspection.signature, signature, example, key)
-    with tabs[2]:
-        builders[SOURCE_UPLOAD] = render_upload_source(
-            inspection.signature, signature, str(model_path), key
-        )
-    with tabs[3]:
-        builders[SOURCE_JSON] = render_json_source(
-            default_request_text(inspection.signature, example, params), signature, key
-        )
-    return builders.get(st.session_state.get(source_key) or first)
+    return render_input_sources(inspection, signature, model_path, key)[1]
 
 
 def _send(

@@ -3,22 +3,11 @@
 import streamlit as st
 
 from components import services
+from components.input_sources import render_input_sources
 from components.model_address import model_uri_input, query_params_for
 from components.payload_editor import (
-    SOURCE_EXAMPLE,
-    SOURCE_FORM,
-    SOURCE_JSON,
-    SOURCE_UPLOAD,
-    SOURCES,
-    InputBuilder,
-    default_source,
     editor_key,
-    render_example_source,
-    source_key,
 )
-from components.payload_form import render_form_source
-from components.payload_json import default_request_text, render_json_source
-from components.payload_upload import render_upload_source
 from components.prediction_results import (
     PreviewResult,
     render_environment_problems,
@@ -82,29 +71,8 @@ if version is not None:  # the Deploy page deploys registered versions
 # Keys per model: what the user typed stays through reruns and errors, and never leaks into
 # another model's editor.
 key = editor_key(inspection.resolved_uri)
-example, example_params = inspection.input_example, inspection.input_example_params
-first_source = default_source(inspection.signature, example)
-
 st.markdown("#### Input")
-tabs = st.tabs(
-    list(SOURCES), key=source_key(inspection.resolved_uri), on_change="rerun", default=first_source
-)
-builders: dict[str, InputBuilder | None] = {}
-with tabs[0]:
-    builders[SOURCE_EXAMPLE] = render_example_source(
-        example, example_params, inspection.input_example_error
-    )
-with tabs[1]:
-    builders[SOURCE_FORM] = render_form_source(inspection.signature, signature, example, key)
-with tabs[2]:
-    builders[SOURCE_UPLOAD] = render_upload_source(
-        inspection.signature, signature, str(model_path), key
-    )
-with tabs[3]:
-    builders[SOURCE_JSON] = render_json_source(
-        default_request_text(inspection.signature, example, example_params), signature, key
-    )
-source = st.session_state.get(source_key(inspection.resolved_uri)) or first_source
+source, builder = render_input_sources(inspection, signature, model_path, key)
 
 button_column, hint_column = st.columns([1, 5], vertical_alignment="center")
 clicked = button_column.button(
@@ -117,7 +85,6 @@ main_column, side_column = st.columns([3, 1])
 with main_column:
     if clicked:
         st.session_state.pop(result_key, None)
-        builder = builders.get(source)
         if builder is None:
             st.warning(
                 f"The {source} tab has no input to send: fill it in, or fix the problem it shows."

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from deploystudio.deployment.store import DeploymentStore
 from tests.reliability.figures import FIGURES
 
 SUITE = "secret scan"
@@ -20,16 +20,19 @@ TOKEN_PATTERNS = (
 
 
 def stored_keys(base: Path) -> set[str]:
-    """Every endpoint key held by every deployment store of the session."""
+    """Every endpoint key held by every deployment store of the session.
+
+    Read straight from the files, read-only: opening them through DeploymentStore would refuse
+    the ones tests leave at a newer schema or corrupt on purpose, and could write to them.
+    """
     keys: set[str] = set()
     for db in base.rglob("deployments.db"):
         try:
-            store = DeploymentStore(db)
-            for endpoint in store.list_endpoints():
-                pair = store.get_keys(endpoint.name)
-                keys.update(k for k in (pair.primary, pair.secondary) if k)
-        except sqlite3.DatabaseError:
-            continue  # a store a test left corrupt on purpose holds no key to look for
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                rows = conn.execute("SELECT primary_key, secondary_key FROM endpoint_keys")
+                keys.update(key for pair in rows for key in pair if key)
+        except sqlite3.Error:
+            continue  # a store without the table, or left corrupt on purpose, holds no key
     return keys
 
 
