@@ -277,21 +277,7 @@ class AzureTarget(DeploymentTarget):
                 + "."
             )
         self._get_endpoint_entity(endpoint)
-        spec = self._deployment_spec(name, endpoint, model_uri, values)
-        entity = deployment_entity(spec)
-        self._submit(
-            "create",
-            endpoint,
-            name,
-            lambda: self.client.online_deployments.begin_create_or_update(entity),
-            f"create deployment {name!r} on endpoint {endpoint!r}",
-            progress,
-            model_uri=model_uri,
-            bundle=values.get("bundle"),
-            settings=_recorded_settings(spec),
-            instance=f"{spec.instance_count} x {spec.instance_type}",
-        )
-        return self.get_deployment(name, endpoint)
+        return self._put_deployment("create", name, endpoint, model_uri, values, progress)
 
     def update_deployment(
         self,
@@ -312,16 +298,28 @@ class AzureTarget(DeploymentTarget):
             values["bundle"] = record.bundle
         values.update(config or {})
         uri = model_uri or current.model_uri
-        spec = self._deployment_spec(name, endpoint, uri, values)
+        return self._put_deployment("update", name, endpoint, uri, values, progress)
+
+    def _put_deployment(
+        self,
+        action: str,
+        name: str,
+        endpoint: str,
+        model_uri: str,
+        values: Mapping[str, Any],
+        progress: Progress | None,
+    ) -> Deployment:
+        """Create or update (the same PUT) and record it; returns the deployment as Azure has it."""
+        spec = self._deployment_spec(name, endpoint, model_uri, values)
         entity = deployment_entity(spec)
         self._submit(
-            "update",
+            action,
             endpoint,
             name,
             lambda: self.client.online_deployments.begin_create_or_update(entity),
-            f"update deployment {name!r} on endpoint {endpoint!r}",
+            f"{action} deployment {name!r} on endpoint {endpoint!r}",
             progress,
-            model_uri=uri,
+            model_uri=model_uri,
             bundle=values.get("bundle"),
             settings=_recorded_settings(spec),
             instance=f"{spec.instance_count} x {spec.instance_type}",
