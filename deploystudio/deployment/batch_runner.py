@@ -161,6 +161,9 @@ class _Runner:
             write_output=self.output is not None,
             parts_dir=str(self.parts),
             progress_path=str(self._progress_path(index)),
+            native_threads=max(
+                1, (os.cpu_count() or 1) // self.settings.max_concurrency_per_instance
+            ),
         )
         while not self.stop.is_set():
             try:
