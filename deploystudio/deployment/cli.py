@@ -8,6 +8,7 @@ any other command and never into a log.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -261,9 +262,10 @@ def _bundle_from_folder(settings: Settings, folder: Path, name: str, model_uri: 
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.base import DeploymentState
+    from deploystudio.deployment.base import Runtime
+    from deploystudio.deployment.deploy_request import DeployRequest, deploy, request_problems
     from deploystudio.deployment.names import validate_name
-    from deploystudio.errors import DeploymentConfigError, EndpointNotFoundError
+    from deploystudio.errors import DeploymentConfigError, ScoringServerError
 
     validate_name(args.deployment, "deployment")
     if args.script and args.runtime != "azureml":
@@ -272,42 +274,44 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         )
     target = _target(settings)
     progress = _progress(args)
-    try:
-        target.get_endpoint(args.endpoint)
-    except EndpointNotFoundError:
-        progress(f"Creating endpoint {args.endpoint}")
-        target.create_endpoint(args.endpoint, progress=progress)
-    config: dict[str, Any] = {"runtime": args.runtime}
-    if args.instance_count:
-        config["settings"] = {"instance_count": args.instance_count}
-    if args.script:
-        config["bundle"] = _bundle_from_folder(
-            settings, Path(args.script), args.deployment, args.model
-        )
-        progress(f"Saved {args.script}/{SCRIPT_FILE} as scoring bundle {config['bundle']}")
-    record = target.create_deployment(
-        args.deployment,
-        args.model,
-        args.endpoint,
-        config,
-        timeout_seconds=args.timeout,
-        progress=progress,
+    endpoints = target.list_endpoints()
+    request = DeployRequest(
+        model_uri=args.model,
+        endpoint=args.endpoint,
+        deployment=args.deployment,
+        # The CLI creates the endpoint when it is missing (the page asks).
+        new_endpoint=all(e.name.lower() != args.endpoint.lower() for e in endpoints),
+        runtime=Runtime(args.runtime),
+        instance_count=args.instance_count or 1,
+        all_traffic=args.all_traffic,
     )
-    if record.state == DeploymentState.READY and args.all_traffic:
-        target.update_endpoint(args.endpoint, {"traffic": {record.name: 100}})
+    problems = request_problems(request, endpoints, target.list_deployments())
+    if problems:
+        raise DeploymentConfigError(" ".join(problems))
+    if args.script:
+        bundle = _bundle_from_folder(settings, Path(args.script), args.deployment, args.model)
+        progress(f"Saved {args.script}/{SCRIPT_FILE} as scoring bundle {bundle}")
+        request = dataclasses.replace(request, bundle=bundle)
+    try:
+        record = deploy(target, request, progress, timeout_seconds=args.timeout)
+    except ScoringServerError as exc:
+        # The record keeps why it failed and the server's log tail.
+        print(exc, file=sys.stderr)
+        failed = target.get_deployment(args.deployment, args.endpoint)
+        if args.json:
+            endpoint = target.get_endpoint(args.endpoint)
+            _print_json(_endpoint_dict(endpoint, [failed]) | {"deployment": failed.as_dict()})
+        if failed.log_tail:
+            print(failed.log_tail, file=sys.stderr)
+        return EXIT_FAILED
     endpoint = target.get_endpoint(args.endpoint)
     if args.json:
         _print_json(_endpoint_dict(endpoint, [record]) | {"deployment": record.as_dict()})
-    elif record.state == DeploymentState.READY:
+    else:
         print(
             f"Deployment {endpoint.name}/{record.name} is ready ({record.model_uri}). "
             f"Scoring URI: {endpoint.scoring_uri}; traffic: {_traffic_text(endpoint)}"
         )
-    if record.state != DeploymentState.READY:
-        print(f"Deployment {record.name} {record.state}: {record.reason}", file=sys.stderr)
-        if record.log_tail:
-            print(record.log_tail, file=sys.stderr)
-        return EXIT_FAILED
     return 0
 
 

@@ -123,10 +123,17 @@ def suggest_endpoint_name(model_name: str, taken: Iterable[str]) -> str:
         number += 1
 
 
-def deploy(target: LocalTarget, request: DeployRequest, progress: Progress) -> Deployment:
+def deploy(
+    target: LocalTarget,
+    request: DeployRequest,
+    progress: Progress,
+    timeout_seconds: float | None = None,
+) -> Deployment:
     """Create the endpoint if new, start the deployment, then give it all traffic if asked.
+    The Deploy page and `deploystudio deploy` both deploy through this.
 
-    Returns the ready deployment. Raises EndpointFrontError when a new endpoint does not start,
+    Returns the ready deployment; `timeout_seconds` bounds its start (the target's default
+    when None). Raises EndpointFrontError when a new endpoint does not start,
     ScoringServerError when the deployment does not (its record keeps the reason and the log
     tail), and the target's errors (NameTakenError, ...) as they come.
     """
@@ -146,6 +153,7 @@ def deploy(target: LocalTarget, request: DeployRequest, progress: Progress) -> D
         request.endpoint,
         request.config(),
         progress=progress,
+        timeout_seconds=timeout_seconds,
     )
     if record.state is not DeploymentState.READY:
         raise ScoringServerError(
