@@ -368,3 +368,54 @@ def test_call_results_of_other_types_are_an_error_not_a_dead_worker(worker):
     with pytest.raises(PredictionError, match="cannot be sent back to the app"):
         worker.call(pd.to_datetime, ["2024-01-01T00:00:00+00:00"])  # a time zone
     assert worker.call(len, [1]) == 1
+
+
+def _round_trip(value):
+    body, buffers = worker_replies.encode_ok(value, (0, 0))
+    return worker_replies.decode_reply(body, [bytes(b) for b in buffers]).value, body
+
+
+def test_long_text_arrays_travel_as_buffers_and_come_back_equal():
+    count = worker_replies.STRINGS_MIN_ITEMS * 4
+    labels = np.array(["setosa", "versicolor", "", "é€😀", "a,b\n"] * count, dtype=object)
+    grid = labels[: count * 4].reshape(count, 4)
+    frame = pd.DataFrame({"label": labels[:count]})
+    for value in (labels, grid, frame):
+        back, body = _round_trip(value)
+        assert b'"strings"' in body and "setosa" not in body.decode()  # not as JSON items
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(back, value)
+        else:
+            assert back.dtype == object and back.shape == value.shape
+            assert back.tolist() == value.tolist()
+
+
+def test_text_arrays_that_are_short_mixed_or_not_unicode_stay_json_items():
+    count = worker_replies.STRINGS_MIN_ITEMS
+    for value in (
+        np.array(["a", "b"], dtype=object),
+        np.array(["a", None] * count, dtype=object),
+        np.array(["a", 1] * count, dtype=object),
+        np.array(["lone \ud800 surrogate"] * count, dtype=object),
+    ):
+        back, body = _round_trip(value)
+        assert b'"objects"' in body and b'"strings"' not in body
+        assert back.tolist() == value.tolist()
+
+
+@pytest.mark.parametrize(
+    ("offsets", "data"),
+    [
+        ([0, 2, 1], b"abc"),  # goes back
+        ([0, 1, 9], b"abc"),  # past the data
+        ([0, 1, 2], b"abc"),  # data left over
+        ([1, 2, 3], b"abc"),  # does not start at 0
+        ([0, 1], b"a"),  # fewer offsets than the shape needs
+        ([0, 1, 3], b"a\xff\xfe"),  # not UTF-8
+    ],
+)
+def test_malformed_text_buffers_are_refused(offsets, data):
+    tree = {"$": "strings", "shape": [2], "offsets": 0, "data": 1}
+    buffers = [np.array(offsets, dtype=np.int32).tobytes(), data]
+    with pytest.raises(MalformedReplyError):
+        worker_replies.decode_reply(reply_of(tree), buffers)
