@@ -53,13 +53,21 @@ def _read_secrets(path: Path) -> Mapping[str, object]:
         return tomllib.load(handle)
 
 
+def read_secrets_section(section: str, path: Path | None = None) -> Mapping[str, object]:
+    """The `[section]` table of secrets.toml (`path`, default `.streamlit/secrets.toml`); empty
+    when the file or the table is missing. Raises OSError or tomllib.TOMLDecodeError for a file
+    that cannot be read; callers say which file to fix."""
+    secrets = _read_secrets(SECRETS_FILE if path is None else path)
+    table = secrets.get(section, {})
+    return table if isinstance(table, Mapping) else {}
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, secrets_path: Path | None = None
 ) -> Settings:
     """Read settings; environment variables win over the `[deploystudio]` table of secrets.toml."""
     env = os.environ if environ is None else environ
-    secrets = _read_secrets(SECRETS_FILE if secrets_path is None else secrets_path)
-    studio_secrets = secrets.get("deploystudio", {}) if isinstance(secrets, Mapping) else {}
+    studio_secrets = read_secrets_section("deploystudio", secrets_path)
 
     def setting(env_name: str, secret_name: str) -> str | None:
         value = env.get(env_name) or studio_secrets.get(secret_name)

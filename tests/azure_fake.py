@@ -7,6 +7,13 @@ polled through `Azure-AsyncOperation`, listKeys/regenerateKeys, getLogs) and rec
 Errors on demand: `fail(...)` answers the next matching request with a status and ARM error
 body (401/403/409/429 with Retry-After, ...); `fail_operation(...)` makes the next long-running
 operation end `Failed` with an ARM error code (ImageBuildFailure, OutOfQuota, ...) or `Canceled`.
+
+Uploads: the workspace has a default blob datastore (`workspaceblobstore`) whose `listSecrets`
+hands out a SAS token, asset versions (models, codes, environments) are PUT/GET generically, and
+the storage account's blob requests (HEAD properties, PUT blob, PUT metadata) are served from
+`blobs`. azure-ai-ml builds its BlobServiceClient without the MLClient's transport, so
+`serve_storage(monkeypatch)` hands this transport to that one constructor (the SDK's upload code
+runs for real; only where its requests go changes).
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import copy
 import json
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
@@ -29,6 +37,7 @@ _WS = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
     r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
 )
+_ASSET = r"/(?P<kind>models|codes|environments|data)/(?P<asset>[^/]+)"
 _ROUTES = [
     ("workspace", re.compile(_WS + r"$")),
     ("endpoints", re.compile(_WS + r"/onlineEndpoints$")),
@@ -49,6 +58,13 @@ _ROUTES = [
         re.compile(_WS + r"/batchEndpoints/(?P<ep>[^/]+)/deployments/(?P<dep>[^/]+)$"),
     ),
     ("job", re.compile(_WS + r"/jobs/(?P<job>[^/]+)$")),
+    ("datastore", re.compile(_WS + r"/datastores/(?P<ds>[^/]+)$")),
+    ("datastore_secrets", re.compile(_WS + r"/datastores/(?P<ds>[^/]+)/listSecrets$")),
+    # Asset containers and versions alike for models, codes, environments and data.
+    ("asset_versions", re.compile(_WS + _ASSET + r"/versions$")),
+    ("asset_version", re.compile(_WS + _ASSET + r"/versions/(?P<ver>[^/]+)$")),
+    ("asset", re.compile(_WS + _ASSET + r"$")),
+    ("pending_upload", re.compile(_WS + _ASSET + r"/versions/[^/]+/startPendingUpload$")),
     # The workspace's data plane: discovery of its API host, then run history (a job's start,
     # end and error live there, not in the ARM job resource).
     ("discovery", re.compile(r"^/discovery$")),
@@ -58,6 +74,8 @@ _ROUTES = [
 ]
 # Scoring requests go to the endpoint's own host, not to ARM.
 SCORING_HOST = ".inference.ml.azure.com"
+BLOB_HOST = ".blob.core.windows.net"
+DATASTORE = "workspaceblobstore"
 
 
 @dataclass
@@ -75,7 +93,16 @@ class Recorded:
     def route(self) -> str | None:
         if self.host.endswith(SCORING_HOST):
             return _scoring_route(self.path)
+        if self.host.endswith(BLOB_HOST):
+            return "blob"
         return _match(self.path)[0]
+
+
+@dataclass
+class Blob:
+    data: bytes
+    metadata: dict[str, str]
+    content_type: str = "application/octet-stream"
 
 
 @dataclass
@@ -119,9 +146,23 @@ class FakeAzureML(HttpTransport):
     # Batch scoring jobs by name, as the jobs GET answers them (see set_job_status).
     jobs: dict[str, dict] = field(default_factory=dict)
     runs: dict[str, dict] = field(default_factory=dict)
+    storage_account: str = "wsstudiostore"
+    container: str = "azureml-blobstore-0001"
+    # The SAS token listSecrets hands out; tests assert it never reaches a log or a message.
+    sas_token: str = field(
+        default_factory=lambda: f"sv=2024-05-04&sr=c&sig={secrets.token_hex(16)}"
+    )
+    # "container/blob name" -> Blob: the default datastore's container, and the temporary ones
+    # startPendingUpload hands out for code snapshots.
+    blobs: dict[str, Blob] = field(default_factory=dict)
+    containers: set[str] = field(default_factory=set)
+    # (kind, name) -> {version: resource} for models, codes, environments, data.
+    assets: dict[tuple[str, str], dict[str, dict]] = field(default_factory=dict)
     _failures: list[_Failure] = field(default_factory=list)
     _operation_errors: list[tuple[str, dict | None]] = field(default_factory=list)
     _operations: dict[str, _Operation] = field(default_factory=dict)
+    # azure-ai-ml uploads a folder's files from a thread pool.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- errors on demand ---------------------------------------------------------------------
 
@@ -181,8 +222,29 @@ class FakeAzureML(HttpTransport):
     def close(self) -> None:
         pass
 
+    def serve_storage(self, monkeypatch: Any) -> None:
+        """Send azure-ai-ml's blob uploads here too (see the module docstring): its two
+        constructors of storage clients get this transport."""
+        from types import SimpleNamespace
+
+        from azure.ai.ml._artifacts import _blob_storage_helper
+        from azure.storage.blob import BlobServiceClient, ContainerClient
+
+        def service(*args: Any, **kwargs: Any) -> BlobServiceClient:
+            return BlobServiceClient(*args, transport=self, **kwargs)
+
+        def container(url: str, *args: Any, **kwargs: Any) -> ContainerClient:
+            return ContainerClient.from_container_url(url, *args, transport=self, **kwargs)
+
+        monkeypatch.setattr(_blob_storage_helper, "BlobServiceClient", service)
+        monkeypatch.setattr(
+            _blob_storage_helper, "ContainerClient", SimpleNamespace(from_container_url=container)
+        )
+
     def send(self, request: Any, **kwargs: Any) -> HttpResponseImpl:
         url = urlparse(request.url)
+        if url.netloc.endswith(BLOB_HOST):
+            return self._blob(request, url)
         body = request.content if hasattr(request, "content") else request.body
         if isinstance(body, bytes | bytearray):
             body = body.decode("utf-8")
@@ -511,6 +573,145 @@ class FakeAzureML(HttpTransport):
             return 404, _error("ResourceNotFound", f"Job {params['job']} not found"), {}
         return 200, job, {}
 
+    # -- datastore, assets and blob storage ---------------------------------------------------
+
+    def _datastore(self, method: str, params: dict, body: Any) -> tuple:
+        if params["ds"] != DATASTORE:
+            return 404, _error("ResourceNotFound", f"Datastore {params['ds']} not found"), {}
+        resource = {
+            "id": f"{self._base()}/datastores/{DATASTORE}",
+            "name": DATASTORE,
+            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+            "properties": {
+                "datastoreType": "AzureBlob",
+                "accountName": self.storage_account,
+                "containerName": self.container,
+                "endpoint": "core.windows.net",
+                "protocol": "https",
+                "credentials": {"credentialsType": "AccountKey"},
+                "isDefault": True,
+            },
+        }
+        return 200, resource, {}
+
+    def _datastore_secrets(self, method: str, params: dict, body: Any) -> tuple:
+        if params["ds"] != DATASTORE:
+            return 404, _error("ResourceNotFound", f"Datastore {params['ds']} not found"), {}
+        return 200, {"secretsType": "Sas", "sasToken": self.sas_token}, {}
+
+    def _asset_versions(self, method: str, params: dict, body: Any) -> tuple:
+        versions = self.assets.get((params["kind"], params["asset"]), {})
+        return 200, {"value": list(reversed(versions.values()))}, {}
+
+    def _asset(self, method: str, params: dict, body: Any) -> tuple:
+        versions = self.assets.get((params["kind"], params["asset"]))
+        if not versions:
+            return 404, _error("ResourceNotFound", f"{params['asset']} not found"), {}
+        latest = max(versions, key=lambda v: int(v) if v.isdigit() else 0)
+        next_version = str(int(latest) + 1) if latest.isdigit() else "1"
+        resource = {
+            "id": f"{self._base()}/{params['kind']}/{params['asset']}",
+            "name": params["asset"],
+            "properties": {"latestVersion": latest, "nextVersion": next_version},
+        }
+        return 200, resource, {}
+
+    def _asset_version(self, method: str, params: dict, body: Any) -> tuple:
+        kind, name, version = params["kind"], params["asset"], params["ver"]
+        versions = self.assets.setdefault((kind, name), {})
+        if method == "GET":
+            if version not in versions:
+                return 404, _error("ResourceNotFound", f"{name}:{version} not found"), {}
+            return 200, versions[version], {}
+        if method == "PUT":
+            resource = dict(body or {})
+            resource.update(
+                id=f"{self._base()}/{kind}/{name}/versions/{version}",
+                name=version,
+                type=f"Microsoft.MachineLearningServices/workspaces/{kind}/versions",
+            )
+            props = resource.setdefault("properties", {})
+            props.setdefault("provisioningState", "Succeeded")
+            if kind == "models":
+                props.setdefault("flavors", {})  # Azure fills it in; the SDK's reader needs it
+            existed = version in versions
+            versions[version] = resource
+            return (200 if existed else 201), resource, {}
+        return 405, _error("MethodNotAllowed", method), {}
+
+    def _pending_upload(self, method: str, params: dict, body: Any) -> tuple:
+        """A temporary container for a code snapshot, with a SAS URI to write it."""
+        container = f"code-{secrets.token_hex(8)}"
+        self.containers.add(container)
+        blob_uri = f"https://{self.storage_account}{BLOB_HOST}/{container}"
+        reference = {
+            "blobUri": blob_uri,
+            "credential": {"credentialType": "SAS", "sasUri": f"{blob_uri}?{self.sas_token}"},
+        }
+        answer = {
+            "blobReferenceForConsumption": reference,
+            "pendingUploadId": secrets.token_hex(8),
+            "pendingUploadType": "TemporaryBlobReference",
+        }
+        return 200, answer, {}
+
+    def _blob(self, request: Any, url: Any) -> HttpResponseImpl:
+        """The storage account's blob service: blob properties (HEAD), PUT blob, PUT metadata.
+        Recorded like ARM requests, with the SAS signature masked."""
+        query = parse_qs(url.query)
+        if "sig" in query:
+            query["sig"] = ["***"]
+        body = _raw_body(request)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        with self._lock:
+            self.requests.append(
+                Recorded(request.method, url.path, query, headers, body, url.netloc)
+            )
+        container, _, name = url.path.lstrip("/").partition("/")
+        name = f"{container}/{unquote(name)}"
+        common = {
+            "x-ms-request-id": secrets.token_hex(8),
+            "x-ms-version": "2025-01-05",
+            "Date": _http_date(),
+            "ETag": '"0x8DC' + secrets.token_hex(6).upper() + '"',
+            "Last-Modified": _http_date(),
+        }
+        known = container == self.container or container in self.containers
+        if not known or not url.netloc.startswith(self.storage_account + "."):
+            return _storage(request, 404, {**common, "x-ms-error-code": "ContainerNotFound"})
+        lowered = {k.lower(): v for k, v in headers.items()}
+        comp = (query.get("comp") or [""])[0]
+        blob = self.blobs.get(name)
+        if request.method in ("HEAD", "GET") and not comp:
+            if blob is None:
+                return _storage(request, 404, {**common, "x-ms-error-code": "BlobNotFound"})
+            meta = {f"x-ms-meta-{k}": v for k, v in blob.metadata.items()}
+            extra = {
+                "Content-Length": str(len(blob.data)),
+                "Content-Type": blob.content_type,
+                "x-ms-blob-type": "BlockBlob",
+                "x-ms-creation-time": common["Date"],
+                **meta,
+            }
+            data = blob.data if request.method == "GET" else b""
+            return _storage(request, 200, {**common, **extra}, data)
+        if request.method == "PUT" and comp == "metadata":
+            if blob is None:
+                return _storage(request, 404, {**common, "x-ms-error-code": "BlobNotFound"})
+            blob.metadata = {
+                k[len("x-ms-meta-") :]: v for k, v in lowered.items() if k.startswith("x-ms-meta-")
+            }
+            return _storage(request, 200, common)
+        if request.method == "PUT" and not comp:
+            metadata = {
+                k[len("x-ms-meta-") :]: v for k, v in lowered.items() if k.startswith("x-ms-meta-")
+            }
+            content_type = lowered.get("x-ms-blob-content-type", "application/octet-stream")
+            self.blobs[name] = Blob(body or b"", metadata, content_type)
+            extra = {"x-ms-request-server-encrypted": "true"}
+            return _storage(request, 201, {**common, **extra})
+        return _storage(request, 400, {**common, "x-ms-error-code": "UnsupportedByFake"})
+
     def _discovery(self, method: str, params: dict, body: Any) -> tuple:
         return 200, {"api": f"https://{self.location}.api.azureml.ms"}, {}
 
@@ -561,6 +762,30 @@ class FakeAzureML(HttpTransport):
         if operation.error is not None and operation.status == "Failed":
             payload["error"] = operation.error
         return 200, payload, {"Retry-After-Ms": "5"}
+
+
+def _raw_body(request: Any) -> bytes:
+    """A blob request's body as bytes: the storage client sends bytes, a file or chunks."""
+    body = request.content if hasattr(request, "content") else request.body
+    if body is None:
+        return b""
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if hasattr(body, "read"):
+        return body.read()
+    return b"".join(bytes(chunk) for chunk in body)
+
+
+def _http_date() -> str:
+    from email.utils import formatdate
+
+    return formatdate(usegmt=True)
+
+
+def _storage(request: Any, status: int, headers: dict[str, str], body: bytes = b"") -> _Canned:
+    return _Canned(request, status, body, headers)
 
 
 def _scoring_route(path: str) -> str:

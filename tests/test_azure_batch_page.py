@@ -45,7 +45,7 @@ def test_batch_tab_exports_yaml_from_the_settings_and_deploys_through_the_runner
     operation_id = at.session_state["azure_batch_operation"]
     operation = services.local_endpoints().operations.wait(operation_id, 60)
     assert operation.done and operation.error_type == "AzureConnectionError", operation
-    assert operation.subject == "Azure endpoint iris-nightly"
+    assert operation.subject == "Azure batch endpoint iris-nightly"
     assert "create batch endpoint 'iris-nightly'" in operation.error
     rerun(at)
     assert any("No credential could sign in" in e.value for e in at.error)

@@ -2,9 +2,10 @@
 test with the real DefaultAzureCredential and no network, export for CI, and the deploy form
 reaching AzureTarget through the operation runner.
 
-The page builds its AzureTarget with the real credential and network transport, so the deploy
-path against the fake ARM transport is tested at the domain level (tests/test_azure_target.py);
-here a deploy fails to sign in, offline, and must say so.
+The page builds its AzureTarget with the real credential and network transport: offline, a
+deploy fails to sign in and must say so. Through the test seam of components/azure_target.py
+(`connection_for_tests`), a deploy goes through the form to the fake ARM transport and the page
+shows its final state.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 from azure.ai.ml import load_online_deployment, load_online_endpoint
+from azure.core.credentials import AccessToken
 from streamlit.testing.v1 import AppTest
 
 from components import azure_target, services
+from tests.azure_fake import FakeAzureML
 from tests.conftest import REPO_ROOT
 from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)
 
@@ -170,7 +173,47 @@ def test_deploy_goes_through_the_runner_and_reports_the_sign_in_failure(
     operation_id = at.session_state[slot]
     operation = services.local_endpoints().operations.wait(operation_id, 60)
     assert operation.done and operation.error_type == "AzureConnectionError", operation
-    assert operation.subject == "Azure endpoint iris-classifier"
+    assert operation.subject == "Azure online endpoint iris-classifier"
     assert "No credential could sign in" in operation.error and "az login" in operation.error
     rerun(at)
     assert any("No credential could sign in" in e.value for e in at.error)
+
+
+class StaticToken:
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        return AccessToken("token-never-shown", int(time.time()) + 3600)
+
+
+def test_deploy_through_the_form_to_the_fake_workspace_shows_the_final_state(
+    page_settings, offline_azure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeAzureML(
+        subscription_id=AZURE_ENV["AZURE_SUBSCRIPTION_ID"],
+        resource_group=AZURE_ENV["AZURE_RESOURCE_GROUP"],
+        workspace_name=AZURE_ENV["AZUREML_WORKSPACE_NAME"],
+    )
+    fake.serve_storage(monkeypatch)
+    monkeypatch.setattr(azure_target, "connection_for_tests", lambda ws: (StaticToken(), fake))
+    at = open_page({"model": "iris-classifier", "version": "1"})
+    at.text_input(key="azure_deploy_endpoint__iris-classifier").set_value("iris-form-ep")
+    at.selectbox(key="azure_deploy_auth_mode").set_value("aml_token")
+    at.checkbox(key="azure_deploy_reference").uncheck()  # upload the registry's files
+    at.checkbox(key="azure_all_traffic").check()
+    at.button(key="azure_deploy_submit").click()
+    rerun(at)
+    operation_id = at.session_state["azure_deploy_operation"]
+    operation = services.local_endpoints().operations.wait(operation_id, 60)
+    assert operation.done and operation.error is None, operation
+    rerun(at)
+
+    (status,) = [s for s in at.status if "iris-form-ep/blue" in s.label]
+    assert status.state == "complete" and "succeeded" in status.label
+    shown = "\n".join(str(m.value) for m in status.markdown)
+    assert "Done: create deployment 'blue'" in shown and "token-never-shown" not in shown
+    # What the page sent: the endpoint with token auth, the uploaded model, then all traffic.
+    endpoint = fake.endpoints["iris-form-ep"]["properties"]
+    assert endpoint["authMode"] == "AMLToken" and endpoint["traffic"] == {"blue": 100}
+    (model_put,) = [r for r in fake.of_route("asset_version", "PUT") if "/models/" in r.path]
+    assert model_put.body["properties"]["modelType"] == "mlflow_model"
+    assert fake.blobs, "the model's files were uploaded"
+    assert ("iris-form-ep", "blue") in fake.deployments

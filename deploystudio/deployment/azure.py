@@ -3,7 +3,9 @@
 Azure holds the endpoints and deployments; the deployment store keeps, per resource, what Azure
 does not (model URI, bundle, last failure) and the continuation token of a running operation
 (azure_records.py), so `resume_pending` after an app restart polls the same operation instead
-of sending the request again. Every SDK failure becomes a DeployStudioError (azure_errors.py).
+of sending the request again; batch endpoints' operations (`.batch`) are recorded and resumed the
+same way, in their own table. Every SDK failure becomes a DeployStudioError (azure_errors.py);
+the SDK's own console output is kept off stdout/stderr (azure_output.py).
 
 Long operations take a `progress(str)` callback (the page's operation runner passes its own):
 it gets the operation's status as it changes and its final state.
@@ -22,7 +24,14 @@ from typing import Any
 from deploystudio.config import Settings
 from deploystudio.deployment import azure_records
 from deploystudio.deployment.azure_errors import LOG_TAIL_LINES, azure_errors, translate
-from deploystudio.deployment.azure_records import ENDPOINT_ROW, AzureRecord, AzureRecords
+from deploystudio.deployment.azure_output import sdk_output
+from deploystudio.deployment.azure_records import (
+    BATCH,
+    ENDPOINT_ROW,
+    ONLINE,
+    AzureRecord,
+    AzureRecords,
+)
 from deploystudio.deployment.azure_specs import (
     DEFAULT_INSTANCE_TYPE,
     ModelSource,
@@ -41,6 +50,7 @@ from deploystudio.deployment.azure_workspace import (
     ml_client,
 )
 from deploystudio.deployment.base import (
+    AuthMode,
     Deployment,
     DeploymentState,
     DeploymentTarget,
@@ -127,14 +137,17 @@ class AzureTarget(DeploymentTarget):
         self._transport = transport
         self.store = store or DeploymentStore.from_settings(settings)
         self.records = AzureRecords(self.store, workspace.arm_id)
+        # Batch endpoints' operations, recorded and resumed like the online ones.
+        self.batch_records = AzureRecords(self.store, workspace.arm_id, BATCH)
         self.registry = registry
 
     @property
     def batch(self) -> Any:
-        """The workspace's batch endpoints (azure_batch.AzureBatch), on the same MLClient."""
+        """The workspace's batch endpoints (azure_batch.AzureBatch), on the same MLClient;
+        their long operations are recorded in `batch_records` and resumed by resume_pending."""
         from deploystudio.deployment.azure_batch import AzureBatch
 
-        return AzureBatch(self.client, self.settings)
+        return AzureBatch(self.client, self.settings, target=self)
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -160,7 +173,7 @@ class AzureTarget(DeploymentTarget):
             lambda: self.client.online_endpoints.begin_create_or_update(entity),
             f"create endpoint {name!r}",
             progress,
-            settings={"auth_mode": spec.auth_mode},
+            settings={"auth_mode": AuthMode(spec.auth_mode).value},
         )
         return self.get_endpoint(name)
 
@@ -377,7 +390,7 @@ class AzureTarget(DeploymentTarget):
         model_uri: str,
         config: Mapping[str, Any] | None = None,
         *,
-        auth_mode: str = "key",
+        auth_mode: AuthMode | str = AuthMode.KEY,
         all_traffic: bool = False,
         progress: Progress | None = None,
     ) -> Deployment:
@@ -431,7 +444,7 @@ class AzureTarget(DeploymentTarget):
         if which not in ("primary", "secondary"):
             raise EndpointAuthError(f"Key {which!r} does not exist: use primary or secondary.")
         action = f"regenerate the {which} key of endpoint {endpoint!r}"
-        with azure_errors(action, endpoint=endpoint):
+        with azure_errors(action, endpoint=endpoint), sdk_output():
             poller = self.client.online_endpoints.begin_regenerate_keys(endpoint, key_type=which)
             _wait(poller, action, progress or _quiet)
         return self.get_keys(endpoint)
@@ -511,30 +524,37 @@ class AzureTarget(DeploymentTarget):
         (no request is sent again). Returns the records as they ended."""
         say = progress or _quiet
         finished: list[AzureRecord] = []
-        for record in self.records.pending():
-            action = f"{record.operation or 'change'} {record.target}"
+        pending = self.records.pending() + self.batch_records.pending()
+        for record in sorted(pending, key=lambda r: r.updated_at):
+            records = self._records(record.kind)
+            action = f"{record.operation or 'change'} {_described(record)}"
             say(f"Resuming: {action}")
             try:
-                self._resume(record, action, say)
+                with sdk_output():
+                    self._resume(record, action, say)
             except DeployStudioError as exc:
-                self.records.finish(
+                records.finish(
                     record.endpoint_name, record.deployment_name, azure_records.FAILED, str(exc)
                 )
-            after = self.records.get(record.endpoint_name, record.deployment_name)
+            after = records.get(record.endpoint_name, record.deployment_name)
             finished.append(after or record)
         return finished
+
+    def _records(self, kind: str) -> AzureRecords:
+        return self.batch_records if kind == BATCH else self.records
 
     def _resume(self, record: AzureRecord, action: str, say: Progress) -> None:
         from azure.core.polling import LROPoller
         from azure.mgmt.core.polling.arm_polling import ARMPolling
 
+        records = self._records(record.kind)
         endpoint, deployment = record.endpoint_name, record.deployment_name
         if record.continuation_token is None:
             # The app stopped between writing the record and Azure's answer: whether the
             # request arrived is unknown, so look at the resource instead of guessing.
             self._settle_from_resource(record)
             return
-        context = {"endpoint": endpoint, "deployment": deployment or None}
+        context = {"endpoint": endpoint, "deployment": deployment or None, "kind": record.kind}
         try:
             poller = LROPoller.from_continuation_token(
                 ARMPolling(RESUME_POLL_S),
@@ -545,26 +565,34 @@ class AzureTarget(DeploymentTarget):
             _wait(poller, action, say)
         except Exception as exc:
             error = translate(exc, action, log_tail=self._tail(record), **context)
-            self.records.finish(endpoint, deployment, azure_records.FAILED, str(error))
+            records.finish(endpoint, deployment, azure_records.FAILED, str(error))
             say(f"Failed: {error}")
             return
-        self._succeeded(record.operation, endpoint, deployment)
+        self._succeeded(record.operation, endpoint, deployment, records)
         say(f"Finished: {action}")
+
+    def _read_resource(self, record: AzureRecord) -> Any:
+        endpoint, deployment = record.endpoint_name, record.deployment_name
+        if record.kind == BATCH:
+            if deployment:
+                return self.client.batch_deployments.get(deployment, endpoint)
+            return self.client.batch_endpoints.get(endpoint)
+        if deployment:
+            return self.client.online_deployments.get(deployment, endpoint)
+        return self.client.online_endpoints.get(endpoint)
 
     def _settle_from_resource(self, record: AzureRecord) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
+        records = self._records(record.kind)
         endpoint, deployment = record.endpoint_name, record.deployment_name
         try:
-            if deployment:
-                entity = self.client.online_deployments.get(deployment, endpoint)
-            else:
-                entity = self.client.online_endpoints.get(endpoint)
+            entity = self._read_resource(record)
         except ResourceNotFoundError:
             if record.operation == "delete":
-                self.records.remove(endpoint, deployment or None)
+                records.remove(endpoint, deployment or None)
             else:
-                self.records.finish(
+                records.finish(
                     endpoint,
                     deployment,
                     azure_records.FAILED,
@@ -574,9 +602,9 @@ class AzureTarget(DeploymentTarget):
             return
         state = _state(entity.provisioning_state)
         if state is DeploymentState.READY:
-            self._succeeded(record.operation, endpoint, deployment)
+            self._succeeded(record.operation, endpoint, deployment, records)
         elif state is DeploymentState.FAILED:
-            self.records.finish(
+            records.finish(
                 endpoint, deployment, azure_records.FAILED, "Azure reports the operation failed."
             )
         # Still running: the row stays pending and the next resume looks again.
@@ -596,43 +624,52 @@ class AzureTarget(DeploymentTarget):
         bundle: str | None = None,
         settings: dict[str, Any] | None = None,
         instance: str | None = None,
+        kind: str = ONLINE,
     ) -> None:
         """Record pending, send the request, keep its continuation token, wait; record the
-        outcome. Failures are recorded and raised as DeployStudioErrors."""
+        outcome. Failures are recorded and raised as DeployStudioErrors. `kind` (ONLINE or
+        BATCH) says which records (and which error wording) the operation belongs to; the
+        AzureBatch of this target submits through here too."""
         say = progress or _quiet
-        self.records.begin(
+        records = self._records(kind)
+        records.begin(
             endpoint, deployment, operation, model_uri=model_uri, bundle=bundle, settings=settings
         )
         context = {
             "endpoint": endpoint,
             "deployment": deployment or None,
             "instance": instance,
+            "kind": kind,
         }
         try:
             say(f"Sending: {action}")
-            poller = begin()
-            self.records.set_token(endpoint, deployment, _token(poller))
-            _wait(poller, action, say)
+            with sdk_output():
+                poller = begin()
+                records.set_token(endpoint, deployment, _token(poller))
+                _wait(poller, action, say)
         except Exception as exc:
-            record = self.records.get(endpoint, deployment)
+            record = records.get(endpoint, deployment)
             error = translate(
                 exc, action, log_tail=self._tail(record) if deployment else None, **context
             )
             log_tail = getattr(error, "log_tail", None)
-            self.records.finish(endpoint, deployment, azure_records.FAILED, str(error), log_tail)
+            records.finish(endpoint, deployment, azure_records.FAILED, str(error), log_tail)
             say(f"Failed: {error}")
             raise error from exc
-        self._succeeded(operation, endpoint, deployment)
+        self._succeeded(operation, endpoint, deployment, records)
         say(f"Done: {action}")
 
-    def _succeeded(self, operation: str | None, endpoint: str, deployment: str) -> None:
+    def _succeeded(
+        self, operation: str | None, endpoint: str, deployment: str, records: AzureRecords
+    ) -> None:
         if operation == "delete":
-            self.records.remove(endpoint, deployment or None)
+            records.remove(endpoint, deployment or None)
         else:
-            self.records.finish(endpoint, deployment, azure_records.READY)
+            records.finish(endpoint, deployment, azure_records.READY)
 
     def _tail(self, record: AzureRecord | None) -> Callable[[], str | None] | None:
-        if record is None or not record.deployment_name:
+        # Batch deployments have no server log: their jobs have logs instead.
+        if record is None or not record.deployment_name or record.kind == BATCH:
             return None
         return lambda: self.client.online_deployments.get_logs(
             record.deployment_name, record.endpoint_name, LOG_TAIL_LINES
@@ -707,8 +744,7 @@ class AzureTarget(DeploymentTarget):
             traffic.setdefault(name, 0)
         return Endpoint(
             name=entity.name,
-            # Azure's auth modes (key, aml_token, aad_token) as plain strings.
-            auth_mode=_value(entity.auth_mode).lower(),  # type: ignore[arg-type]
+            auth_mode=AuthMode(_value(entity.auth_mode).lower() or AuthMode.KEY),
             scoring_uri=entity.scoring_uri,
             front_pid=None,
             front_port=None,
@@ -730,7 +766,7 @@ class AzureTarget(DeploymentTarget):
         )
         return Endpoint(
             name=record.endpoint_name,
-            auth_mode=record.settings.get("auth_mode", "key"),
+            auth_mode=record.auth_mode or AuthMode.KEY,
             scoring_uri=None,
             front_pid=None,
             front_port=None,
@@ -781,6 +817,11 @@ def _recorded_settings(spec: OnlineDeploymentSpec) -> dict[str, Any]:
         "readiness_probe": dict(spec.readiness_probe),
         "environment_variables": sorted(spec.environment_variables),
     }
+
+
+def _described(record: AzureRecord) -> str:
+    """`ep/dep` for online resources, `batch ep/dep` for batch ones."""
+    return f"batch {record.target}" if record.kind == BATCH else record.target
 
 
 def _token(poller: Any) -> str | None:

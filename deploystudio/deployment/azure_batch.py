@@ -4,7 +4,10 @@ A batch endpoint (`BatchEndpoint`) holds model batch deployments (`ModelBatchDep
 from our BatchSettings by batch_azure) that run on a compute cluster; invoking it starts a job
 that scores the files of a datastore folder or a public URI and writes the predictions file as
 its `score` output. Long operations take a `progress(str)` callback like AzureTarget's; every
-SDK failure becomes a DeployStudioError (azure_errors.translate).
+SDK failure becomes a DeployStudioError (azure_errors.translate). Built by `AzureTarget.batch`,
+its long operations are submitted through the target: recorded in the deployment store with
+their continuation token (AzureTarget.batch_records) so a restarted app resumes watching them
+(AzureTarget.resume_pending) instead of sending them again.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -145,10 +148,13 @@ def input_entity(address: str, input_type: str | None = None) -> Any:
 class AzureBatch:
     """Batch endpoints, deployments and jobs of the workspace `client` points at."""
 
-    def __init__(self, client: Any, settings: Settings) -> None:
-        """`client`: an azure-ai-ml MLClient (AzureTarget.client); no Azure call happens here."""
+    def __init__(self, client: Any, settings: Settings, target: Any = None) -> None:
+        """`client`: an azure-ai-ml MLClient (AzureTarget.client); `target`: the AzureTarget
+        that records and resumes long operations (None: they are only waited for, not
+        recorded). No Azure call happens here."""
         self.client = client
         self.settings = settings
+        self.target = target
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -166,6 +172,7 @@ class AzureBatch:
             f"create batch endpoint {name!r}",
             progress,
             endpoint=name,
+            operation="create",
         )
         return self.get_endpoint(name)
 
@@ -186,6 +193,8 @@ class AzureBatch:
         try:
             self.client.batch_endpoints.get(name)
         except ResourceNotFoundError:
+            if self.target is not None:
+                self.target.batch_records.remove(name)
             return
         except Exception as exc:
             action = f"read batch endpoint {name!r}"
@@ -195,6 +204,7 @@ class AzureBatch:
             f"delete batch endpoint {name!r}",
             progress,
             endpoint=name,
+            operation="delete",
         )
 
     def set_default_deployment(
@@ -214,6 +224,7 @@ class AzureBatch:
             f"make {deployment!r} the default deployment of batch endpoint {endpoint!r}",
             progress,
             endpoint=endpoint,
+            operation="update",
         )
         return self.get_endpoint(endpoint)
 
@@ -248,6 +259,13 @@ class AzureBatch:
             progress,
             endpoint=endpoint,
             deployment=name,
+            operation="create",
+            model_uri=model_uri,
+            settings={
+                "compute": compute_name(compute),
+                "instance_count": instance_count,
+                "batch_settings": asdict(settings),
+            },
         )
         if make_default:
             self.set_default_deployment(endpoint, name, progress=progress)
@@ -283,6 +301,7 @@ class AzureBatch:
             progress,
             endpoint=endpoint,
             deployment=name,
+            operation="delete",
         )
 
     # -- jobs --------------------------------------------------------------------------------
@@ -372,8 +391,13 @@ class AzureBatch:
         # the datastore, so nothing outside it or from an earlier download is touched.
         folder = target / f"{job_name}-{secrets.token_hex(3)}"
         folder.mkdir(parents=True)
+        from deploystudio.deployment.azure_output import sdk_output
+
         try:
-            self.client.jobs.download(job_name, download_path=str(folder), output_name=SCORE_OUTPUT)
+            with sdk_output():
+                self.client.jobs.download(
+                    job_name, download_path=str(folder), output_name=SCORE_OUTPUT
+                )
         except Exception as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise translate(exc, f"download the predictions of job {job_name!r}") from exc
@@ -407,14 +431,33 @@ class AzureBatch:
         *,
         endpoint: str,
         deployment: str | None = None,
+        operation: str,
+        model_uri: str | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         # AzureTarget's waiter: same progress messages for batch and online operations.
         from deploystudio.deployment.azure import _wait
+        from deploystudio.deployment.azure_output import sdk_output
+        from deploystudio.deployment.azure_records import BATCH, ENDPOINT_ROW
 
+        if self.target is not None:
+            self.target._submit(
+                operation,
+                endpoint,
+                deployment or ENDPOINT_ROW,
+                begin,
+                action,
+                progress,
+                model_uri=model_uri,
+                settings=settings,
+                kind=BATCH,
+            )
+            return
         say = progress or _quiet
         try:
             say(f"Sending: {action}")
-            _wait(begin(), action, say)
+            with sdk_output():
+                _wait(begin(), action, say)
         except Exception as exc:
             error = translate(exc, action, endpoint=endpoint, deployment=deployment, kind="batch")
             say(f"Failed: {error}")

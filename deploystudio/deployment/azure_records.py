@@ -7,6 +7,8 @@ initial response, no credentials). A restarted app finds `pending` rows and resu
 operation instead of sending the PUT or DELETE again.
 
 One row per (workspace, endpoint, deployment); the endpoint's own row has deployment ''.
+Online and batch resources are two kinds with a table each (an online and a batch endpoint may
+share a name), with the same columns and the same life cycle.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from deploystudio.deployment.base import AuthMode
 from deploystudio.deployment.store import DeploymentStore
 
 ENDPOINT_ROW = ""
+ONLINE = "online"
+BATCH = "batch"
+_TABLES = {ONLINE: "azure_resources", BATCH: "azure_batch_resources"}
 PENDING = "pending"
 READY = "ready"
 FAILED = "failed"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS azure_resources (
+CREATE TABLE IF NOT EXISTS {table} (
     workspace TEXT NOT NULL,
     endpoint_name TEXT NOT NULL COLLATE NOCASE,
     deployment_name TEXT NOT NULL COLLATE NOCASE DEFAULT '',
@@ -59,6 +65,8 @@ class AzureRecord:
     settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    # ONLINE or BATCH: which kind of Azure endpoint the row is about.
+    kind: str = ONLINE
 
     @property
     def target(self) -> str:
@@ -66,12 +74,18 @@ class AzureRecord:
             return f"{self.endpoint_name}/{self.deployment_name}"
         return self.endpoint_name
 
+    @property
+    def auth_mode(self) -> AuthMode | None:
+        """The auth mode an online endpoint row was created with (None when not recorded)."""
+        value = self.settings.get("auth_mode")
+        return AuthMode(value) if value else None
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _record(row: Any) -> AzureRecord:
+def _record(row: Any, kind: str) -> AzureRecord:
     return AzureRecord(
         workspace=row["workspace"],
         endpoint_name=row["endpoint_name"],
@@ -86,17 +100,22 @@ def _record(row: Any) -> AzureRecord:
         settings=json.loads(row["settings"]),
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
+        kind=kind,
     )
 
 
 class AzureRecords:
-    """The rows of one workspace (`workspace` is its ARM id)."""
+    """The rows of one workspace (`workspace` is its ARM id) for one kind of endpoint."""
 
-    def __init__(self, store: DeploymentStore, workspace: str) -> None:
+    def __init__(self, store: DeploymentStore, workspace: str, kind: str = ONLINE) -> None:
+        if kind not in _TABLES:
+            raise ValueError(f"kind must be one of {', '.join(_TABLES)}, not {kind!r}")
         self.store = store
         self.workspace = workspace
+        self.kind = kind
+        self._table = _TABLES[kind]
         with store.write_transaction() as conn:
-            conn.execute(_SCHEMA)
+            conn.execute(_SCHEMA.replace("{table}", self._table))
 
     def begin(
         self,
@@ -112,7 +131,7 @@ class AzureRecords:
         now = _now()
         with self.store.write_transaction() as conn:
             conn.execute(
-                "INSERT INTO azure_resources (workspace, endpoint_name, deployment_name, state,"
+                f"INSERT INTO {self._table} (workspace, endpoint_name, deployment_name, state,"
                 " operation, model_uri, bundle, settings, created_at, updated_at)"
                 " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (workspace, endpoint_name, deployment_name) DO UPDATE SET"
@@ -142,7 +161,7 @@ class AzureRecords:
         """Keep the running operation's continuation token, to resume after a restart."""
         with self.store.write_transaction() as conn:
             conn.execute(
-                "UPDATE azure_resources SET continuation_token = ?, updated_at = ?"
+                f"UPDATE {self._table} SET continuation_token = ?, updated_at = ?"
                 " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
                 (token, _now(), self.workspace, endpoint, deployment),
             )
@@ -158,12 +177,12 @@ class AzureRecords:
         """End the operation: ready, or failed with the reason (the token is dropped)."""
         with self.store.write_transaction() as conn:
             row = conn.execute(
-                "SELECT operation FROM azure_resources"
+                f"SELECT operation FROM {self._table}"
                 " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
                 (self.workspace, endpoint, deployment),
             ).fetchone()
             conn.execute(
-                "UPDATE azure_resources SET state = ?, reason = ?, log_tail = ?,"
+                f"UPDATE {self._table} SET state = ?, reason = ?, log_tail = ?,"
                 " operation = NULL, continuation_token = NULL, updated_at = ?"
                 " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
                 (state, reason, log_tail, _now(), self.workspace, endpoint, deployment),
@@ -176,12 +195,12 @@ class AzureRecords:
         with self.store.write_transaction() as conn:
             if deployment is None:
                 conn.execute(
-                    "DELETE FROM azure_resources WHERE workspace = ? AND endpoint_name = ?",
+                    f"DELETE FROM {self._table} WHERE workspace = ? AND endpoint_name = ?",
                     (self.workspace, endpoint),
                 )
             else:
                 conn.execute(
-                    "DELETE FROM azure_resources"
+                    f"DELETE FROM {self._table}"
                     " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
                     (self.workspace, endpoint, deployment),
                 )
@@ -193,25 +212,27 @@ class AzureRecords:
         # The store's public audit call, right after the change's own transaction: it files the
         # entry under the endpoint, so the endpoint's history shows Azure changes too.
         target = f"{endpoint}/{deployment}" if deployment else endpoint
+        if self.kind == BATCH:
+            action = action.replace("azure ", "azure batch ", 1)
         self.store.audit(action, target, endpoint=endpoint, new=new)
 
     def get(self, endpoint: str, deployment: str = ENDPOINT_ROW) -> AzureRecord | None:
         with self.store.read_transaction() as conn:
             row = conn.execute(
-                "SELECT * FROM azure_resources"
+                f"SELECT * FROM {self._table}"
                 " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
                 (self.workspace, endpoint, deployment),
             ).fetchone()
-        return _record(row) if row else None
+        return _record(row, self.kind) if row else None
 
     def all(self) -> list[AzureRecord]:
         with self.store.read_transaction() as conn:
             rows = conn.execute(
-                "SELECT * FROM azure_resources WHERE workspace = ?"
+                f"SELECT * FROM {self._table} WHERE workspace = ?"
                 " ORDER BY endpoint_name, deployment_name",
                 (self.workspace,),
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [_record(row, self.kind) for row in rows]
 
     def pending(self) -> list[AzureRecord]:
         """Rows whose operation was started and not seen to end (oldest first)."""

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from deploystudio.config import Settings
-from deploystudio.deployment.base import Deployment
+from deploystudio.deployment.base import AZURE_AUTH_MODES, AuthMode, Deployment
 from deploystudio.deployment.names import validate_name
 from deploystudio.deployment.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.store import ENV_SETTING, MAX_MIRROR_PERCENT, _check_percent
 from deploystudio.errors import AzureSpecError, InvalidModelUriError, TrafficError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 
-AUTH_MODES = ("key", "aml_token", "aad_token")
+AUTH_MODES = tuple(mode.value for mode in AZURE_AUTH_MODES)
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
 # Azure VM size names (Standard_DS3_v2, Standard_F2s_v2, ...): letters, digits, underscores.
 _INSTANCE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,63}$")
@@ -71,7 +71,7 @@ class ScoringCode:
 @dataclass(frozen=True)
 class OnlineEndpointSpec:
     name: str
-    auth_mode: str = "key"
+    auth_mode: AuthMode | str = AuthMode.KEY
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     traffic: Mapping[str, int] = field(default_factory=dict)
@@ -147,7 +147,7 @@ def endpoint_entity(spec: OnlineEndpointSpec, deployments: Iterable[str] = ()) -
     validate_name(spec.name, "endpoint")
     if spec.auth_mode not in AUTH_MODES:
         raise AzureSpecError(
-            f"Auth mode {spec.auth_mode!r} is not one Azure online endpoints take: choose "
+            f"Auth mode {str(spec.auth_mode)!r} is not one Azure online endpoints take: choose "
             + ", ".join(repr(m) for m in AUTH_MODES)
             + " (key: keys you can rotate; aml_token: Azure ML tokens that expire; aad_token: "
             "Microsoft Entra tokens)."
@@ -156,7 +156,7 @@ def endpoint_entity(spec: OnlineEndpointSpec, deployments: Iterable[str] = ()) -
         validate_traffic(deployments, spec.traffic, spec.mirror_traffic)
     return ManagedOnlineEndpoint(
         name=spec.name,
-        auth_mode=spec.auth_mode,
+        auth_mode=str(spec.auth_mode),
         description=spec.description or None,
         tags=dict(spec.tags) or None,
         traffic=dict(spec.traffic) or None,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploystudio.config import SECRETS_FILE, _read_secrets
+from deploystudio.config import SECRETS_FILE, read_secrets_section
 from deploystudio.errors import AzureConnectionError, AzureWorkspaceError, UnsafePathError
 
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -196,11 +196,9 @@ def _config_values(path: Path) -> tuple[str, str, str]:
 
 def _secrets_section(path: Path) -> Mapping[str, Any]:
     try:
-        secrets = _read_secrets(path)
+        return read_secrets_section(SECRETS_SECTION, path)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise AzureWorkspaceError(f"Cannot read {path}: {exc}. Fix the TOML syntax.") from exc
-    section = secrets.get(SECRETS_SECTION, {})
-    return section if isinstance(section, Mapping) else {}
 
 
 def default_credential() -> Any:

@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from deploystudio.errors import EndpointAuthError
+
 
 class DeploymentState(StrEnum):
     """Lifecycle of a deployment, and of an endpoint's front process."""
@@ -47,10 +49,40 @@ RUNNING_STATES = frozenset({State.STARTING, State.READY, State.STOPPING})
 
 
 class AuthMode(StrEnum):
-    """How callers authenticate to an endpoint's scoring URI."""
+    """How callers authenticate to an endpoint's scoring URI.
+
+    Local endpoints take key or none (LOCAL_AUTH_MODES); Azure ML online endpoints take key,
+    aml_token or aad_token (AZURE_AUTH_MODES): tokens are issued by Azure, which a local front
+    cannot check.
+    """
 
     KEY = "key"
     NONE = "none"
+    AML_TOKEN = "aml_token"
+    AAD_TOKEN = "aad_token"
+
+
+LOCAL_AUTH_MODES = (AuthMode.KEY, AuthMode.NONE)
+AZURE_AUTH_MODES = (AuthMode.KEY, AuthMode.AML_TOKEN, AuthMode.AAD_TOKEN)
+
+
+def local_auth_mode(value: AuthMode | str) -> AuthMode:
+    """`value` as a mode a local endpoint supports; EndpointAuthError says what to choose."""
+    try:
+        mode = AuthMode(value)
+    except ValueError:
+        mode = None
+    if mode not in LOCAL_AUTH_MODES:
+        choices = " or ".join(repr(m.value) for m in LOCAL_AUTH_MODES)
+        azure_only = (
+            " (Azure ML tokens are checked by Azure only: deploy to Azure for token auth)"
+            if mode is not None
+            else ""
+        )
+        raise EndpointAuthError(
+            f"Local endpoints do not take auth mode {str(value)!r}{azure_only}: choose {choices}."
+        )
+    return mode
 
 
 class Runtime(StrEnum):
