@@ -2,9 +2,12 @@
 
 import streamlit as st
 
+from components.access import sign_in_gate
 from deploystudio.config import load_settings, redact_uri
 
 st.set_page_config(page_title="Deploy Studio", page_icon="🚀", layout="wide")
+# With sign-in configured in secrets.toml ([auth]), nothing below runs until the user signs in.
+sign_in_gate()
 
 # Page scripts live in views/, not pages/: Streamlit treats a pages/ folder beside the main
 # script as a legacy multipage app, and on a fresh server a deep link (/inspect?...) then runs

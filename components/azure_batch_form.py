@@ -7,11 +7,14 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from components import access
 from components.azure_target import azure_target, subject
 from components.batch_form import render_settings
 from components.deploy_form import ModelChoice
 from components.operation_status import current_operation, follow_operation, start_operation
+from deploystudio.access import Action
 from deploystudio.deployment.azure_batch import BatchDeploymentInfo
+from deploystudio.deployment.azure_records import BATCH
 from deploystudio.deployment.azure_workspace import AzureWorkspace
 from deploystudio.deployment.batch_azure import (
     batch_deployment,
@@ -49,7 +52,12 @@ def render_batch_form(choice: ModelChoice | None, workspace: AzureWorkspace | No
     last = current_operation(OPERATION_SLOT)
     busy = last is not None and not last.done
     if (
-        st.button("Deploy batch endpoint", type="primary", disabled=busy, key="azure_batch_submit")
+        st.button(
+            "Deploy batch endpoint",
+            type="primary",
+            key="azure_batch_submit",
+            **access.button_args(Action.AZURE, disabled=busy),
+        )
         and not busy
     ):
         batch = azure_target(workspace).batch
@@ -64,10 +72,11 @@ def render_batch_form(choice: ModelChoice | None, workspace: AzureWorkspace | No
 
         start_operation(
             OPERATION_SLOT,
-            subject(endpoint),
+            subject(endpoint, BATCH),
             f"Deploy {choice.name} version {choice.version.version} to Azure batch endpoint "
             f"{endpoint}/{deployment}",
             deploy,
+            action=Action.AZURE,
         )
     follow_operation(OPERATION_SLOT)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import access
 from components.azure_fields import render_deployment_fields
 from components.azure_target import azure_target, subject
 from components.deploy_form import ModelChoice
 from components.operation_status import current_operation, follow_operation, start_operation
+from deploystudio.access import Action
 from deploystudio.deployment.azure_workspace import AzureWorkspace
 
 OPERATION_SLOT = "azure_deploy_operation"
@@ -25,8 +27,8 @@ def render_deploy_form(choice: ModelChoice, workspace: AzureWorkspace) -> None:
             "Deploy to Azure",
             type="primary",
             icon=":material/cloud_upload:",
-            disabled=busy,
             key="azure_deploy_submit",
+            **access.button_args(Action.AZURE, disabled=busy),
         )
     if clicked and not busy:
         target = azure_target(workspace)
@@ -52,5 +54,6 @@ def render_deploy_form(choice: ModelChoice, workspace: AzureWorkspace) -> None:
                 all_traffic=all_traffic,
                 progress=progress,
             ),
+            action=Action.AZURE,
         )
     follow_operation(OPERATION_SLOT)

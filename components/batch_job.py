@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from components import access
 from components.batch_history import job_seconds
 from components.prediction_chart import prediction_figure
+from deploystudio.access import Action
 from deploystudio.config import Settings
 from deploystudio.deployment.batch import (
     batch_deployment,
@@ -24,6 +26,7 @@ from deploystudio.deployment.batch import (
 from deploystudio.deployment.batch_jobs import BatchJob, FileState, JobState
 from deploystudio.deployment.batch_scoring import FILE_COLUMN, ROW_COLUMN
 from deploystudio.deployment.deploy_request import suggest_endpoint_name
+from deploystudio.deployment.store import acting_as
 from deploystudio.errors import DeployStudioError
 from deploystudio.model_uri import parse_model_uri
 
@@ -69,9 +72,15 @@ def _render_live(settings: Settings, job_id: str) -> None:
     rows.metric("Rows scored", f"{job.rows_done:,}")
     elapsed = job_seconds(job)
     seconds.metric("Seconds", "-" if elapsed is None else f"{elapsed:.0f}")
-    if st.button("Cancel", icon=":material/stop:", key=f"batch_cancel__{job_id}"):
+    if st.button(
+        "Cancel",
+        icon=":material/stop:",
+        key=f"batch_cancel__{job_id}",
+        **access.button_args(Action.BATCH),
+    ) and access.permitted(Action.BATCH):
         try:
-            cancel_batch_job(settings, job_id)
+            with acting_as(access.current_user().name):
+                cancel_batch_job(settings, job_id)
         except DeployStudioError as exc:  # it finished meanwhile: show that
             st.warning(str(exc))
         st.rerun()

@@ -16,7 +16,13 @@ import streamlit as st
 from components import services
 from deploystudio.customization.bundles import SCORING_BUNDLE_TAG, Bundle, BundleStore
 from deploystudio.customization.wrap_registration import WRAPPED_FROM_TAG, WRAPPER_KIND_TAG
-from deploystudio.deployment.base import AuthMode, Deployment, Endpoint, Runtime
+from deploystudio.deployment.base import (
+    LOCAL_AUTH_MODES,
+    AuthMode,
+    Deployment,
+    Endpoint,
+    Runtime,
+)
 from deploystudio.deployment.deploy_request import (
     DeployRequest,
     free_deployment_name,
@@ -261,9 +267,9 @@ def render_where(
         ).strip()
         auth = right.radio(
             "Authentication",
-            list(AuthMode),
+            list(LOCAL_AUTH_MODES),
             format_func=lambda a: a.value,
-            captions=[AUTH_HELP[a] for a in AuthMode],
+            captions=[AUTH_HELP[a] for a in LOCAL_AUTH_MODES],
             horizontal=True,
             key="deploy_auth",
         )

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from components import endpoint_changes, services
+from components import access, endpoint_changes, services
 from components.endpoint_tables import deployments_frame
+from deploystudio.access import Action
 from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
 from deploystudio.deployment.local import LocalTarget
 from deploystudio.deployment.operations import Progress
@@ -73,15 +74,23 @@ def _render_deployment(endpoint: Endpoint, deployment: Deployment, data_folder: 
         "Restart",
         icon=":material/restart_alt:",
         key=f"{key}_restart",
-        disabled=deployment.state not in RESTARTABLE,
-        help="A ready deployment is restarted without a gap: a new server starts beside it.",
+        **access.button_args(
+            Action.CHANGE_ENDPOINT,
+            disabled=deployment.state not in RESTARTABLE,
+            help="A ready deployment is restarted without a gap: a new server starts beside it.",
+        ),
     ):
         endpoint_changes.submit(
             endpoint.name,
             f"Restart {deployment.name}",
             lambda progress: _restart(target, deployment, progress),
         )
-    if delete.button("Delete deployment", icon=":material/delete:", key=f"{key}_delete"):
+    if delete.button(
+        "Delete deployment",
+        icon=":material/delete:",
+        key=f"{key}_delete",
+        **access.button_args(Action.CHANGE_ENDPOINT),
+    ):
         endpoint_changes.submit(
             endpoint.name,
             f"Delete {deployment.name}",

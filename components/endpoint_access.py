@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import services
+from components import access, services
 from components.snippets import (
     BODY_FILE,
     KEY_PLACEHOLDER,
@@ -17,6 +17,7 @@ from components.snippets import (
     pretty_json,
     python_requests_call,
 )
+from deploystudio.access import Action
 from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint
 from deploystudio.deployment.invoke import DEPLOYMENT_HEADER, request_body
 from deploystudio.deployment.local import LocalTarget
@@ -85,7 +86,13 @@ def _render_key(target: LocalTarget, endpoint: Endpoint) -> None:
         st.caption("This endpoint takes no key: any program on this machine can call it.")
         return
     # Only the toggle's on/off state is kept; the key itself is read from the store when shown.
-    if st.toggle("Show the primary key", key=f"deploy_show_key__{endpoint.name}"):
+    shown = st.toggle(
+        "Show the primary key",
+        key=f"deploy_show_key__{endpoint.name}",
+        **access.button_args(Action.SEE_KEYS),
+    )
+    # Checked again: a toggle left on stays on in the session after it is disabled.
+    if shown and access.allowed(Action.SEE_KEYS):
         try:
             st.code(target.get_keys(endpoint.name).primary, language=None)
         except DeployStudioError as exc:

@@ -13,6 +13,7 @@ import streamlit as st
 
 from components import services
 from components.operation_status import follow_operation, start_operation
+from deploystudio.access import Action
 from deploystudio.deployment.operations import Operation, Progress
 
 
@@ -27,7 +28,10 @@ def slot(endpoint: str) -> str:
 
 def submit(endpoint: str, title: str, work: Callable[[Progress], Any]) -> None:
     """Start `work` and rerun so the page follows it; when the endpoint is busy, say why."""
-    if start_operation(slot(endpoint), subject(endpoint), title, work) is not None:
+    started = start_operation(
+        slot(endpoint), subject(endpoint), title, work, action=Action.CHANGE_ENDPOINT
+    )
+    if started is not None:
         st.rerun()
 
 

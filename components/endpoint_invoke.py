@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from components import services
+from components import access, services
 from components.input_sources import render_input_sources
 from components.payload_editor import (
     InputBuilder,
 )
 from components.payload_json import default_request_text, render_json_source
 from components.snippets import KEY_PLACEHOLDER, curl_command, python_requests_call
+from deploystudio.access import Action
 from deploystudio.deployment import invoke
 from deploystudio.deployment.base import AuthMode, Deployment, Endpoint, Runtime
 from deploystudio.errors import DeployStudioError
@@ -137,7 +138,11 @@ def _render_snippets(endpoint: Endpoint, result: InvokeResult, prefix: str) -> N
         key = None
         if endpoint.auth_mode is AuthMode.KEY:
             # The toggle remembers whether to show the key; the key itself is read on each run.
-            revealed = st.toggle("Show the key in the calls", key=f"{prefix}_show_key")
+            revealed = st.toggle(
+                "Show the key in the calls",
+                key=f"{prefix}_show_key",
+                **access.button_args(Action.SEE_KEYS),
+            ) and access.allowed(Action.SEE_KEYS)
             key = _primary_key(endpoint) if revealed else KEY_PLACEHOLDER
             if not revealed:
                 st.caption(f"Replace {KEY_PLACEHOLDER} with one of the endpoint's keys.")

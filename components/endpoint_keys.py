@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import endpoint_changes, services
+from components import access, endpoint_changes, services
+from deploystudio.access import Action
 from deploystudio.deployment.base import AuthMode, Endpoint
 from deploystudio.deployment.local import LocalTarget
 from deploystudio.deployment.operations import Progress
@@ -22,7 +23,7 @@ def reveal_key(endpoint: str) -> str:
 
 def keys_revealed(endpoint: Endpoint) -> bool:
     shown = bool(st.session_state.get(reveal_key(endpoint.name)))
-    return shown and endpoint.auth_mode is AuthMode.KEY
+    return shown and endpoint.auth_mode is AuthMode.KEY and access.allowed(Action.SEE_KEYS)
 
 
 def render_keys(endpoint: Endpoint) -> None:
@@ -30,7 +31,11 @@ def render_keys(endpoint: Endpoint) -> None:
         st.info("This endpoint takes calls without a key (auth mode 'none').")
         return
     target = services.local_endpoints().target
-    st.toggle("Show keys", key=reveal_key(endpoint.name), help="Keys stay hidden until shown.")
+    st.toggle(
+        "Show keys",
+        key=reveal_key(endpoint.name),
+        **access.button_args(Action.SEE_KEYS, help="Keys stay hidden until shown."),
+    )
     if keys_revealed(endpoint):
         keys = target.get_keys(endpoint.name)
         left, right = st.columns(2)
@@ -55,7 +60,7 @@ def render_keys(endpoint: Endpoint) -> None:
         f"Regenerate the {which} key",
         icon=":material/key:",
         key=f"{key}_regenerate",
-        disabled=not confirmed,
+        **access.button_args(Action.CHANGE_ENDPOINT, disabled=not confirmed),
     ):
         endpoint_changes.submit(
             endpoint.name,

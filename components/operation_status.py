@@ -12,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from components import services
+from components import access, services
+from deploystudio.access import Action
 from deploystudio.deployment.operations import Operation, OperationState, Progress
 from deploystudio.errors import OperationInProgressError
 
@@ -20,9 +21,16 @@ POLL_SECONDS = 1.0
 
 
 def start_operation(
-    slot: str, subject: str, title: str, work: Callable[[Progress], Any]
+    slot: str,
+    subject: str,
+    title: str,
+    work: Callable[[Progress], Any],
+    action: Action = Action.DEPLOY,
 ) -> Operation | None:
-    """Submit `work`; remember it under `slot`. Shows why when the subject is busy."""
+    """Submit `work`; remember it under `slot`. Shows why when the subject is busy, or when this
+    user's role does not allow `action`."""
+    if not access.permitted(action):
+        return None
     runner = services.local_endpoints().operations
     try:
         operation = runner.submit(subject, title, work, actor=services.current_actor())

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from components import endpoint_changes, services
+from components import access, endpoint_changes, services
+from deploystudio.access import Action
 from deploystudio.deployment import invoke, rollout
 from deploystudio.deployment.base import AuthMode, Deployment, Endpoint
 from deploystudio.deployment.local import LocalTarget
@@ -125,7 +126,11 @@ def _render_next(
         st.success(f"Rollout complete: **{new}** serves all traffic and {old} is deleted.")
         return
     if st.button(
-        f"Next: {change.title}", type="primary", icon=":material/skip_next:", key=f"{prefix}_next"
+        f"Next: {change.title}",
+        type="primary",
+        icon=":material/skip_next:",
+        key=f"{prefix}_next",
+        **access.button_args(Action.CHANGE_ENDPOINT),
     ):
         endpoint_changes.submit(
             endpoint.name,
@@ -145,8 +150,11 @@ def _render_rollback(target: LocalTarget, endpoint: Endpoint, old: str, prefix: 
         f"Rollback to {old}",
         icon=":material/undo:",
         key=f"{prefix}_rollback",
-        disabled=done,
-        help=f"{old} already has all traffic." if done else "All live traffic back, no mirror.",
+        **access.button_args(
+            Action.CHANGE_ENDPOINT,
+            disabled=done,
+            help=f"{old} already has all traffic." if done else "All live traffic back, no mirror.",
+        ),
     ):
         endpoint_changes.submit(
             endpoint.name,

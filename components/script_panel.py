@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from components import services
+from components import access, services
+from deploystudio.access import Action
 from deploystudio.customization.bundles import Bundle, BundleStore, attach_bundle, bundle_zip
 from deploystudio.customization.scoring_script import (
     TEMPLATE_DESCRIPTIONS,
@@ -203,7 +204,12 @@ def _render_save(
         key=f"{key}_attach",
         help="Sets the version's deploystudio.scoring_bundle tag to this bundle.",
     )
-    if st.button("Save bundle", icon=":material/save:", key=f"{key}_save"):
+    if st.button(
+        "Save bundle",
+        icon=":material/save:",
+        key=f"{key}_save",
+        **access.button_args(Action.CUSTOMIZE),
+    ) and access.permitted(Action.CUSTOMIZE):
         passed = validated is not None and validated.result.ok and validated.script == script
         try:
             bundle = store.save(

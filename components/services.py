@@ -9,6 +9,7 @@ import streamlit as st
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 
+from components.access import current_user
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.local import LocalTarget
 from deploystudio.deployment.operations import OperationRunner
@@ -132,8 +133,6 @@ def local_endpoints() -> LocalEndpoints:
 
 
 def current_actor() -> str:
-    """Who signs audit entries and operations: the signed-in user when there is one."""
-    user = getattr(st, "user", None)
-    if user is not None and getattr(user, "is_logged_in", False):
-        return str(user.get("email") or user.get("name") or "signed-in user")
-    return local_endpoints().target.store.actor
+    """Who signs audit entries and operations: the signed-in user when there is one, else the
+    local (OS) user."""
+    return current_user().name

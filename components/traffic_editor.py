@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from components import endpoint_changes, services
+from components import access, endpoint_changes, services
+from deploystudio.access import Action
 from deploystudio.deployment.base import Endpoint
 from deploystudio.deployment.local import LocalTarget
 from deploystudio.deployment.operations import Progress
@@ -52,7 +53,8 @@ def render_traffic_editor(endpoint: Endpoint) -> None:
         st.error(str(exc))
         weights = None
     mirror = _mirror(endpoint, names, key)
-    if st.button("Apply traffic", type="primary", key=f"{key}_apply", disabled=weights is None):
+    apply_args = access.button_args(Action.CHANGE_ENDPOINT, disabled=weights is None)
+    if st.button("Apply traffic", type="primary", key=f"{key}_apply", **apply_args):
         config = {"traffic": weights, "mirror": mirror}
         target = services.local_endpoints().target
         endpoint_changes.submit(

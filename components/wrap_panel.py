@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from components import services
+from components import access, services
 from components.model_address import query_params_for
 from components.wrap_options import KIND_HELP, KIND_LABELS, render_wrap_options
+from deploystudio.access import Action
 from deploystudio.customization.wrapping import (
     RegisteredWrap,
     WrapperKind,
@@ -110,7 +111,12 @@ def _render_register(inspection: ModelInspection, built: BuiltWrap, key: str) ->
         key=f"{key}_target",
     )
     registered_key = f"{key}_registered"
-    if st.button("Register new version", type="primary", key=f"{key}_register"):
+    if st.button(
+        "Register new version",
+        type="primary",
+        key=f"{key}_register",
+        **access.button_args(Action.CUSTOMIZE),
+    ) and access.permitted(Action.CUSTOMIZE):
         st.session_state.pop(registered_key, None)
         try:
             with st.status("Registering the wrapped model…", expanded=True) as status:

@@ -178,3 +178,12 @@ class AzureBatchInputError(BatchInputError):
 class AzureBatchJobStateError(AzureOperationError):
     """A batch job's predictions asked for before the job completed, or a completed job with
     no predictions output to download."""
+
+
+class RolesConfigError(DeployStudioError):
+    """The `[deploystudio.roles]` table in secrets.toml is not a mapping of user emails (or
+    `default`) to viewer, builder or deployer."""
+
+
+class AccessDeniedError(DeployStudioError):
+    """The signed-in user's role does not allow the change asked for (e.g. a viewer deploying)."""

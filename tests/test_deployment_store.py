@@ -168,8 +168,11 @@ def test_bad_deployment_config_is_refused(store: DeploymentStore) -> None:
         args = {"model_uri": "models:/m/1", "runtime": "azureml", "bundle": None} | change
         with pytest.raises(DeploymentConfigError, match=message):
             store.create_deployment("shop", "blue", **args)
-    with pytest.raises(EndpointAuthError, match="Unknown auth mode 'aad'"):
+    with pytest.raises(EndpointAuthError, match="do not take auth mode 'aad': choose"):
         store.create_endpoint("other", auth_mode="aad")
+    # Azure's token modes are Azure's: a local endpoint with one would be served without a key.
+    with pytest.raises(EndpointAuthError, match="checked by Azure only"):
+        store.create_endpoint("other", auth_mode="aml_token")
     assert store.list_deployments() == [] and [e.name for e in store.list_endpoints()] == ["shop"]
 
 

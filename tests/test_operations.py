@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from deploystudio.deployment.operations import OperationRunner, OperationState
+from deploystudio.deployment.store import DeploymentStore, acting_as
 from deploystudio.errors import NameTakenError, OperationInProgressError
 
 
@@ -90,3 +91,45 @@ def test_recent_lists_the_latest_first_and_filters_by_subject(runner):
         runner.wait(op_id, 5)
     assert [op.id for op in runner.recent()] == ids[::-1]
     assert [op.title for op in runner.recent("endpoint:a")] == ["Op a", "Op a"]
+
+
+def test_each_operation_signs_its_audit_entries_with_its_own_actor(runner, tmp_path):
+    # One store shared by every operation, as in the app; it was opened by the OS user.
+    store = DeploymentStore(tmp_path / "deployments.db", actor="os-user")
+    both_running = threading.Barrier(2, timeout=5)
+
+    def create(name):
+        def work(_):
+            both_running.wait()  # the two run at the same time, on two pool threads
+            store.create_endpoint(name)
+            store.audit("note", name, endpoint=name)
+
+        return work
+
+    ana = runner.submit("endpoint shop", "Create shop", create("shop"), actor="ana@example.com")
+    bob = runner.submit("endpoint bank", "Create bank", create("bank"), actor="bob@example.com")
+    for started in (ana, bob):
+        assert runner.wait(started.id, 5).state is OperationState.SUCCEEDED
+    signed = {(e.target, e.action): e.actor for e in store.history()}
+    assert signed == {
+        ("shop", "create"): "ana@example.com",
+        ("shop", "note"): "ana@example.com",
+        ("bank", "create"): "bob@example.com",
+        ("bank", "note"): "bob@example.com",
+    }
+    # Outside an operation (the CLI), the store's own actor signs, and acting_as is undone.
+    with acting_as("carol@example.com"):
+        store.audit("note", "inside")
+    store.audit("note", "outside")
+    assert [(e.target, e.actor) for e in store.history(limit=2)] == [
+        ("outside", "os-user"),
+        ("inside", "carol@example.com"),
+    ]
+
+
+def test_work_without_an_actor_keeps_the_submitters_actor(runner, tmp_path):
+    store = DeploymentStore(tmp_path / "deployments.db", actor="os-user")
+    with acting_as("dan@example.com"):
+        started = runner.submit("endpoint x", "Note", lambda _: store.audit("note", "x"))
+    assert runner.wait(started.id, 5).state is OperationState.SUCCEEDED
+    assert store.history()[0].actor == "dan@example.com"

@@ -7,14 +7,16 @@ in a process of its own, so it goes on when the page is closed and shows again f
 
 import streamlit as st
 
-from components import services
+from components import access, services
 from components.batch_form import render_bundle, render_input, render_settings
 from components.batch_history import render_past_jobs
 from components.batch_job import render_job
 from components.batch_uploads import save_uploads
 from components.deploy_form import render_model_choice
+from deploystudio.access import Action
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.deployment.batch import start_batch_job
+from deploystudio.deployment.store import acting_as
 from deploystudio.errors import DeployStudioError
 
 settings = services.get_settings()
@@ -41,8 +43,9 @@ with form_area:
     source = render_input(settings)
     batch_settings = render_settings()
     ready = source is not None and batch_settings is not None
-    if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=not ready,
-                 key="batch_run") and ready:  # fmt: skip
+    if st.button("Run", type="primary", icon=":material/play_arrow:", key="batch_run",
+                 **access.button_args(Action.BATCH, disabled=not ready),
+                 ) and ready and access.permitted(Action.BATCH):  # fmt: skip
         try:
             if source.uploads:
                 input_path = save_uploads(
@@ -50,17 +53,19 @@ with form_area:
                 )
             else:
                 input_path = source.folder
-            job = start_batch_job(
-                settings,
-                choice.uri,
-                input_path,
-                batch_settings=batch_settings,
-                bundle=bundle,
-                # Uploads sit in a folder the page itself made in the data folder, which need
-                # not be one of the configured roots; a typed path must be inside them.
-                restrict_input=not source.uploads,
-                registry=services.registry(),
-            )
+            # The job's record and its audit entry name the user who started it.
+            with acting_as(services.current_actor()):
+                job = start_batch_job(
+                    settings,
+                    choice.uri,
+                    input_path,
+                    batch_settings=batch_settings,
+                    bundle=bundle,
+                    # Uploads sit in a folder the page itself made in the data folder, which need
+                    # not be one of the configured roots; a typed path must be inside them.
+                    restrict_input=not source.uploads,
+                    registry=services.registry(),
+                )
         except DeployStudioError as exc:
             st.error(str(exc))
         else:

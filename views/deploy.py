@@ -7,7 +7,7 @@ deployment shown below the form (set when a deploy starts), so the result can be
 
 import streamlit as st
 
-from components import services
+from components import access, services
 from components.deploy_form import (
     build_request,
     render_model_choice,
@@ -17,6 +17,7 @@ from components.deploy_form import (
 )
 from components.endpoint_access import render_deployment_access
 from components.operation_status import current_operation, follow_operation, start_operation
+from deploystudio.access import Action
 from deploystudio.deployment.deploy_request import deploy, request_problems
 from deploystudio.errors import DeployStudioError
 
@@ -55,8 +56,8 @@ clicked = st.button(
     "Deploy",
     type="primary",
     icon=":material/rocket_launch:",
-    disabled=bool(problems) or busy,
     key="deploy_submit",
+    **access.button_args(Action.DEPLOY, disabled=bool(problems) or busy),
 )
 # Checked again here: a disabled button can still arrive clicked from an older page.
 if clicked and not problems and not busy:
@@ -66,6 +67,7 @@ if clicked and not problems and not busy:
         f"Deploy {choice.name} version {choice.version.version} to "
         f"{request.endpoint}/{request.deployment}",
         lambda progress: deploy(target, request, progress),
+        action=Action.DEPLOY,
     )
     if started is not None:
         st.query_params["endpoint"] = request.endpoint

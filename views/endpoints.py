@@ -4,7 +4,7 @@ as operations (one at a time per endpoint). Addressed as ?endpoint=NAME&tab=TAB.
 
 import streamlit as st
 
-from components import endpoint_changes, services
+from components import access, endpoint_changes, services
 from components.deployment_list import render_deployments
 from components.endpoint_invoke import render_invoke
 from components.endpoint_keys import render_keys
@@ -12,6 +12,7 @@ from components.endpoint_metrics import render_metrics
 from components.endpoint_tables import endpoints_frame, history_frame
 from components.rollout_panel import render_rollout
 from components.traffic_editor import render_traffic_editor
+from deploystudio.access import Action
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.errors import DeployStudioError, EndpointNotFoundError
 
@@ -68,7 +69,9 @@ try:
                     "Delete",
                     type="primary",
                     key=f"delete_{endpoint.name}",
-                    disabled=typed != endpoint.name,
+                    **access.button_args(
+                        Action.CHANGE_ENDPOINT, disabled=typed != endpoint.name
+                    ),
                 ):
                     endpoint_changes.submit(
                         endpoint.name,

@@ -13,6 +13,8 @@ serialized by the deployment store's transactions, not here.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from deploystudio.deployment.store import acting_as
 from deploystudio.errors import DeployStudioError, OperationInProgressError
 
 logger = logging.getLogger(__name__)
@@ -92,7 +95,10 @@ class OperationRunner:
         actor: str = "",
     ) -> Operation:
         """Start `work(progress)` for `subject`; raise OperationInProgressError if another
-        operation on the same subject has not finished."""
+        operation on the same subject has not finished.
+
+        The work's audit entries are signed with `actor` (when given), whichever thread runs it.
+        """
         with self._lock:
             running_id = self._running_by_subject.get(subject)
             if running_id is not None:
@@ -113,7 +119,9 @@ class OperationRunner:
             self._entries[operation.id] = entry
             self._running_by_subject[subject] = operation.id
             self._forget_old()
-        self._pool.submit(self._run, entry, work)
+        # Pool threads do not inherit the submitter's context variables: carry them over.
+        context = contextvars.copy_context()
+        self._pool.submit(context.run, self._run, entry, work)
         return operation
 
     def get(self, operation_id: str) -> Operation | None:
@@ -155,7 +163,10 @@ class OperationRunner:
 
         outcome: dict[str, Any] = {"state": OperationState.SUCCEEDED}
         try:
-            outcome["result"] = work(progress)
+            actor = entry.operation.actor
+            # Without an actor the work keeps the submitter's (copied) context, if it had one.
+            with acting_as(actor) if actor else contextlib.nullcontext():
+                outcome["result"] = work(progress)
         except DeployStudioError as exc:
             outcome.update(state=OperationState.FAILED, error=str(exc))
             outcome["error_type"] = type(exc).__name__

@@ -13,6 +13,7 @@ becomes part of a DNS host name; records keep the spelling they were created wit
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import getpass
 import json
 import os
@@ -37,6 +38,7 @@ from deploystudio.deployment.base import (
     Endpoint,
     EndpointKeys,
     Runtime,
+    local_auth_mode,
 )
 from deploystudio.deployment.names import validate_name
 from deploystudio.errors import (
@@ -115,6 +117,24 @@ CREATE INDEX audit_by_endpoint ON audit (endpoint_name, id);
 """
 
 
+# Who makes the changes of the current operation (a signed-in user of the app); when unset, a
+# store signs with the actor it was opened with (the OS user for the CLI). A context variable,
+# not a store attribute: the app shares one store between all its users' operations.
+_ACTING_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "deploystudio_acting_as", default=None
+)
+
+
+@contextmanager
+def acting_as(actor: str | None) -> Iterator[None]:
+    """Sign every audit entry written in this context (this thread or task) with `actor`."""
+    token = _ACTING_AS.set(actor or None)
+    try:
+        yield
+    finally:
+        _ACTING_AS.reset(token)
+
+
 def store_path(settings: Settings) -> Path:
     """Where the deployment store lives inside the studio's data folder."""
     return settings.home / DB_FILE
@@ -124,11 +144,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _current_user() -> str:
+def local_user() -> str:
+    """The OS login name that signs changes made outside the app (CLI, servers)."""
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name in the environment nor in the password database
         return "unknown"
+
+
+def _keep_private(path: Path, mode: int) -> None:
+    """Take away group and other permissions from a file or folder this user owns."""
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(path, mode)
 
 
 def _dumps(value: Any) -> str | None:
@@ -150,13 +178,23 @@ class DeploymentStore:
     def __init__(self, path: Path, actor: str | None = None) -> None:
         """Open (and on first use create) the store at `path`; `actor` signs the audit entries."""
         self.path = Path(path)
-        self.actor = actor or _current_user()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._actor = actor or local_user()
+        # The data folder is the studio's user's only: it holds the store, logs and models.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.path.exists():
             # Keys are stored here: only the studio's user may read the file. SQLite gives its
             # -wal and -shm files the same permissions.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        # A folder made by other means (mkdir, seed-demo) or a store copied in may be readable
+        # by others: tighten them, as ssh does for its keys.
+        _keep_private(self.path.parent, 0o700)
+        _keep_private(self.path, 0o600)
         self._create_schema()
+
+    @property
+    def actor(self) -> str:
+        """Who signs audit entries now: the `acting_as` user, else the store's own actor."""
+        return _ACTING_AS.get() or self._actor
 
     @classmethod
     def from_settings(cls, settings: Settings, actor: str | None = None) -> DeploymentStore:
@@ -960,11 +998,9 @@ class DeploymentStore:
 
 
 def _auth_mode(value: AuthMode | str) -> AuthMode:
-    try:
-        return AuthMode(value)
-    except ValueError:
-        choices = ", ".join(repr(m.value) for m in AuthMode)
-        raise EndpointAuthError(f"Unknown auth mode {value!r}: choose one of {choices}.") from None
+    # The store holds local endpoints only (Azure records live in their own tables): a token
+    # mode here would be an endpoint the front treats as keyless, so it is refused here too.
+    return local_auth_mode(value)
 
 
 def _tag_map(value: Any) -> dict[str, str]:
