@@ -23,9 +23,21 @@ run: $(RUNTIME_STAMP)
 	$(BIN)/deploystudio seed-demo --if-empty
 	$(BIN)/streamlit run app.py --server.port 8501
 
+# Two processes (pytest-xdist, a test file per process at a time): most tests wait on servers,
+# browsers and subprocesses, so two share two cores well. The secret scan must read the logs of
+# every other test, so it runs afterwards in its own session over the first one's folders.
+TEST_WORKERS ?= 2
+
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	@base=$$(mktemp -d); status=0; \
+	RELIABILITY_FIGURES=$$base/figures.json $(BIN)/python -m pytest -n $(TEST_WORKERS) \
+		--dist loadfile --basetemp=$$base/run -p no:cacheprovider \
+		--ignore=tests/reliability/test_secret_scan.py --durations=20 $(PYTEST_ARGS) || status=$$?; \
+	RELIABILITY_FIGURES=$$base/figures.json SECRET_SCAN_ROOT=$$base/run \
+		$(BIN)/python -m pytest tests/reliability/test_secret_scan.py -p no:cacheprovider -q \
+		|| status=$$?; \
+	rm -rf $$base; exit $$status
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

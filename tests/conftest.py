@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -52,3 +53,47 @@ def azure_diabetes_model() -> Path:
     if not AZURE_DIABETES_MODEL.is_dir():
         pytest.fail(f"The shared Azure fixtures are missing: {AZURE_DIABETES_MODEL}")
     return AZURE_DIABETES_MODEL
+
+
+# -- the reliability figures (tests/reliability/figures.py) -------------------------------------
+# Here, not in tests/reliability/conftest.py: under pytest-xdist the controller process loads
+# only this conftest, and it is the controller that prints the table.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.reliability.figures import FIGURES
+
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: its figures go to the controller
+        worker_output["reliability_figures"] = json.dumps(FIGURES.as_plain())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist: a worker has finished; add its figures to the controller's."""
+    from tests.reliability.figures import FIGURES
+
+    figures = getattr(node, "workeroutput", {}).get("reliability_figures")
+    if figures:
+        FIGURES.merge(json.loads(figures))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    from tests.reliability.figures import FIGURES, Figures, render
+
+    if hasattr(config, "workerinput"):
+        return
+    rows = FIGURES.as_plain()
+    target = os.environ.get("RELIABILITY_FIGURES")
+    if target and rows:
+        # Runs that share one file add up (`make test` scans for secrets in a second session).
+        total = Figures()
+        previous = Path(target).read_text() if Path(target).is_file() else ""
+        if previous.strip():
+            total.merge(json.loads(previous))
+        total.merge(rows)
+        rows = total.as_plain()
+        Path(target).write_text(json.dumps(rows, indent=2))
+    if rows:
+        terminalreporter.section("reliability figures")
+        terminalreporter.write_line(render(rows))

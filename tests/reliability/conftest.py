@@ -6,14 +6,11 @@ The default run stays fast enough for `make test`; RELIABILITY_LONG=1 (set by
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-from tests.reliability.figures import FIGURES, render
 
 LONG = os.environ.get("RELIABILITY_LONG", "") not in ("", "0")
 SECRET_SCAN_MODULE = "test_secret_scan.py"
@@ -58,15 +55,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             scan.append(item)
     for item in scan:
         items.remove(item)
-        items.append(item)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    rows = FIGURES.as_plain()
-    if not rows:
-        return
-    terminalreporter.section("reliability figures")
-    terminalreporter.write_line(render(rows))
-    target = os.environ.get("RELIABILITY_FIGURES")
-    if target:
-        Path(target).write_text(json.dumps(rows, indent=2))
+        # An xdist worker cannot run it after the other workers' tests: `make test` runs it
+        # in a second session over the first one's folders (SECRET_SCAN_ROOT).
+        if not hasattr(config, "workerinput"):
+            items.append(item)
+    if scan and hasattr(config, "workerinput"):
+        config.hook.pytest_deselected(items=scan)

@@ -44,12 +44,19 @@ class Figures:
         for column in columns:
             self.add(suite, column, 0)
 
+    def merge(self, rows: dict[str, dict[str, int]]) -> None:
+        """Add another process's figures (an xdist worker's, or an earlier run's file)."""
+        for suite, row in rows.items():
+            for column, amount in row.items():
+                self.add(suite, column, int(amount))
+
     def as_plain(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {suite: dict(row) for suite, row in self.rows.items()}
 
 
-# One per test session (the suites run in one process).
+# One per test process. Under pytest-xdist each worker counts its own and hands them to the
+# controller at the end (tests/conftest.py), which prints the sum.
 FIGURES = Figures()
 
 
