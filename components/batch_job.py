@@ -66,6 +66,9 @@ def _render_live(settings: Settings, job_id: str) -> None:
         st.rerun()  # the whole page: the finished view replaces this one
     finished = job.files_done + job.files_failed
     st.progress(job.progress, text=f"{job.state.value}: {finished} of {job.files_total} file(s)")
+    hint = _starting_hint(job)
+    if hint:
+        st.caption(hint)
     files, failed, rows, seconds = st.columns(4)
     files.metric("Files done", f"{job.files_done}/{job.files_total}")
     failed.metric("Files failed", job.files_failed)
@@ -84,6 +87,21 @@ def _render_live(settings: Settings, job_id: str) -> None:
         except DeployStudioError as exc:  # it finished meanwhile: show that
             st.warning(str(exc))
         st.rerun()
+
+
+def _starting_hint(job: BatchJob) -> str | None:
+    """What a job does before its first rows: loading a model takes seconds, and a bar at 0
+    with nothing said looks hung."""
+    if job.state is JobState.QUEUED:
+        return ":material/hourglass_top: Queued: starting the job's process."
+    if job.state is JobState.RUNNING and job.rows_done == 0 and not job.files_done:
+        workers = min(job.settings.max_concurrency_per_instance, job.files_total) or 1
+        what = "running the script's init()" if job.bundle else "loading the model"
+        return (
+            f":material/hourglass_top: Starting {workers} worker(s) and {what}; "
+            "rows are counted from the first scored chunk."
+        )
+    return None
 
 
 def _render_finished(settings: Settings, job: BatchJob) -> None:

@@ -176,12 +176,16 @@ def test_cancel_from_the_page_keeps_the_files_done(page_settings, sleepy_model, 
         restrict_input=False,
     )
     jobs["slow"] = job.id
+    # Before its first rows (the worker loads the model for seconds) the page says what it does.
+    starting = open_batch({"job": job.id})
+    assert any(("Queued" in c.value or "loading the model" in c.value) for c in starting.caption)
     deadline = time.monotonic() + JOB_DEADLINE
     while get_batch_job(page_settings, job.id).files_done < 1:
         assert time.monotonic() < deadline, "the slow job scored no file"
         time.sleep(0.3)
     at = open_batch({"job": job.id})
     assert at.metric, "no live counters while the job runs"
+    assert not any("loading the model" in c.value for c in at.caption)
     assert at.get("progress")
     at.button(key=f"batch_cancel__{job.id}").click()
     rerun(at)
