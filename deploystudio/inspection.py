@@ -3,6 +3,8 @@ and a deployability report that says what will work when it is served and what w
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -26,7 +28,7 @@ from deploystudio.environment import (
     running_python_version,
     same_minor,
 )
-from deploystudio.errors import InvalidModelError, UnsafePathError
+from deploystudio.errors import DeployStudioError, InvalidModelError, UnsafePathError
 from deploystudio.model_files import (
     ArtifactEntry,
     LocalModelFiles,
@@ -40,6 +42,11 @@ from deploystudio.registry import Registry, RunSummary, VersionSummary
 PYFUNC = "python_function"
 LARGE_MODEL_BYTES = 1 << 30
 ENVIRONMENT_FILES = ("requirements.txt", "conda.yaml", "python_env.yaml")
+# MLmodel files are a few KB (a 10,000-column signature is about 0.5 MB); parsing a larger one
+# would hold the page for seconds.
+MAX_MLMODEL_BYTES = 2 * 1024 * 1024
+# libyaml's loader when PyYAML has it: the same safe loading, ten times faster.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class CheckStatus(Enum):
@@ -204,24 +211,67 @@ def _load_mlmodel(files: ModelFiles, uri: str) -> tuple[Model, str | None]:
     path = files.fetch("MLmodel")
     if path is None:
         raise InvalidModelError(f"{uri} has no MLmodel file: it is not an MLflow model.")
+    size = path.stat().st_size
+    if size > MAX_MLMODEL_BYTES:
+        raise InvalidModelError(
+            f"The MLmodel file of {uri} is {format_bytes(size)}, far more than an MLmodel file "
+            f"holds (a few KB; at most {format_bytes(MAX_MLMODEL_BYTES)} is read). Re-log the "
+            "model without the large metadata."
+        )
+    raw = None
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
         if not isinstance(raw, dict):
             raise ValueError("the file is not a YAML mapping")
         model = Model.from_dict(raw)
     except Exception as exc:  # yaml, schema and type errors alike mean "corrupt MLmodel"
+        field_name = _broken_field(raw) if isinstance(raw, dict) else None
+        where = f" (its '{field_name}' field)" if field_name else ""
         raise InvalidModelError(
-            f"The MLmodel file of {uri} cannot be read ({type(exc).__name__}: {exc}). "
+            f"The MLmodel file of {uri} cannot be read{where}: {type(exc).__name__}: {exc}. "
             "Re-log the model, or fix the YAML by hand."
         ) from exc
     if not isinstance(model.flavors, dict) or not model.flavors:
-        raise InvalidModelError(f"The MLmodel file of {uri} lists no flavors.")
+        raise InvalidModelError(
+            f"The MLmodel file of {uri} lists no flavors (its 'flavors' field is missing or "
+            "not a mapping): it is not a model MLflow can load. Re-log the model."
+        )
+    if model.signature is not None and not isinstance(model.signature, ModelSignature):
+        raise InvalidModelError(
+            f"The 'signature' field of the MLmodel file of {uri} is not a signature (inputs and "
+            "outputs). Re-log the model with signature=infer_signature(X, model.predict(X))."
+        )
     created = raw.get("utc_time_created")
     return model, str(created) if created else None
 
 
+def _broken_field(raw: dict) -> str | None:
+    """The top-level MLmodel field without which `Model.from_dict` succeeds, if there is one:
+    MLflow's errors (a JSON or schema error) do not say which field they come from."""
+    for name in ("signature", "saved_input_example_info", "flavors", "metadata"):
+        if name not in raw:
+            continue
+        try:
+            Model.from_dict({k: v for k, v in raw.items() if k != name})
+        except Exception:  # still broken without it: not this field
+            continue
+        return name
+    return None
+
+
+def _flavor_conf(model: Model, name: str) -> dict:
+    """A flavor's settings; a flavor written as a list or a string has none we can read."""
+    conf = model.flavors.get(name)
+    return conf if isinstance(conf, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    # MLmodel fields are written by hand at times: a version of 3.1 is a YAML number.
+    return None if value is None else str(value)
+
+
 def _flavors(model: Model) -> list[FlavorInfo]:
-    python_version = (model.flavors.get(PYFUNC) or {}).get("python_version")
+    python_version = _text(_flavor_conf(model, PYFUNC).get("python_version"))
     flavors = []
     for name, conf in model.flavors.items():
         conf = conf if isinstance(conf, dict) else {}
@@ -231,10 +281,10 @@ def _flavors(model: Model) -> list[FlavorInfo]:
         flavors.append(
             FlavorInfo(
                 name=name,
-                loader_module=conf.get("loader_module"),
+                loader_module=_text(conf.get("loader_module")),
                 framework_version=str(framework_version) if framework_version else None,
-                serialization_format=conf.get("serialization_format"),
-                python_version=conf.get("python_version") or python_version,
+                serialization_format=_text(conf.get("serialization_format")),
+                python_version=_text(conf.get("python_version")) or python_version,
                 details={k: str(v) for k, v in conf.items() if not isinstance(v, dict | list)},
             )
         )
@@ -285,7 +335,7 @@ def describe_signature(signature: ModelSignature | None) -> SignatureInfo | None
 def _environment(files: ModelFiles, model: Model) -> EnvironmentFiles:
     texts = {name: files.read_text(name) for name in ENVIRONMENT_FILES}
     requirements, unparsed = parse_requirements(texts["requirements.txt"] or "")
-    flavor_python = (model.flavors.get(PYFUNC) or {}).get("python_version")
+    flavor_python = _text(_flavor_conf(model, PYFUNC).get("python_version"))
     return EnvironmentFiles(
         requirements_txt=texts["requirements.txt"],
         conda_yaml=texts["conda.yaml"],
@@ -300,14 +350,21 @@ def _input_example(model: Model, files: ModelFiles) -> tuple[Any, dict | None, s
     info = model.saved_input_example_info
     if not info:
         return None, None, None
+    if not isinstance(info, dict):
+        message = "The 'saved_input_example_info' field of MLmodel is not a mapping, so the "
+        return None, None, message + "input example cannot be found."
     try:
         relative = safe_relative_path(info.get("artifact_path", ""))
         if files.fetch(relative) is None:
             return None, None, f"MLmodel names an input example '{relative}' that is missing."
         example = model.load_input_example(str(files.local_root))
         params = model.load_input_example_params(str(files.local_root))
-    except (UnsafePathError, MlflowException, ValueError, OSError) as exc:
-        return None, None, f"The input example cannot be read: {exc}"
+    except (DeployStudioError, MlflowException, ValueError, OSError) as exc:
+        named = str(info.get("artifact_path", ""))[:100]
+        return None, None, f"The input example '{named}' cannot be read: {exc}"
+    except (KeyError, TypeError, AttributeError) as exc:  # MLflow's readers on odd metadata
+        where = "'saved_input_example_info' in MLmodel or the example file is malformed"
+        return None, None, f"The input example cannot be read: {where} ({exc!r})."
     return example, params, None
 
 
@@ -321,6 +378,7 @@ def deployability_report(inspection: ModelInspection) -> list[Check]:
         _input_example_check(inspection),
         _payload_format_check(inspection),
         _pinning_check(inspection),
+        _environment_files_check(inspection),
         _mlflow_version_check(inspection),
         *_framework_checks(inspection),
         *_package_checks(inspection),
@@ -332,6 +390,23 @@ def deployability_report(inspection: ModelInspection) -> list[Check]:
 
 def _pyfunc_check(inspection: ModelInspection) -> Check:
     pyfunc = next((f for f in inspection.flavors if f.name == PYFUNC), None)
+    if pyfunc and not pyfunc.loader_module:
+        return Check(
+            "No-code deployment",
+            CheckStatus.FAIL,
+            "The python_function flavor in MLmodel names no loader_module: MLflow cannot load "
+            "the model.",
+            "Re-log the model with its flavor's log_model (or mlflow.pyfunc.log_model).",
+        )
+    if pyfunc and not module_available(pyfunc.loader_module):
+        return Check(
+            "No-code deployment",
+            CheckStatus.WARN,
+            f"The python_function flavor's loader_module '{pyfunc.loader_module}' is not "
+            "installed here: previews cannot load the model, and a served environment must "
+            "install the package that provides it.",
+            "Add that package to the model's requirements, or re-log the model.",
+        )
     if pyfunc:
         return Check(
             "No-code deployment",
@@ -347,6 +422,25 @@ def _pyfunc_check(inspection: ModelInspection) -> Check:
         "Re-log it with a flavor that has a pyfunc loader, or deploy it with a scoring script "
         "(Customize).",
     )
+
+
+def module_available(name: str) -> bool:
+    """Whether module `name` can be found here, without running any code: a parent package
+    that is not imported yet would have to be imported (and run) to look inside it, so a name
+    under one counts as available."""
+    parts = name.split(".")
+    for end in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:end])
+        if prefix in sys.modules:
+            continue
+        if end > 1 and ".".join(parts[: end - 1]) not in sys.modules:
+            return True
+        try:
+            if importlib.util.find_spec(prefix) is None:
+                return False
+        except (ImportError, ValueError):  # an empty or malformed name
+            return False
+    return True
 
 
 def _signature_check(inspection: ModelInspection) -> Check:
@@ -443,8 +537,38 @@ def _pinning_check(inspection: ModelInspection) -> Check:
     )
 
 
+def _environment_files_check(inspection: ModelInspection) -> Check | None:
+    """Environment files that pip or conda could not read: each named, with what is wrong."""
+    env = inspection.environment
+    problems = []
+    # Lines starting with "-" are pip options (-r, --index-url): those are fine.
+    unreadable = [line for line in env.unparsed_requirement_lines if not line.startswith("-")]
+    if unreadable:
+        shown = ", ".join(repr(line[:40]) for line in unreadable[:3])
+        more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        problems.append(f"requirements.txt has lines pip cannot read: {shown}{more}")
+    for name, text in (("conda.yaml", env.conda_yaml), ("python_env.yaml", env.python_env_yaml)):
+        if text is not None and not _is_yaml_mapping(text):
+            problems.append(f"{name} is not a YAML mapping")
+    if not problems:
+        return None
+    return Check(
+        "Environment files",
+        CheckStatus.WARN,
+        "; ".join(problems) + ": the serving environment cannot be built from them.",
+        "Re-log the model (MLflow writes these files), or fix them by hand.",
+    )
+
+
+def _is_yaml_mapping(text: str) -> bool:
+    try:
+        return isinstance(yaml.load(text, Loader=_YAML_LOADER), dict)
+    except yaml.YAMLError:
+        return False
+
+
 def _mlflow_version_check(inspection: ModelInspection) -> Check | None:
-    saved = inspection.mlflow_version
+    saved = _text(inspection.mlflow_version)
     here = installed_version("mlflow")
     if not saved or not here:
         return None

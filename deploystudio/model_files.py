@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from deploystudio.errors import InvalidModelError, UnsafePathError
@@ -101,7 +102,10 @@ class LocalModelFiles(ModelFiles):
     def _inside(self, relative_path: str) -> Path:
         candidate = (self.root / safe_relative_path(relative_path)).resolve()
         if not candidate.is_relative_to(self.root):
-            raise UnsafePathError(f"'{relative_path}' leads outside the model folder.")
+            raise UnsafePathError(
+                f"'{relative_path}' leads outside the model folder (a link?), so it is not read. "
+                "Put the file itself in the model folder."
+            )
         return candidate
 
     def fetch(self, relative_path: str) -> Path | None:
@@ -157,7 +161,16 @@ class RegistryModelFiles(ModelFiles):
             return None
         try:
             self.repo.download_artifacts(relative, dst_path=str(self.cache))
-        except (MlflowException, OSError) as exc:
+        except MlflowException as exc:
+            if exc.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE):
+                # MLflow refuses a file whose real path leaves the artifacts (a symlink out).
+                raise UnsafePathError(
+                    f"'{relative}' of {self.uri} leads outside the model's artifacts (a link?), "
+                    "so it is not read. Re-log the model with the file itself."
+                ) from exc
+            message = f"Could not download '{relative}' of {self.uri}: {exc}"
+            raise InvalidModelError(message) from exc
+        except OSError as exc:
             message = f"Could not download '{relative}' of {self.uri}: {exc}"
             raise InvalidModelError(message) from exc
         return target if target.is_file() else None
@@ -167,7 +180,15 @@ class RegistryModelFiles(ModelFiles):
         pending = [None]
         while pending:
             folder = pending.pop()
-            for info in self.repo.list_artifacts(folder):
+            try:
+                infos = self.repo.list_artifacts(folder)
+            except MlflowException as exc:
+                if folder is None:
+                    message = f"Cannot list the artifacts of {self.uri}: {exc.message}"
+                    raise InvalidModelError(message) from exc
+                # A folder MLflow will not list (a link out of the artifacts): listed, not read.
+                continue
+            for info in infos:
                 if len(entries) >= MAX_LISTED_ARTIFACTS:
                     return sorted(entries, key=lambda e: e.path), True
                 entries.append(ArtifactEntry(info.path, info.is_dir, info.file_size))

@@ -70,6 +70,9 @@ class ModelCache:
             self._models.move_to_end(path)
             return self._models[path], 0.0, True
         started = time.perf_counter()
+        # MLflow keeps the model a models-from-code file set last in a module global and never
+        # clears it: a code file that forgets set_model() would load the previous model.
+        mlflow.models.model.__mlflow_model__ = None
         try:
             model = mlflow.pyfunc.load_model(path)
         except MlflowException as exc:
@@ -78,6 +81,13 @@ class ModelCache:
             raise InvalidModelError(
                 f"The model needs a package that is not installed here ({exc}). Install the "
                 "model's requirements (Inspect > Environment) to preview it."
+            ) from exc
+        except MemoryError:
+            raise  # the worker reports it with its memory limit
+        except Exception as exc:  # the model's own code (load_context, a pickled object) raised
+            raise InvalidModelError(
+                f"The model's code raised {type(exc).__name__} while loading: {exc}. Fix its "
+                "load_context() (or what it unpickles) and log the model again."
             ) from exc
         seconds = time.perf_counter() - started
         self._models[path] = model

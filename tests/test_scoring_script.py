@@ -373,7 +373,7 @@ def test_generated_scripts_stand_alone(paths):
 def test_check_syntax_reports_line_and_column():
     with pytest.raises(ScriptSyntaxError, match=r"^line 2, column 4: invalid syntax"):
         check_syntax("x = 1\nif = 2\n")
-    with pytest.raises(ScriptSyntaxError, match="line 1, column 1"):
+    with pytest.raises(ScriptSyntaxError, match="line 1, column 6"):
         check_syntax("a = 1\x00")
     with pytest.raises(ScriptSyntaxError, match="line 3, column 5: 'return' outside function"):
         check_syntax("import os\nif os:\n    return 1\n")  # the compiler's error, not the parser's

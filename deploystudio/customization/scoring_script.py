@@ -162,14 +162,26 @@ def check_syntax(source: str, filename: str = SCRIPT_NAME) -> None:
         # outside a function, a misplaced 'nonlocal'). Compiling runs nothing.
         compile(source, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
+        # A NUL character comes without a place (Python 3.11): find it ourselves.
+        line, column = (exc.lineno, exc.offset) if exc.lineno else _nul_place(source)
         error = ScriptSyntaxError(
-            f"line {exc.lineno or 1}, column {exc.offset or 1}: {exc.msg}. Fix it, then "
-            "validate again."
+            f"line {line}, column {column}: {exc.msg}. Fix it, then validate again."
         )
-        error.lineno, error.offset = exc.lineno, exc.offset
+        error.lineno, error.offset = line, column
         raise error from exc
-    except ValueError as exc:  # Python 3.11 raises this for a NUL character in the source
-        raise ScriptSyntaxError(f"line 1, column 1: {exc}. Remove it and validate again.") from exc
+    except ValueError as exc:  # what some Python versions raise for a NUL character
+        line, column = _nul_place(source)
+        raise ScriptSyntaxError(
+            f"line {line}, column {column}: {exc}. Remove it and validate again."
+        ) from exc
+
+
+def _nul_place(source: str) -> tuple[int, int]:
+    """The line and column of the first NUL character (1, 1 when there is none)."""
+    at = source.find("\x00")
+    if at < 0:
+        return 1, 1
+    return source.count("\n", 0, at) + 1, at - source.rfind("\n", 0, at)
 
 
 # ----------------------------------------------------------------------------- validation
