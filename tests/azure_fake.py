@@ -23,11 +23,13 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from azure.core.credentials import AccessToken
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
 from azure.core.utils import case_insensitive_dict
@@ -857,3 +859,14 @@ def _response(request: Any, status: int, payload: Any, headers: dict | None = No
     all_headers = {"Content-Type": "application/json", "x-ms-request-id": secrets.token_hex(8)}
     all_headers.update(headers or {})
     return _Canned(request, status, body, all_headers)
+
+
+class StaticToken:
+    """A credential that hands out a fixed token without any network (the tests assert that
+    the token never reaches a store, log or page)."""
+
+    def __init__(self, token: str = "token-never-stored") -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)

@@ -3,11 +3,9 @@ transport (tests/azure_fake.py): only the network is fake."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from azure.core.credentials import AccessToken
 
 from deploystudio.config import Settings
 from deploystudio.deployment.azure import AzureTarget
@@ -26,7 +24,7 @@ from deploystudio.errors import (
     EndpointNotFoundError,
     UnsafePathError,
 )
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 
 DATA = "azureml://datastores/workspaceblobstore/paths/diabetes/inputs/"
 SETTINGS = BatchSettings(
@@ -39,11 +37,6 @@ SETTINGS = BatchSettings(
     error_threshold=10,
     logging_level="warning",
 )
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token-never-stored", int(time.time()) + 3600)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ DeployStudioError with a message that says what to do (through AzureTarget and t
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -29,16 +28,11 @@ from deploystudio.errors import (
     EndpointNotFoundError,
     OperationInProgressError,
 )
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 
 MODEL = "azureml:iris-classifier:2"
 ENDPOINT = "err-ep"
 _names = (f"dep{i}" for i in itertools.count())
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token", int(time.time()) + 3600)
 
 
 class RefusingCredential:
@@ -60,7 +54,9 @@ def target(
     fake: FakeAzureML, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AzureTarget:
     store = DeploymentStore(tmp_path_factory.mktemp("azure-errors") / "deployments.db")
-    target = AzureTarget(settings, _workspace(fake), StaticToken(), transport=fake, store=store)
+    target = AzureTarget(
+        settings, _workspace(fake), StaticToken("token"), transport=fake, store=store
+    )
     target.create_endpoint(ENDPOINT)
     return target
 

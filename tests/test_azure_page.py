@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from azure.ai.ml import load_online_deployment, load_online_endpoint
-from azure.core.credentials import AccessToken
 from streamlit.testing.v1 import AppTest
 
 from components import azure_target, services
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 from tests.conftest import REPO_ROOT
 from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)
 
@@ -179,11 +178,6 @@ def test_deploy_goes_through_the_runner_and_reports_the_sign_in_failure(
     assert any("No credential could sign in" in e.value for e in at.error)
 
 
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token-never-shown", int(time.time()) + 3600)
-
-
 def test_deploy_through_the_form_to_the_fake_workspace_shows_the_final_state(
     page_settings, offline_azure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,7 +187,9 @@ def test_deploy_through_the_form_to_the_fake_workspace_shows_the_final_state(
         workspace_name=AZURE_ENV["AZUREML_WORKSPACE_NAME"],
     )
     fake.serve_storage(monkeypatch)
-    monkeypatch.setattr(azure_target, "connection_for_tests", lambda ws: (StaticToken(), fake))
+    monkeypatch.setattr(
+        azure_target, "connection_for_tests", lambda ws: (StaticToken("token-never-shown"), fake)
+    )
     at = open_page({"model": "iris-classifier", "version": "1"})
     at.text_input(key="azure_deploy_endpoint__iris-classifier").set_value("iris-form-ep")
     at.selectbox(key="azure_deploy_auth_mode").set_value("aml_token")

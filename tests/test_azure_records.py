@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from azure.core.credentials import AccessToken
 
 from components.azure_target import subject
 from deploystudio.config import Settings, load_settings, read_secrets_section
@@ -24,14 +22,9 @@ from deploystudio.deployment.batch_settings import BatchSettings
 from deploystudio.deployment.local import LocalTarget
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import EndpointAuthError
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 
 MODEL = "azureml:diabetes-regressor:1"
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token-never-stored", int(time.time()) + 3600)
 
 
 @pytest.fixture

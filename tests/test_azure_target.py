@@ -7,12 +7,10 @@ deployment store, and a restart is a second AzureTarget on the same store.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from azure.core.credentials import AccessToken
 
 from deploystudio.config import Settings
 from deploystudio.deployment.azure import AzureTarget
@@ -27,14 +25,9 @@ from deploystudio.errors import (
     TrafficError,
 )
 from deploystudio.payloads import ModelInput
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 
 MODEL = "azureml:iris-classifier:2"
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token-never-stored", int(time.time()) + 3600)
 
 
 @pytest.fixture

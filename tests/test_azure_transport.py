@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 
 from deploystudio.deployment.azure_specs import (
@@ -16,12 +15,7 @@ from deploystudio.deployment.azure_specs import (
     endpoint_entity,
 )
 from deploystudio.deployment.azure_workspace import AzureWorkspace, ml_client
-from tests.azure_fake import FakeAzureML
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token", int(time.time()) + 3600)
+from tests.azure_fake import FakeAzureML, StaticToken
 
 
 @pytest.fixture
@@ -32,7 +26,7 @@ def fake() -> FakeAzureML:
 @pytest.fixture
 def client(fake: FakeAzureML):
     workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
-    return ml_client(workspace, StaticToken(), transport=fake)
+    return ml_client(workspace, StaticToken("token"), transport=fake)
 
 
 def _blue(**changes) -> OnlineDeploymentSpec:

@@ -7,12 +7,10 @@ serves the default datastore, its SAS secret, asset versions and the blob servic
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from azure.core.credentials import AccessToken
 
 from deploystudio.config import Settings
 from deploystudio.customization.bundles import bundle_store
@@ -23,16 +21,11 @@ from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 from tests.conftest import AZURE_DIABETES_MODEL
 
 IRIS = "models:/iris-classifier/1"
 SCRIPT = "import json\n\n\ndef init():\n    pass\n\n\ndef run(raw):\n    return json.loads(raw)\n"
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken("token-never-stored", int(time.time()) + 3600)
 
 
 @pytest.fixture

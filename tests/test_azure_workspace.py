@@ -8,7 +8,6 @@ real DefaultAzureCredential failing without network.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,9 @@ from azure.core.exceptions import ClientAuthenticationError
 from deploystudio.deployment import azure_workspace
 from deploystudio.deployment.azure_workspace import AzureWorkspace, resolve_workspace
 from deploystudio.errors import AzureWorkspaceError, UnsafePathError
-from tests.azure_fake import FakeAzureML
+from tests.azure_fake import FakeAzureML, StaticToken
 
 TOKEN = "tok-SECRET-never-shown"
-
-
-class StaticToken:
-    """A credential that hands out a fixed token without any network."""
-
-    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-        return AccessToken(TOKEN, int(time.time()) + 3600)
 
 
 class RefusingCredential:
@@ -149,7 +141,7 @@ def _workspace(fake: FakeAzureML, name: str | None = None) -> AzureWorkspace:
 
 
 def test_connection_reads_the_workspace_and_names_the_credential(fake: FakeAzureML) -> None:
-    report = azure_workspace.test_connection(_workspace(fake), StaticToken(), transport=fake)
+    report = azure_workspace.test_connection(_workspace(fake), StaticToken(TOKEN), transport=fake)
     assert report.ok, report.message
     assert report.credential == "StaticToken"
     assert report.location == fake.location
@@ -189,11 +181,11 @@ def test_a_refusing_credential_gives_the_connection_error(fake: FakeAzureML) -> 
 
 def test_403_and_missing_workspace_say_what_to_do(fake: FakeAzureML) -> None:
     fake.fail("workspace", 403, "AuthorizationFailed", "The client does not have authorization")
-    denied = azure_workspace.test_connection(_workspace(fake), StaticToken(), transport=fake)
+    denied = azure_workspace.test_connection(_workspace(fake), StaticToken(TOKEN), transport=fake)
     assert not denied.ok and "403" in denied.message and "AzureML Data Scientist" in denied.message
 
     missing = azure_workspace.test_connection(
-        _workspace(fake, "ws-other"), StaticToken(), transport=fake
+        _workspace(fake, "ws-other"), StaticToken(TOKEN), transport=fake
     )
     assert not missing.ok
     assert "no workspace 'ws-other'" in missing.message
@@ -201,5 +193,5 @@ def test_403_and_missing_workspace_say_what_to_do(fake: FakeAzureML) -> None:
 
 def test_401_from_azure_points_at_the_tenant(fake: FakeAzureML) -> None:
     fake.fail("workspace", 401, "InvalidAuthenticationToken", "The access token is invalid.")
-    report = azure_workspace.test_connection(_workspace(fake), StaticToken(), transport=fake)
+    report = azure_workspace.test_connection(_workspace(fake), StaticToken(TOKEN), transport=fake)
     assert not report.ok and "401" in report.message and "AZURE_TENANT_ID" in report.message
