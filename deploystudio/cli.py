@@ -130,7 +130,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             raise PayloadError(f"Cannot read {args.input}: {exc.strerror}.") from exc
         model_input = parse_payload(
             body,
-            model.get_input_schema(),
+            # The whole signature, so that `params` are checked as the payload is read.
+            model.signature,
             payload_format=PayloadFormat(args.format) if args.format else None,
             filename=Path(args.input).name,
         )

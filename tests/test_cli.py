@@ -155,6 +155,26 @@ def test_predict_bad_input_exits_2_with_the_reason(capsys, seeded, tmp_path, bod
     assert message in err and out == ""
 
 
+def test_predict_checks_params_against_the_signature_as_it_reads_the_payload(
+    capsys, seeded, tmp_path
+):
+    request = tmp_path / "request.json"
+    columns = ["mean_radius", "mean_texture", "mean_smoothness", "worst_area", "worst_concavity"]
+    request.write_text(
+        json.dumps(
+            {
+                "dataframe_split": {"columns": columns, "data": [[14.0, 19.0, 0.1, 700.0, 0.3]]},
+                "params": {"threshold": "high"},
+            }
+        )
+    )
+    code, out, err = run_cli(
+        capsys, "predict", "models:/cancer-risk-scorer/1", "--input", str(request)
+    )
+    assert code == EXIT_USER_ERROR and out == ""
+    assert "Param 'threshold' expects" in err and "'high'" in err
+
+
 def test_predict_missing_file_and_missing_example(capsys, seeded, tmp_path):
     code, _, err = run_cli(
         capsys, "predict", "models:/iris-classifier/1", "--input", str(tmp_path / "nope.json")
