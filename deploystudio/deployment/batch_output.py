@@ -101,4 +101,9 @@ def job_summary(
         "model_load_seconds": round(max(memory.load_seconds), 3)
         if memory and memory.load_seconds
         else None,
+        # When the first worker could start scoring (workers start together): the job's span
+        # less this is its scoring time, counting a second worker's load as lost time.
+        "first_worker_ready_seconds": round(min(memory.load_seconds), 3)
+        if memory and memory.load_seconds
+        else None,
     }

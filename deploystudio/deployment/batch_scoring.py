@@ -13,15 +13,11 @@ A bundle's batch script is run as Azure runs it instead: `init()` once per worke
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-import queue
 import re
 import resource
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,113 +184,35 @@ def _score_file(
     part_path: Path,
     progress: _Progress,
 ) -> tuple[int, list[str] | None]:
+    # Reading, predicting and writing take turns. Overlapping them on threads was tried and
+    # measured: the same wall time and CPU time as taking turns (the GIL let only one run at a
+    # time), so the simpler loop stayed.
     name = path.name
     rows = 0
-    with _PartWriter(part_path if spec.write_output else None, name) as part:
-        for frame in _read_ahead(_chunks(path, spec.chunk_rows)):
+    writer: pacsv.CSVWriter | None = None
+    sink = None
+    first_schema: pa.Schema | None = None
+    try:
+        for frame in _chunks(path, spec.chunk_rows):
             predictions = _predict(model, frame, schema, name, rows)
-            part.write(_output_table(predictions, rows, name), rows)
+            table = _output_table(predictions, rows, name)
+            if spec.write_output:
+                if first_schema is None:
+                    first_schema = table.schema
+                    sink = pa.OSFile(str(part_path), "wb")
+                    options = pacsv.WriteOptions(include_header=False)
+                    writer = pacsv.CSVWriter(sink, first_schema, write_options=options)
+                elif table.schema != first_schema:
+                    table = _same_types(table, first_schema, name, rows)
+                writer.write_table(table)
             rows += len(frame)
             progress.add(len(frame))
-    return rows, part.columns
-
-
-# Reading, predicting and writing a file overlap: the next chunk is parsed and the last one
-# written on threads while the model predicts (pandas' CSV tokenizer and pyarrow's CSV writer
-# run without the GIL). Measured on the demo classifier, the predictions file costs as much CPU
-# as reading and predicting together, so doing the three in turn left a second core idle. At
-# most four chunks are held at once (one being read, one waiting, one predicted, one being
-# written), so memory still depends on `chunk_rows`, not on the file's size.
-_END = object()
-
-
-def _read_ahead(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """`chunks`, read one chunk ahead on a thread; its errors are raised here, in order."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def offer(item: Any) -> bool:
-        """Hand `item` over; False when the consumer has gone."""
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                handoff.put(item, timeout=0.1)
-                return True
-        return False
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not offer(chunk):
-                    return
-            offer(_END)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            offer(exc)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()  # the reader's file, on the thread that iterated it
-
-    reader = threading.Thread(target=produce, name="batch-read-ahead", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
     finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):
-            handoff.get_nowait()  # frees a reader blocked on a full hand-off
-        reader.join()
-
-
-class _PartWriter:
-    """A file's part (CSV without header), written one table behind on a thread."""
-
-    def __init__(self, path: Path | None, name: str) -> None:
-        self.path = path
-        self.name = name
-        self.columns: list[str] | None = None
-        self._schema: pa.Schema | None = None
-        self._sink: pa.OSFile | None = None
-        self._writer: pacsv.CSVWriter | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-write")
-        self._pending: Future[None] | None = None
-
-    def write(self, table: pa.Table, first_row: int) -> None:
-        if self.path is None:
-            return
-        if self._schema is None:
-            self._schema = table.schema
-            self.columns = list(table.schema.names)
-            self._sink = pa.OSFile(str(self.path), "wb")
-            options = pacsv.WriteOptions(include_header=False)
-            self._writer = pacsv.CSVWriter(self._sink, self._schema, write_options=options)
-        elif table.schema != self._schema:
-            table = _same_types(table, self._schema, self.name, first_row)
-        self._wait()
-        self._pending = self._pool.submit(self._writer.write_table, table)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def __enter__(self) -> _PartWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self._wait()
-        finally:
-            self._pool.shutdown(wait=True)
-            if self._writer is not None:
-                self._writer.close()
-            if self._sink is not None:
-                self._sink.close()
+        if writer is not None:
+            writer.close()
+        if sink is not None:
+            sink.close()
+    return rows, None if first_schema is None else list(first_schema.names)
 
 
 def _chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
