@@ -50,6 +50,24 @@ _SECRET_NAME = re.compile(
 # Once a reply has begun, the rest of it must follow within this many seconds (or the call's
 # own timeout, if longer): a worker that stops halfway must not hold the app.
 REPLY_READ_SECONDS = 30.0
+# How often a worker checks that the process it serves still runs.
+PARENT_CHECK_SECONDS = 0.5
+# The worker's entry point. Once the process it serves is gone (even by SIGKILL, which leaves
+# that process no chance to stop it) nobody reads its answers: it ends instead of running model
+# code for nobody until its call ends, however long that is. A thread watches, since the main
+# one may be busy in model code; it starts before the heavy imports (pandas, MLflow), which
+# take seconds on a busy machine.
+_BOOT = f"""
+import os, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep({PARENT_CHECK_SECONDS})
+    os._exit(3)
+threading.Thread(target=watch, daemon=True).start()
+from deploystudio import prediction_worker
+prediction_worker.main(sys.argv[1:])
+"""
 
 T = TypeVar("T")
 
@@ -142,8 +160,8 @@ class PredictionWorker:
                     # depend on where the app was started (functions sent to `call` must be
                     # importable from installed packages, such as deploystudio).
                     "-P",
-                    "-m",
-                    "deploystudio.prediction_worker",
+                    "-c",
+                    _BOOT,
                     str(child_socket.fileno()),
                     str(self.memory_limit_mb),
                     str(-1 if requests is None else requests),

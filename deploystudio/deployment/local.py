@@ -38,10 +38,12 @@ from deploystudio.deployment.base import (
     Endpoint,
     EndpointKeys,
     Runtime,
+    local_auth_mode,
 )
 from deploystudio.deployment.names import validate_name
 from deploystudio.deployment.processes import HOST, ServerProcess, wait_ready
 from deploystudio.deployment.servers import ServerConfig, start_deployment_server, start_front
+from deploystudio.deployment.starter_lock import starting
 from deploystudio.deployment.store import ENV_SETTING, DeploymentStore
 from deploystudio.deployment.transitions import (
     deployment_process,
@@ -120,7 +122,7 @@ class LocalTarget(DeploymentTarget):
         config = _checked_keys(config, _CREATE_ENDPOINT_KEYS, "an endpoint at creation")
         endpoint = self.store.create_endpoint(
             name,
-            auth_mode=config.get("auth_mode", AuthMode.KEY),
+            auth_mode=local_auth_mode(config.get("auth_mode", AuthMode.KEY)),
             description=str(config.get("description", "")),
             tags=config.get("tags"),
         )
@@ -269,16 +271,20 @@ class LocalTarget(DeploymentTarget):
         script = self._bundle_script(bundle, runtime) if bundle else None
         settings = config.get("settings")  # checked by the store
         resolved = self._resolve(model_uri)
-        record = self.store.create_deployment(endpoint, name, resolved, runtime, bundle, settings)
-        try:
-            server = self._server_config(record, script)
-        except BaseException as exc:
-            # Nothing started: the record says why instead of staying pending.
-            failed = move(self.store, record, State.FAILED, reason=_reason(exc))
-            if isinstance(exc, DeployStudioError):
-                return failed
-            raise
-        return self._launch(record, server, timeout_seconds, progress or _silent)
+        # Held until the record is ready or failed: reconcile tells a dead starter by it.
+        with starting(self._folder(endpoint, name)):
+            record = self.store.create_deployment(
+                endpoint, name, resolved, runtime, bundle, settings
+            )
+            try:
+                server = self._server_config(record, script)
+            except BaseException as exc:
+                # Nothing started: the record says why instead of staying pending.
+                failed = move(self.store, record, State.FAILED, reason=_reason(exc))
+                if isinstance(exc, DeployStudioError):
+                    return failed
+                raise
+            return self._launch(record, server, timeout_seconds, progress or _silent)
 
     def update_deployment(
         self,
@@ -320,41 +326,43 @@ class LocalTarget(DeploymentTarget):
             )
         updated = _with_changes(current, changes)
         server = self._server_config(updated, script)
-        process = self._spawn(current, server)
-        try:
-            wait_ready(process, self._timeout(timeout_seconds), progress, "new server")
-        except ScoringServerError as exc:
-            process.stop()
-            self.store.audit(
-                "update_failed",
-                f"{current.endpoint_name}/{current.name}",
-                endpoint=current.endpoint_name,
-                new={"changes": _jsonable(changes), "reason": _first_line(str(exc))},
-            )
-            raise ScoringServerError(
-                f"The update of {current.endpoint_name}/{current.name} did not start, so it "
-                f"still serves {current.model_uri} unchanged. {exc}"
-            ) from None
-        except BaseException:
-            process.stop()
-            raise
-        try:
-            record = self.store.replace_process(
-                endpoint, name, process.pid, process.port, str(process.log_path), changes
-            )
-        except BaseException:
-            process.stop()
-            raise
-        switched = datetime.now(UTC)
-        self._await_front(record.endpoint_name, lambda view: _loaded_after(view, switched))
-        # A reload that began before the switch is followed by another within a refresh.
-        time.sleep(FRONT_REFRESH_SECONDS)
-        old = deployment_process(current)
-        if old is not None:
-            old.stop()
-        self._remove_old_runs(record)
-        progress(f"{record.endpoint_name}/{record.name} now serves {record.model_uri}")
-        return record
+        # Held until the switch is done: reconcile stops a new server its dead starter left.
+        with starting(self._folder(current.endpoint_name, current.name)):
+            process = self._spawn(current, server)
+            try:
+                wait_ready(process, self._timeout(timeout_seconds), progress, "new server")
+            except ScoringServerError as exc:
+                process.stop()
+                self.store.audit(
+                    "update_failed",
+                    f"{current.endpoint_name}/{current.name}",
+                    endpoint=current.endpoint_name,
+                    new={"changes": _jsonable(changes), "reason": _first_line(str(exc))},
+                )
+                raise ScoringServerError(
+                    f"The update of {current.endpoint_name}/{current.name} did not start, so it "
+                    f"still serves {current.model_uri} unchanged. {exc}"
+                ) from None
+            except BaseException:
+                process.stop()
+                raise
+            try:
+                record = self.store.replace_process(
+                    endpoint, name, process.pid, process.port, str(process.log_path), changes
+                )
+            except BaseException:
+                process.stop()
+                raise
+            switched = datetime.now(UTC)
+            self._await_front(record.endpoint_name, lambda view: _loaded_after(view, switched))
+            # A reload that began before the switch is followed by another within a refresh.
+            time.sleep(FRONT_REFRESH_SECONDS)
+            old = deployment_process(current)
+            if old is not None:
+                old.stop()
+            self._remove_old_runs(record)
+            progress(f"{record.endpoint_name}/{record.name} now serves {record.model_uri}")
+            return record
 
     def restart_deployment(
         self,
@@ -376,7 +384,8 @@ class LocalTarget(DeploymentTarget):
             current = self.store.get_deployment(endpoint, name)
         script = self._bundle_script(current.bundle, current.runtime) if current.bundle else None
         server = self._server_config(current, script)
-        return self._launch(current, server, timeout_seconds, progress or _silent)
+        with starting(self._folder(current.endpoint_name, current.name)):
+            return self._launch(current, server, timeout_seconds, progress or _silent)
 
     def delete_deployment(self, name: str, endpoint: str) -> None:
         """Stop the deployment and delete it. Refused while it gets live or mirrored traffic."""

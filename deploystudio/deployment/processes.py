@@ -90,7 +90,7 @@ class ServerProcess:
         A pid that is no longer this server is left alone. Idempotent.
         """
         if not self.is_ours():
-            return False
+            return self._kill_leftovers()
         if self.kind is ServerKind.AZUREML:
             inference_server.stop(self._handle(), grace_seconds)
             return True
@@ -99,6 +99,21 @@ class ServerProcess:
             _signal_group(self.pid, signal.SIGKILL)
             _wait_gone(self.pid, 10.0)
         return True
+
+    def _kill_leftovers(self) -> bool:
+        """SIGKILL what is left of the group once its leader died (kill -9, OOM): a gunicorn
+        worker busy in init() notices only later, and meanwhile holds the listening socket.
+
+        The kernel gives no new process the pid of a group that still has members, so members
+        of this group whose command line is still this server are its leftovers.
+        """
+        if _command_line(self.pid) is not None:
+            return False  # the leader lives: another program, or a zombie not yet reaped
+        left = [pid for pid in _group_members(self.pid) if _is_this_server(self, pid)]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return bool(left)
 
     def _handle(self) -> inference_server.ServerHandle:
         return inference_server.ServerHandle(pid=self.pid, port=self.port, log_path=self.log_path)
@@ -145,6 +160,14 @@ def wait_ready(
         # While a model loads the socket accepts but nobody answers: a short probe keeps this
         # loop checking that the process is still alive.
         if process.answers(min(1.0, remaining)):
+            if not _listens(process.pid, process.port):
+                # Another program took the port between our choice and the server's bind (the
+                # server fails to bind and retries): it answered, not our server.
+                raise ScoringServerError(
+                    f"Port {process.port} on {HOST} is in use by another program, so the {what} "
+                    "could not listen there. Start it again: it then gets another port."
+                    f"\n\n{inference_server.log_tail(process.log_path)}"
+                )
             return time.monotonic() - started
         if progress and time.monotonic() - last_report >= 5:
             last_report = time.monotonic()
@@ -219,6 +242,36 @@ def _matches(kind: ServerKind, port: int, command: list[str]) -> bool:
     return marker in command and _option(command, "--port") == str(port)
 
 
+def _listens(pgid: int, port: int) -> bool:
+    """Whether a process of the group `pgid` holds the socket listening on HOST:`port`.
+
+    Read from /proc (no psutil here): the socket's inode in /proc/net/tcp, then the group's
+    file descriptors.
+    """
+    wanted = f"0100007F:{port:04X}"  # 127.0.0.1 as the kernel prints it (little-endian)
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return True  # cannot tell: do not refuse a server that answers
+    inodes = {
+        f"socket:[{fields[9]}]"
+        for fields in (line.split() for line in lines)
+        if fields[1] == wanted and fields[3] == "0A"  # 0A: LISTEN
+    }
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+        except OSError:
+            continue
+        if links & inodes:
+            return True
+    return False
+
+
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
@@ -233,8 +286,14 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return False
 
 
-def _group_has_live_members(pgid: int) -> bool:
-    # killpg(pgid, 0) also succeeds for zombies, which init reaps in its own time here.
+def _is_this_server(process: ServerProcess, pid: int) -> bool:
+    command = _command_line(pid)
+    return command is not None and _matches(process.kind, process.port, command)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the group `pgid`."""
+    members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -243,5 +302,10 @@ def _group_has_live_members(pgid: int) -> bool:
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
+
+
+def _group_has_live_members(pgid: int) -> bool:
+    # killpg(pgid, 0) also succeeds for zombies, which init reaps in its own time here.
+    return bool(_group_members(pgid))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploystudio import inference_server
+from deploystudio.deployment import starter_lock
 from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
 from deploystudio.deployment.processes import ServerProcess, our_processes
 from deploystudio.deployment.store import DeploymentStore
@@ -49,13 +50,26 @@ def _tail(process: ServerProcess | None) -> str | None:
 
 
 def reconcile_deployment(
-    store: DeploymentStore, deployment: Deployment, start_timeout_seconds: float
+    store: DeploymentStore,
+    deployment: Deployment,
+    start_timeout_seconds: float,
+    folder: Path | None = None,
 ) -> str | None:
-    """Adopt, fail or finish stopping one deployment; say what was done (None: nothing)."""
+    """Adopt, fail or finish stopping one deployment; say what was done (None: nothing).
+
+    `folder` is the deployment's folder: when the process that started it has ended, a
+    pending or starting record is settled at once and servers it started but never recorded
+    are stopped.
+    """
     label = _label(deployment)
     process = deployment_process(deployment)
+    starter_gone = folder is not None and starter_lock.abandoned(folder)
+    if starter_gone:
+        for stray in our_processes(folder):
+            if stray.pid != deployment.pid:
+                stray.stop()
     alive = process is not None and process.is_ours()
-    stale = _age_seconds(deployment) > start_timeout_seconds + _GRACE_SECONDS
+    stale = starter_gone or _age_seconds(deployment) > start_timeout_seconds + _GRACE_SECONDS
     if deployment.state is State.PENDING and stale:
         move(
             store, deployment, State.FAILED, reason="its creation was interrupted; create it again"
@@ -69,6 +83,8 @@ def reconcile_deployment(
     if deployment.state not in (State.STARTING, State.READY):
         return None
     if not alive:
+        if process is not None:
+            process.stop()  # what its dead leader left behind (workers still holding the port)
         reason = f"The server (pid {deployment.pid}): {GONE}. Restart the deployment."
         move(store, deployment, State.FAILED, reason=reason, log_tail=_tail(process))
         return f"{label}: {GONE}, marked failed"
@@ -130,7 +146,8 @@ def reconcile(
     """Reconcile every deployment, then every endpoint's front; return what was done."""
     done = []
     for deployment in store.list_deployments():
-        note = reconcile_deployment(store, deployment, start_timeout_seconds)
+        folder = endpoints_root / deployment.endpoint_name.lower() / deployment.name.lower()
+        note = reconcile_deployment(store, deployment, start_timeout_seconds, folder)
         if note:
             done.append(note)
     for endpoint in store.list_endpoints():

@@ -82,6 +82,8 @@ def stop_deployment(store: DeploymentStore, deployment: Deployment) -> bool:
     if deployment.state in (State.PENDING, State.STOPPED):
         return False
     if deployment.state is State.FAILED and not alive:
+        if process is not None:
+            process.stop()  # what its dead leader left behind (workers still holding the port)
         return False
     if deployment.state is not State.STOPPING:
         deployment = move(store, deployment, State.STOPPING)
