@@ -87,6 +87,13 @@ def sleepy_frame(mode: str, rows: int = 1) -> pd.DataFrame:
 # -- shared setup ----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def children_before() -> set[int]:
+    """This process's children before the module starts (first of its autouse fixtures): under
+    pytest-xdist a worker runs other files too, whose long-lived servers are not ours to count."""
+    return {p.pid for p in children(os.getpid())}
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("faults")
@@ -713,10 +720,14 @@ def test_registry_server_stopped_mid_listing(registry_server):
     tally.check()
 
 
-def test_no_process_of_the_suite_outlives_it():
+def test_no_process_of_the_suite_outlives_it(children_before):
     """Children of this test process that are still alive (every scenario cleans up its own)."""
     tally = Tally("faults: cleanup")
     tally.case()
-    left = [p.pid for p in children(os.getpid()) if "pytest" not in p.command]
+    left = [
+        p.pid
+        for p in children(os.getpid())
+        if "pytest" not in p.command and p.pid not in children_before
+    ]
     tally.orphans(left, "children of the test process", 5)
     tally.check()
