@@ -870,3 +870,12 @@ class StaticToken:
 
     def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
         return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def fake_target(fake: FakeAzureML, settings: Any, store: Any) -> Any:
+    """An AzureTarget on the fake's workspace, signed in with a StaticToken."""
+    from deploystudio.deployment.azure import AzureTarget
+    from deploystudio.deployment.azure_workspace import AzureWorkspace
+
+    workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
+    return AzureTarget(settings, workspace, StaticToken(), transport=fake, store=store)

@@ -13,16 +13,14 @@ import pytest
 
 from components.azure_target import subject
 from deploystudio.config import Settings, load_settings, read_secrets_section
-from deploystudio.deployment.azure import AzureTarget
 from deploystudio.deployment.azure_output import redact
 from deploystudio.deployment.azure_records import BATCH, ONLINE
-from deploystudio.deployment.azure_workspace import AzureWorkspace
 from deploystudio.deployment.base import AuthMode, local_auth_mode
 from deploystudio.deployment.batch_settings import BatchSettings
 from deploystudio.deployment.local import LocalTarget
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import EndpointAuthError
-from tests.azure_fake import FakeAzureML, StaticToken
+from tests.azure_fake import FakeAzureML, fake_target
 
 MODEL = "azureml:diabetes-regressor:1"
 
@@ -37,11 +35,6 @@ def store(tmp_path: Path) -> DeploymentStore:
     return DeploymentStore(tmp_path / "deployments.db", actor="tester")
 
 
-def _target(fake: FakeAzureML, settings: Settings, store: DeploymentStore) -> AzureTarget:
-    workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
-    return AzureTarget(settings, workspace, StaticToken(), transport=fake, store=store)
-
-
 def _stop_when(prefix: str):
     def progress(message: str) -> None:
         if message.startswith(prefix):
@@ -53,7 +46,7 @@ def _stop_when(prefix: str):
 def test_batch_operations_are_recorded_and_resumed_after_a_restart(
     fake: FakeAzureML, settings: Settings, store: DeploymentStore
 ) -> None:
-    first = _target(fake, settings, store)
+    first = fake_target(fake, settings, store)
     first.batch.create_endpoint("diabetes-batch")
     assert first.batch_records.get("diabetes-batch").state == "ready"
     fake.hold_operations = True
@@ -72,7 +65,7 @@ def test_batch_operations_are_recorded_and_resumed_after_a_restart(
     assert first.records.pending() == []  # not mixed with the online rows
 
     fake.hold_operations = False
-    second = _target(fake, settings, DeploymentStore(store.path, actor="restarted"))
+    second = fake_target(fake, settings, DeploymentStore(store.path, actor="restarted"))
     progress: list[str] = []
     finished = second.resume_pending(progress.append)
     assert [(r.target, r.kind, r.state) for r in finished] == [
@@ -89,7 +82,7 @@ def test_batch_operations_are_recorded_and_resumed_after_a_restart(
         second.batch.delete_endpoint("diabetes-batch", progress=_stop_when("delete batch"))
     assert [r.operation for r in second.batch_records.pending()] == ["delete"]
     fake.hold_operations = False
-    third = _target(fake, settings, DeploymentStore(store.path, actor="third"))
+    third = fake_target(fake, settings, DeploymentStore(store.path, actor="third"))
     third.resume_pending()
     assert len(fake.of_route("batch_endpoint", "DELETE")) == 1
     assert "diabetes-batch" not in fake.batch_endpoints
@@ -99,13 +92,13 @@ def test_batch_operations_are_recorded_and_resumed_after_a_restart(
 def test_a_failed_resumed_batch_operation_keeps_the_batch_wording(
     fake: FakeAzureML, settings: Settings, store: DeploymentStore
 ) -> None:
-    first = _target(fake, settings, store)
+    first = fake_target(fake, settings, store)
     fake.hold_operations = True
     fake.fail_operation("OutOfQuota", "Not enough cores for the cluster")
     with pytest.raises(KeyboardInterrupt):
         first.batch.create_endpoint("nightly-batch", progress=_stop_when("create batch"))
     fake.hold_operations = False
-    finished = _target(fake, settings, store).resume_pending()
+    finished = fake_target(fake, settings, store).resume_pending()
     assert [(r.kind, r.state) for r in finished] == [(BATCH, "failed")]
     assert "quota" in finished[0].reason.lower()
 
@@ -113,7 +106,7 @@ def test_a_failed_resumed_batch_operation_keeps_the_batch_wording(
 def test_online_and_batch_endpoints_of_one_name_stay_apart(
     fake: FakeAzureML, settings: Settings, store: DeploymentStore
 ) -> None:
-    target = _target(fake, settings, store)
+    target = fake_target(fake, settings, store)
     target.create_endpoint("shared-name", {"auth_mode": "aad_token"})
     target.batch.create_endpoint("shared-name")
     target.batch.delete_endpoint("shared-name")
@@ -130,7 +123,7 @@ def test_online_and_batch_endpoints_of_one_name_stay_apart(
 def test_auth_modes_are_one_enum_and_local_endpoints_refuse_azure_ones(
     fake: FakeAzureML, settings: Settings, store: DeploymentStore, tmp_path: Path
 ) -> None:
-    target = _target(fake, settings, store)
+    target = fake_target(fake, settings, store)
     endpoint = target.create_endpoint("token-ep", {"auth_mode": AuthMode.AML_TOKEN})
     assert endpoint.auth_mode is AuthMode.AML_TOKEN
     assert fake.of_route("endpoint", "PUT")[0].body["properties"]["authMode"] == "AMLToken"
@@ -168,7 +161,7 @@ def test_the_sdk_prints_nothing_to_stdout_or_stderr(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    target = _target(fake, settings, store)
+    target = fake_target(fake, settings, store)
     fake.polls_before_done = 3  # several polls, each of which the SDK marks with a dot
     with caplog.at_level(logging.DEBUG, logger="deploystudio.deployment.azure_output"):
         target.deploy_model("quiet-ep", "blue", "azureml:iris-classifier:2", all_traffic=True)

@@ -14,7 +14,6 @@ import pytest
 
 from deploystudio.config import Settings
 from deploystudio.deployment.azure import AzureTarget
-from deploystudio.deployment.azure_workspace import AzureWorkspace
 from deploystudio.deployment.base import DeploymentState, Runtime
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import (
@@ -25,7 +24,7 @@ from deploystudio.errors import (
     TrafficError,
 )
 from deploystudio.payloads import ModelInput
-from tests.azure_fake import FakeAzureML, StaticToken
+from tests.azure_fake import FakeAzureML, fake_target
 
 MODEL = "azureml:iris-classifier:2"
 
@@ -40,14 +39,9 @@ def store(tmp_path: Path) -> DeploymentStore:
     return DeploymentStore(tmp_path / "deployments.db", actor="tester")
 
 
-def _target(fake: FakeAzureML, settings: Settings, store: DeploymentStore) -> AzureTarget:
-    workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
-    return AzureTarget(settings, workspace, StaticToken(), transport=fake, store=store)
-
-
 @pytest.fixture
 def target(fake: FakeAzureML, settings: Settings, store: DeploymentStore) -> AzureTarget:
-    return _target(fake, settings, store)
+    return fake_target(fake, settings, store)
 
 
 @pytest.fixture
@@ -205,7 +199,7 @@ def test_unknown_settings_and_bad_values_are_refused_before_any_request(
 def test_a_restarted_app_resumes_watching_instead_of_resubmitting(
     fake: FakeAzureML, settings: Settings, store: DeploymentStore
 ) -> None:
-    first = _target(fake, settings, store)
+    first = fake_target(fake, settings, store)
     first.create_endpoint("iris-ep")
     fake.hold_operations = True
     # The first app run sends the PUT, then "stops": its wait is abandoned mid-operation.
@@ -225,7 +219,7 @@ def test_a_restarted_app_resumes_watching_instead_of_resubmitting(
     assert "token-never-stored" not in pending[0].continuation_token
 
     fake.hold_operations = False
-    second = _target(fake, settings, DeploymentStore(store.path, actor="restarted"))
+    second = fake_target(fake, settings, DeploymentStore(store.path, actor="restarted"))
     progress: list[str] = []
     finished = second.resume_pending(progress.append)
     assert [(r.target, r.state) for r in finished] == [("iris-ep/blue", "ready")]
@@ -239,7 +233,7 @@ def test_a_restarted_app_resumes_watching_instead_of_resubmitting(
 def test_a_resumed_operation_that_fails_records_the_reason(
     fake: FakeAzureML, settings: Settings, store: DeploymentStore
 ) -> None:
-    first = _target(fake, settings, store)
+    first = fake_target(fake, settings, store)
     first.create_endpoint("iris-ep")
     fake.hold_operations = True
     fake.fail_operation("OutOfQuota", "Not enough Standard_F2s_v2 cores")
@@ -251,7 +245,7 @@ def test_a_resumed_operation_that_fails_records_the_reason(
     with pytest.raises(KeyboardInterrupt):
         first.create_deployment("blue", MODEL, "iris-ep", progress=stop)
     fake.hold_operations = False
-    finished = _target(fake, settings, store).resume_pending()
+    finished = fake_target(fake, settings, store).resume_pending()
     assert finished[0].state == "failed"
     assert "quota" in finished[0].reason.lower()
 
