@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import sys
 import threading
 import time
+import types
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from deploystudio.deployment.operations import OperationRunner, OperationState
@@ -153,6 +157,19 @@ def _watch_traffic(store: DeploymentStore, stop: threading.Event, bad: list[str]
     return reads
 
 
+@contextmanager
+def _plain_main() -> Iterator[None]:
+    """A bare __main__ while the pool starts: spawned children re-run the parent's __main__ file,
+    and after an AppTest in the same process (an xdist worker runs many files) that is a page
+    script, which fails outside Streamlit. The children need only this module, by name."""
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = saved
+
+
 def test_many_concurrent_changes_to_one_endpoint_keep_the_store_consistent(tmp_path):
     db = tmp_path / "deployments.db"
     store = DeploymentStore(db, actor="race-test")
@@ -167,7 +184,7 @@ def test_many_concurrent_changes_to_one_endpoint_keep_the_store_consistent(tmp_p
     outcomes: list[Outcome] = []
     try:
         spawn = multiprocessing.get_context("spawn")  # no fork of this threaded process
-        with ProcessPoolExecutor(PROCESSES, mp_context=spawn) as pool:
+        with _plain_main(), ProcessPoolExecutor(PROCESSES, mp_context=spawn) as pool:
             futures = [pool.submit(race_in_process, i, str(db), start_at) for i in range(PROCESSES)]
             local: list[list[Outcome]] = [[] for _ in range(RUNNER_THREADS)]
 
