@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure import AzureTarget
 from deploystudio.deployment.azure_batch import AzureBatch
-from deploystudio.deployment.azure_workspace import AzureWorkspace
 from deploystudio.deployment.batch_jobs import JobState
 from deploystudio.deployment.batch_settings import BatchSettings, OutputAction
 from deploystudio.deployment.store import DeploymentStore
@@ -24,7 +22,7 @@ from deploystudio.errors import (
     EndpointNotFoundError,
     UnsafePathError,
 )
-from tests.azure_fake import FakeAzureML, StaticToken
+from tests.azure_fake import FakeAzureML, fake_target
 
 DATA = "azureml://datastores/workspaceblobstore/paths/diabetes/inputs/"
 SETTINGS = BatchSettings(
@@ -46,10 +44,8 @@ def fake() -> FakeAzureML:
 
 @pytest.fixture
 def batch(fake: FakeAzureML, settings: Settings, tmp_path: Path) -> AzureBatch:
-    workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
     store = DeploymentStore(tmp_path / "deployments.db", actor="tester")
-    target = AzureTarget(settings, workspace, StaticToken(), transport=fake, store=store)
-    return target.batch
+    return fake_target(fake, settings, store).batch
 
 
 @pytest.fixture
