@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import REPO_ROOT
 
@@ -26,6 +27,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STARTUP_TIMEOUT_SECONDS = 90
+# Playwright's 5 s default for `expect` is too short on a loaded 2-core CI machine: the data
+# grid's script loads lazily the first time a page shows a table, and once took longer than
+# 5 s after the heading above it appeared. Waiting longer costs nothing when things are fast.
+EXPECT_TIMEOUT_MS = 20_000
 
 
 def free_port() -> int:
@@ -103,6 +108,9 @@ def fresh_app_url(studio_home: Path, seeded, tmp_path: Path) -> Iterator[str]:
     """A server nobody has visited yet: its first session is the one under test."""
     with running_app(studio_home, tmp_path) as url:
         yield url
+
+
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ def test_create_a_probabilities_version_and_see_it_in_the_version_list(app_url, 
         page.get_by_role("heading", name="Original and wrapped, on the input example")
     ).to_be_visible(timeout=BUILD_TIMEOUT_MS)
     comparison = page.locator('[data-testid="stDataFrame"]').first
+    comparison.scroll_into_view_if_needed(timeout=LOAD_TIMEOUT_MS)
     for header in ("original: prediction", "wrapped: setosa", "wrapped: virginica"):
         expect(comparison.locator('[role="columnheader"]', has_text=header)).to_have_count(1)
 
