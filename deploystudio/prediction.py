@@ -28,7 +28,8 @@ from mlflow.types import Schema
 from mlflow.types.schema import DataType
 
 from deploystudio.config import Settings
-from deploystudio.errors import InvalidModelError, PayloadError, PredictionError
+from deploystudio.errors import InvalidModelError, PayloadError, PredictionError, UnsafePathError
+from deploystudio.model_files import links_leaving, local_artifact_folder
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.payloads import (
     ROWS_COUNTED,
@@ -112,6 +113,7 @@ def local_model_path(uri: str, settings: Settings, registry: Registry | None = N
     marker = target / _COMPLETE_MARKER
     if marker.is_file():
         return target / marker.read_text().strip()
+    _refuse_links_leaving(location, uri)
     # Download next to the target, then rename: a half-downloaded model is never used.
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
@@ -136,6 +138,20 @@ def local_model_path(uri: str, settings: Settings, registry: Registry | None = N
     if not marker.is_file():
         raise InvalidModelError(f"Could not store the download of {uri} in {target}.")
     return target / marker.read_text().strip()
+
+
+def _refuse_links_leaving(location: str, uri: str) -> None:
+    folder = local_artifact_folder(location)
+    if folder is None or not folder.is_dir():
+        return
+    leaving = links_leaving(folder)
+    if leaving:
+        shown = ", ".join(f"'{p}'" for p in leaving[:3]) + (" ..." if len(leaving) > 3 else "")
+        raise UnsafePathError(
+            f"{uri} holds links that lead outside its artifacts ({shown}), so it is not "
+            "downloaded: what they point at is not part of the model. Re-log the model with "
+            "the files themselves."
+        )
 
 
 def _predict_raw(model: PyFuncModel, model_input: ModelInput) -> tuple[Any, float]:
@@ -269,16 +285,60 @@ def predict_raw(cache: ModelCache, model_path: Path, model_input: ModelInput) ->
     except PayloadError as exc:
         raise PredictionError(str(exc)) from exc
     raw, predict_seconds = _predict_raw(model, model_input)
+    shape_warnings = unordered_output_warnings(raw)
     if not isinstance(raw, np.ndarray):
         raw = predictions_frame(raw)
+    if not shape_warnings:
+        shape_warnings = row_count_warnings(raw, input_rows(model_input.data))
     return RawPrediction(
         output=raw,
         load_seconds=load_seconds,
         predict_seconds=predict_seconds,
         from_cache=from_cache,
         # The parser may have said the same about the params already: once is enough.
-        warnings=list(dict.fromkeys([*model_input.warnings, *param_warnings])),
+        warnings=list(dict.fromkeys([*model_input.warnings, *param_warnings, *shape_warnings])),
     )
+
+
+def input_rows(data: Any) -> int | None:
+    """How many rows (first-axis items) a model input has; None when that is not defined."""
+    if isinstance(data, pd.DataFrame | np.ndarray):
+        return len(data) if np.ndim(data) else None
+    if isinstance(data, dict) and data:
+        lengths = {len(v) if np.ndim(v) else None for v in data.values()}
+        return lengths.pop() if len(lengths) == 1 else None
+    return None
+
+
+def unordered_output_warnings(raw: Any) -> list[str]:
+    """Outputs that cannot become one prediction per input row, said before the table shows
+    them as one row (a served endpoint would return the same)."""
+    if isinstance(raw, set | frozenset):
+        return [
+            f"The model returned a Python set of {len(raw)} value(s): a set has no order, so "
+            "its values cannot be matched to input rows (and a server cannot send it as JSON). "
+            "Return a list, an array or a DataFrame with one prediction per input row."
+        ]
+    if isinstance(raw, dict) and raw:
+        lengths = {str(k): len(v) if np.ndim(v) else 1 for k, v in raw.items()}
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"'{k}': {n}" for k, n in list(lengths.items())[:5])
+            return [
+                f"The model returned a dict whose values have different lengths ({listed}), so "
+                "it is shown as one row. Return one value per input row under every key."
+            ]
+    return []
+
+
+def row_count_warnings(output: np.ndarray | pd.DataFrame, rows: int | None) -> list[str]:
+    output_rows = len(output) if np.ndim(output) else 1
+    if rows is None or output_rows == rows:
+        return []
+    return [
+        f"The model returned {output_rows} prediction row(s) for {rows} input row(s), so they "
+        "are not shown beside the inputs. An endpoint would return the same: check that the "
+        "model predicts one row per input row."
+    ]
 
 
 def predict_in_process(cache: ModelCache, model_path: Path, model_input: ModelInput) -> Prediction:

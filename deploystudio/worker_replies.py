@@ -511,7 +511,14 @@ class _Decoder:
 
 
 def unsupported_message(exc: BaseException, value: Any) -> str:
+    # A result dataclass is our own wrapper around the model's output: name the output, which is
+    # what the user controls, not the wrapper.
+    what = (
+        "The model's output"
+        if dataclasses.is_dataclass(value)
+        else f"The result ({type(value).__name__})"
+    )
     return (
-        f"The result ({type(value).__name__}) cannot be sent back to the app: {exc}. Return "
-        "plain data: numbers, text, lists, dicts, arrays or DataFrames."
+        f"{what} cannot be sent back to the app: {exc}. Return plain data: numbers, text, "
+        "lists, dicts, arrays or DataFrames."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import textwrap
 import threading
 import time
@@ -303,6 +304,34 @@ def test_model_output_that_is_json_is_kept(tmp_path, worker):
     )
     out = worker.predict(path, ModelInput(pd.DataFrame({"x": [1, 2]}))).output
     assert out["prediction"].tolist() == ['{"a": 1}', '{"a": 1}']
+
+
+@pytest.mark.parametrize(
+    ("body", "rows", "message"),
+    [
+        ("return {1, 2}", 2, "a Python set of 2 value"),
+        ("return {'a': [1, 2], 'b': [3]}", 2, r"different lengths \('a': 2, 'b': 1\)"),
+        ("return [1, 2, 3]", 2, r"3 prediction row\(s\) for 2 input row\(s\)"),
+        ("return pd.DataFrame({'p': [0.5]})", 3, r"1 prediction row\(s\) for 3 input"),
+    ],
+)
+def test_output_that_is_not_one_row_per_input_row_is_said(tmp_path, worker, body, rows, message):
+    path = code_model(tmp_path, body)
+    prediction = worker.predict(path, ModelInput(pd.DataFrame({"x": list(range(rows))})))
+    assert any(re.search(message, w) for w in prediction.warnings), prediction.warnings
+    assert len(prediction.warnings) == 1
+
+
+def test_output_of_one_row_per_input_row_has_no_shape_warning(worker, iris_path):
+    assert worker.predict(iris_path, ModelInput(iris_rows(4))).warnings == []
+
+
+def test_output_that_cannot_be_sent_back_names_the_output_not_our_wrapper(tmp_path, worker):
+    path = code_model(tmp_path, "return [object() for _ in range(len(model_input))]")
+    with pytest.raises(PredictionError) as error:
+        worker.predict(path, ModelInput(pd.DataFrame({"x": [1]})))
+    assert str(error.value).startswith("The model's output cannot be sent back to the app")
+    assert "RawPrediction" not in str(error.value)
 
 
 def test_concurrent_downloads_of_one_version_agree(settings, seeded):
