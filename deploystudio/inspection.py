@@ -110,6 +110,9 @@ class EnvironmentFiles:
     requirements: list[DeclaredRequirement]
     unparsed_requirement_lines: list[str]
     model_python_version: str | None
+    # Files present but not read (e.g. a link out of the folder), with why: a report item,
+    # not a reason to stop inspecting the rest of the model.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -333,7 +336,13 @@ def describe_signature(signature: ModelSignature | None) -> SignatureInfo | None
 
 
 def _environment(files: ModelFiles, model: Model) -> EnvironmentFiles:
-    texts = {name: files.read_text(name) for name in ENVIRONMENT_FILES}
+    texts: dict[str, str | None] = {}
+    refused: dict[str, str] = {}
+    for name in ENVIRONMENT_FILES:
+        try:
+            texts[name] = files.read_text(name)
+        except UnsafePathError as exc:
+            texts[name], refused[name] = None, str(exc)
     requirements, unparsed = parse_requirements(texts["requirements.txt"] or "")
     flavor_python = _text(_flavor_conf(model, PYFUNC).get("python_version"))
     return EnvironmentFiles(
@@ -343,6 +352,7 @@ def _environment(files: ModelFiles, model: Model) -> EnvironmentFiles:
         requirements=requirements,
         unparsed_requirement_lines=unparsed,
         model_python_version=python_version_from_env_files(texts["python_env.yaml"], flavor_python),
+        refused=refused,
     )
 
 
@@ -550,6 +560,7 @@ def _environment_files_check(inspection: ModelInspection) -> Check | None:
     for name, text in (("conda.yaml", env.conda_yaml), ("python_env.yaml", env.python_env_yaml)):
         if text is not None and not _is_yaml_mapping(text):
             problems.append(f"{name} is not a YAML mapping")
+    problems.extend(why.rstrip('.') for why in env.refused.values())
     if not problems:
         return None
     return Check(

@@ -3,20 +3,48 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from deploystudio.errors import InvalidModelError, UnsafePathError
 
 # Listing stops here: a model with more files is listed in part and says so.
 MAX_LISTED_ARTIFACTS = 2000
+
+
+def local_artifact_folder(location: str) -> Path | None:
+    """The folder an artifact location names on this machine (a file:// URI or a plain path);
+    None for remote stores (s3://, mlflow-artifacts:/, ...), which have no links to follow."""
+    scheme = urlparse(location).scheme
+    if scheme == "file":
+        return Path(local_file_uri_to_path(location))
+    return Path(location) if scheme == "" else None
+
+
+def links_leaving(root: Path) -> list[str]:
+    """Relative paths of the links under `root` that lead outside it.
+
+    MLflow's download of a whole local artifact folder copies what such a link points at
+    (it checks single files, not folders), so a registered version whose source folder holds a
+    link to /home/someone/.ssh/id_rsa would have that file copied into our cache.
+    """
+    real_root = root.resolve()
+    leaving = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+                leaving.append(path.relative_to(root).as_posix())
+    return sorted(leaving)
 
 
 @dataclass(frozen=True)

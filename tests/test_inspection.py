@@ -201,14 +201,19 @@ def test_symlinks_out_of_the_model_are_never_followed(tmp_path):
     assert {"MLmodel", "requirements.txt", "escape"} <= paths
 
 
-def test_symlinked_requirements_file_makes_inspection_fail_safely(settings, tmp_path):
+def test_symlinked_requirements_file_is_a_report_line_and_is_never_read(settings, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "MLmodel").write_text("flavors:\n  python_function: {}\n")
     (tmp_path / "secret.txt").write_text("mlflow==0.0.1")
     os.symlink(tmp_path / "secret.txt", model / "requirements.txt")
-    with pytest.raises(UnsafePathError, match="outside"):
-        inspect_model(str(model), settings)
+    inspection = inspect_model(str(model), settings)
+    assert inspection.environment.requirements_txt is None
+    assert inspection.environment.requirements == []
+    check = next(c for c in inspection.report if c.name == "Environment files")
+    assert check.status is CheckStatus.WARN
+    assert "'requirements.txt' leads outside the model folder" in check.detail
+    assert "mlflow==0.0.1" not in str(inspection)
 
 
 def test_inspection_of_registry_models_downloads_only_small_files(settings, seeded):

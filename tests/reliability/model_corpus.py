@@ -153,6 +153,18 @@ def _link(relative: str, target: Callable[[Path], Path]) -> Callable[[Path, Path
     return apply
 
 
+def _link_to_sibling(relative: str) -> Callable[[Path, Path], None]:
+    """A link to a file beside the model folder: MLflow's folder download allows what lies
+    under the folder's parent, so only our own check keeps it out of the cache."""
+
+    def apply(folder: Path, outside: Path) -> None:
+        sibling = folder.parent / f"{folder.name}-sibling.txt"
+        sibling.write_text(SENTINEL_TEXT)
+        _link(relative, lambda o: sibling)(folder, outside)
+
+    return apply
+
+
 def _pyfunc(change: Callable[[dict], None]) -> Callable[[Path, Path], None]:
     return _edit(lambda data: change(data["flavors"]["python_function"]))
 
@@ -306,6 +318,12 @@ DAMAGES: list[Damage] = [
     ),
     Damage("artifact symlink outside", _link("data/leak", lambda o: o), ()),
     Damage("artifact symlink to /etc", _link("etc-link", lambda o: Path("/etc")), ()),
+    Damage(
+        "requirements.txt a symlink beside the folder",
+        _link_to_sibling("requirements.txt"),
+        ("requirements.txt",),
+    ),
+    Damage("artifact symlink beside the folder", _link_to_sibling("data/beside"), ()),
 ]
 # Damages that name no field (a symlink that nothing reads) must only never read the outside
 # file and never crash.

@@ -192,6 +192,15 @@ def test_a_damaged_model_folder_is_reported_by_name(studio: Studio, damage: Dama
         settings,
         studio.outside,
     )
+    # Predict, deploy and batch all start by downloading the version: a link out of the
+    # folder must not bring what it points at into the studio's cache.
+    downloaded = _tried(lambda: local_model_path(uri, settings, registry))
+    leaked = files_containing(settings.home, SENTINEL_TEXT)
+    assert not leaked, f"{damage.name}: the download copied the outside file to {leaked}"
+    if isinstance(downloaded, DeployStudioError):
+        assert "outside" in str(downloaded) or any(n in str(downloaded) for n in damage.names), (
+            f"{damage.name}: the download failed without saying why: {downloaded}"
+        )
 
 
 def test_the_good_model_passes(studio: Studio):
