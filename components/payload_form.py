@@ -17,7 +17,13 @@ from components.typed_inputs import (
     render_params,
 )
 from deploystudio.inspection import SchemaField, SignatureInfo
-from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload, write_payload
+from deploystudio.payloads import (
+    ModelInput,
+    PayloadFormat,
+    check_params,
+    parse_payload,
+    write_payload,
+)
 
 FORM_ONE_ROW = "One row"
 FORM_ROWS = "Several rows"
@@ -36,6 +42,10 @@ def frame_model_input(
     frame: pd.DataFrame, signature: ModelSignature | None, params: dict[str, Any] | None
 ) -> ModelInput:
     """A table from widgets, sent through the same JSON and casts a server applies."""
+    if signature is not None:
+        # Checked before writing: MLflow's writer infers a schema from the params and fails on
+        # a list such as ["a", null] with its own exception text, which names no param.
+        check_params(params, signature.params)
     body = write_payload(ModelInput(frame, params), PayloadFormat.DATAFRAME_SPLIT)
     return parse_payload(body, signature, PayloadFormat.DATAFRAME_SPLIT)
 

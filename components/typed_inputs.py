@@ -101,7 +101,13 @@ def _list_param(param: ParamField, key: str) -> Any:
         key=f"{key}_param_{param.name}",
     )
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
-        st.error(f"Param '{param.name}' must be a JSON list such as [1, 2].")
-        return param.default
+        value = None
+    flat = isinstance(value, list) and not any(isinstance(v, list | dict) for v in value)
+    if flat:
+        return value
+    st.error(f"Param '{param.name}' must be a JSON list of single values, such as [1, 2].")
+    # The text itself, not the default: Predict then refuses it by name instead of quietly
+    # sending a value the user did not type (MLflow's own check lets [null, []] through).
+    return text

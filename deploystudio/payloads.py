@@ -55,6 +55,10 @@ from deploystudio.errors import PayloadError
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 NPY_MAGIC = b"\x93NUMPY"
 PARQUET_MAGIC = b"PAR1"
+TOO_DEEP = (
+    "The body is nested too deeply to read (over 1,000 levels of brackets). Send the data as "
+    "rows of values, such as [[1.0, 2.0], [3.0, 4.0]]."
+)
 PARAMS_KEY = "params"
 # Azure's split orientation: `columns` and `data`, optionally `index` (pandas' split keys).
 _SPLIT_KEYS = frozenset({"columns", "index", "data"})
@@ -852,10 +856,7 @@ def _load_json(text: str) -> Any:
         ) from exc
     except RecursionError as exc:
         # orjson stops at 1024 levels; json recurses once per level and overflows the stack.
-        raise PayloadError(
-            "The body is nested too deeply to read (over 1,000 levels of brackets). Send the "
-            "data as rows of values, such as [[1.0, 2.0], [3.0, 4.0]]."
-        ) from exc
+        raise PayloadError(TOO_DEEP) from exc
 
 
 def _not_an_object(parsed: Any) -> PayloadError:
@@ -878,6 +879,10 @@ def _readable(
     """
     message = exc.message.replace(SCORING_PROTOCOL_CHANGE_INFO, "").strip()
     message = message.removeprefix("Invalid input.").strip()
+    if "RecursionError" in message:
+        # json read a body of 1,025-1,000,000 levels that orjson refused; MLflow's parse then
+        # overflowed the stack and wrapped the RecursionError's repr into its message.
+        return PayloadError(TOO_DEEP)
     conversion = re.search(
         r"Failed to convert column (.+?) to type '([^']*)'\. Error: '(.*)'$", message, re.S
     )

@@ -31,14 +31,22 @@ def input_files(input_path: Path) -> list[Path]:
     """The files a job over `input_path` scores, sorted by name: the file itself, or the files
     directly inside the folder (sub-folders are ignored, as Azure does)."""
     path = Path(input_path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
+    try:
+        if path.is_file():
+            return [path]
+        if not path.is_dir():
+            raise BatchInputError(
+                f"The input '{input_path}' does not exist: give a .csv or .parquet file, or a "
+                "folder of them."
+            )
+        files = sorted(p for p in path.iterdir() if p.is_file())
+    except OSError as exc:
+        # is_file() only hides "does not exist": a name over the OS's limit (ENAMETOOLONG) or
+        # a folder without read permission raise here.
         raise BatchInputError(
-            f"The input '{input_path}' does not exist: give a .csv or .parquet file, or a folder "
-            "of them."
-        )
-    files = sorted(p for p in path.iterdir() if p.is_file())
+            f"The input '{input_path}' cannot be read ({exc.strerror or exc}): give a .csv or "
+            ".parquet file, or a folder of them, that this server may read."
+        ) from None
     if not files:
         raise BatchInputError(
             f"The folder '{input_path}' holds no files (sub-folders are not read, as on Azure ML)."
@@ -52,7 +60,14 @@ def check_within_roots(input_path: Path, roots: tuple[Path, ...]) -> Path:
     if "\x00" in str(input_path):
         # The OS cannot take a NUL byte in a path: resolve() would raise ValueError.
         raise BatchInputError(f"{str(input_path)!r} contains a NUL byte: give a real folder path.")
-    resolved = Path(input_path).expanduser().resolve()
+    try:
+        resolved = Path(input_path).expanduser().resolve()
+    except RuntimeError:
+        # "~name/..." for a user this machine does not know: pathlib cannot expand it.
+        raise BatchInputError(
+            f"'{input_path}' starts with a home folder ('~') this server does not know: give the "
+            "full path of a folder inside the batch input folders."
+        ) from None
     for root in roots:
         if resolved.is_relative_to(Path(root).expanduser().resolve()):
             return resolved
