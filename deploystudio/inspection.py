@@ -560,7 +560,7 @@ def _environment_files_check(inspection: ModelInspection) -> Check | None:
     for name, text in (("conda.yaml", env.conda_yaml), ("python_env.yaml", env.python_env_yaml)):
         if text is not None and not _is_yaml_mapping(text):
             problems.append(f"{name} is not a YAML mapping")
-    problems.extend(why.rstrip('.') for why in env.refused.values())
+    problems.extend(why.rstrip(".") for why in env.refused.values())
     if not problems:
         return None
     return Check(

@@ -167,7 +167,11 @@ def _predict_raw(model: PyFuncModel, model_input: ModelInput) -> tuple[Any, floa
     except MemoryError:
         raise  # the worker reports it with its memory limit
     except Exception as exc:  # model code can raise anything; the user needs its message
-        raise PredictionError(f"The model raised {type(exc).__name__}: {exc}") from exc
+        raise PredictionError(
+            f"The model raised {type(exc).__name__}: {exc}. The input passed the signature's "
+            "checks, so the model's own code refused these values: change the values it names, "
+            "or handle them in the model (Customize wraps it with your own pre-processing)."
+        ) from exc
     return raw, time.perf_counter() - started
 
 
