@@ -116,6 +116,12 @@ class _Failure:
     message: str
     headers: dict[str, str]
     times: int
+    # Instead of an ARM error body: raise this azure-core exception at the transport, or answer
+    # these bytes (a malformed body). `after`: the workspace handles the request first, so the
+    # change happens and only its answer is lost or garbled.
+    raises: type[BaseException] | None = None
+    raw: bytes | None = None
+    after: bool = False
 
 
 @dataclass
@@ -161,6 +167,10 @@ class FakeAzureML(HttpTransport):
     # (kind, name) -> {version: resource} for models, codes, environments, data.
     assets: dict[tuple[str, str], dict[str, dict]] = field(default_factory=dict)
     _failures: list[_Failure] = field(default_factory=list)
+    # Waits the SDK's retry and polling policies asked this transport for (seconds, as asked);
+    # each one really sleeps `time_scale` times as long (0: fault suites run without waiting).
+    slept: list[float] = field(default_factory=list)
+    time_scale: float = 1.0
     _operation_errors: list[tuple[str, dict | None]] = field(default_factory=list)
     _operations: dict[str, _Operation] = field(default_factory=dict)
     # azure-ai-ml uploads a folder's files from a thread pool.
@@ -177,11 +187,24 @@ class FakeAzureML(HttpTransport):
         method: str = "*",
         headers: dict[str, str] | None = None,
         times: int = 1,
+        *,
+        raises: type[BaseException] | None = None,
+        raw: bytes | None = None,
+        after: bool = False,
     ) -> None:
-        """Answer the next `times` requests to `route` (see _ROUTES) with this ARM error."""
+        """Answer the next `times` requests to `route` (see _ROUTES) with this ARM error; or
+        raise `raises` (e.g. azure-core's ServiceRequestError) at the transport, or answer the
+        bytes `raw`. `after=True` handles the request first (see _Failure)."""
         self._failures.append(
-            _Failure(method, route, status, code, message, dict(headers or {}), times)
+            _Failure(
+                method, route, status, code, message, dict(headers or {}), times, raises, raw, after
+            )
         )
+
+    def clear_faults(self) -> None:
+        """Forget injected failures that no request has used up yet."""
+        self._failures.clear()
+        self._operation_errors.clear()
 
     def set_job_status(
         self, name: str, status: str, error: dict[str, str] | None = None, ended: bool = True
@@ -223,6 +246,11 @@ class FakeAzureML(HttpTransport):
 
     def close(self) -> None:
         pass
+
+    def sleep(self, duration: float) -> None:
+        # azure-core's retry and polling policies wait through their transport.
+        self.slept.append(duration)
+        time.sleep(duration * self.time_scale)
 
     def serve_storage(self, monkeypatch: Any) -> None:
         """Send azure-ai-ml's blob uploads here too (see the module docstring): its two
@@ -270,13 +298,15 @@ class FakeAzureML(HttpTransport):
         else:
             route, params = _match(url.path)
         failure = self._take_failure(route, request.method)
-        if failure is not None:
-            return _response(
-                request,
-                failure.status,
-                {"error": {"code": failure.code, "message": failure.message}},
-                failure.headers,
-            )
+        if failure is not None and not failure.after:
+            return _injected(request, failure)
+        answer = self._answer(request, route, params, parsed, headers)
+        return answer if failure is None else _injected(request, failure)
+
+    def _answer(
+        self, request: Any, route: str | None, params: dict, parsed: Any, headers: dict
+    ) -> HttpResponseImpl:
+        url = urlparse(request.url)
         if route is None:
             return _response(request, 404, _error("NoSuchRoute", f"No fake for {url.path}"))
         if route == "score":
@@ -766,6 +796,16 @@ class FakeAzureML(HttpTransport):
         return 200, payload, {"Retry-After-Ms": "5"}
 
 
+def _injected(request: Any, failure: _Failure) -> HttpResponseImpl:
+    if failure.raises is not None:
+        raise failure.raises(failure.message)
+    if failure.raw is not None:
+        headers = {"Content-Type": "application/json", **failure.headers}
+        return _Canned(request, failure.status, failure.raw, headers)
+    body = {"error": {"code": failure.code, "message": failure.message}}
+    return _response(request, failure.status, body, failure.headers)
+
+
 def _raw_body(request: Any) -> bytes:
     """A blob request's body as bytes: the storage client sends bytes, a file or chunks."""
     body = request.content if hasattr(request, "content") else request.body
@@ -851,6 +891,7 @@ _REASONS = {
     424: "Failed Dependency",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 

@@ -23,7 +23,12 @@ from typing import Any
 
 from deploystudio.config import Settings
 from deploystudio.deployment import azure_records
-from deploystudio.deployment.azure_errors import LOG_TAIL_LINES, azure_errors, translate
+from deploystudio.deployment.azure_errors import (
+    LOG_TAIL_LINES,
+    azure_errors,
+    never_started,
+    translate,
+)
 from deploystudio.deployment.azure_output import sdk_output
 from deploystudio.deployment.azure_records import (
     BATCH,
@@ -632,6 +637,7 @@ class AzureTarget(DeploymentTarget):
         AzureBatch of this target submits through here too."""
         say = progress or _quiet
         records = self._records(kind)
+        before = records.get(endpoint, deployment)
         records.begin(
             endpoint, deployment, operation, model_uri=model_uri, bundle=bundle, settings=settings
         )
@@ -641,6 +647,7 @@ class AzureTarget(DeploymentTarget):
             "instance": instance,
             "kind": kind,
         }
+        poller = None
         try:
             say(f"Sending: {action}")
             with sdk_output():
@@ -652,8 +659,13 @@ class AzureTarget(DeploymentTarget):
             error = translate(
                 exc, action, log_tail=self._tail(record) if deployment else None, **context
             )
-            log_tail = getattr(error, "log_tail", None)
-            records.finish(endpoint, deployment, azure_records.FAILED, str(error), log_tail)
+            if poller is None and never_started(exc):
+                # Azure refused the request or never got it: nothing runs there, so the store
+                # keeps what it had (no row is left for a resource that was never created).
+                records.restore(endpoint, deployment, before)
+            else:
+                log_tail = getattr(error, "log_tail", None)
+                records.finish(endpoint, deployment, azure_records.FAILED, str(error), log_tail)
             say(f"Failed: {error}")
             raise error from exc
         self._succeeded(operation, endpoint, deployment, records)

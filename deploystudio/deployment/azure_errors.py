@@ -87,19 +87,45 @@ def translate(
     from azure.ai.ml.exceptions import ValidationException
     from azure.core.exceptions import (
         ClientAuthenticationError,
+        DecodeError,
         HttpResponseError,
         ResourceExistsError,
         ResourceNotFoundError,
         ServiceRequestError,
+        ServiceResponseError,
     )
+
+    from deploystudio.deployment.azure_output import redact
 
     if isinstance(exc, DeployStudioError):
         return exc
     if isinstance(exc, ValidationException):
         return AzureSpecError(f"azure-ai-ml refused to {action}: {exc.message}")
     if isinstance(exc, ServiceRequestError):
+        # A transport's message may quote the URL, and a storage URL its SAS signature.
         return AzureConnectionError(
-            f"Azure could not be reached to {action} ({exc.message}). Check the network or proxy."
+            f"Azure could not be reached to {action} ({redact(str(exc.message))}). Check the "
+            "network or proxy, then try again."
+        )
+    if isinstance(exc, ServiceResponseError):
+        return AzureConnectionError(
+            f"The request to {action} was sent, but Azure's answer never arrived "
+            f"({redact(str(exc.message))}). Azure may have started it: refresh to see its state "
+            "before trying again, and check the network or proxy if it happens again."
+        )
+    if _gave_up_connecting(exc):
+        return AzureConnectionError(
+            f"Azure could not be reached to {action}: azure-ai-ml tried 5 times. If only the "
+            "answers were lost, Azure may have done it anyway (a batch job started): refresh to "
+            "see, then try again; check the network or proxy if it happens again."
+        )
+    if isinstance(exc, DecodeError | json.JSONDecodeError):
+        # Neither the body nor the parser's message is quoted: a cut-short answer (listKeys)
+        # may hold keys.
+        return AzureOperationError(
+            f"Azure's answer to the request to {action} could not be read (cut short, or not "
+            "JSON), so whether Azure did it is unknown. Refresh to see its state, then try "
+            "again if it is not done."
         )
     code = error_code(exc)
     detail = _azure_message(exc)
@@ -177,6 +203,36 @@ def translate(
             "again later if it is a service error."
         )
     return AzureOperationError(f"Could not {action}: {type(exc).__name__}: {exc}")
+
+
+def _gave_up_connecting(exc: BaseException) -> bool:
+    # azure-ai-ml's batch invoke retries connection errors itself, then raises a bare
+    # MlException with this text and no cause: its message is all there is to go by.
+    from azure.ai.ml.exceptions import MlException
+
+    return isinstance(exc, MlException) and str(exc.message).startswith("Max retry attempts")
+
+
+def never_started(exc: BaseException) -> bool:
+    """Whether a failed request certainly started nothing in Azure: it was never sent (no
+    token, no connection, refused by azure-ai-ml) or Azure answered it with an error status.
+    A lost or unreadable answer may hide an operation Azure did start."""
+    from azure.ai.ml.exceptions import ValidationException
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        DecodeError,
+        HttpResponseError,
+        ServiceRequestError,
+    )
+
+    if isinstance(exc, DecodeError):
+        return False
+    if isinstance(exc, ServiceRequestError | ValidationException | DeployStudioError):
+        return True
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ClientAuthenticationError) and status is None:
+        return True  # the credential gave no token: nothing was sent
+    return isinstance(exc, HttpResponseError) and status is not None and status >= 400
 
 
 def _safe_tail(log_tail: Callable[[], str | None] | None) -> str | None:

@@ -190,6 +190,40 @@ class AzureRecords:
         action = f"azure {row['operation'] if row and row['operation'] else 'change'}"
         self._audit(action, endpoint, deployment, {"state": state, "reason": reason})
 
+    def restore(self, endpoint: str, deployment: str, previous: AzureRecord | None) -> None:
+        """Put the row back as it was before `begin` (no row: drop it), for an operation Azure
+        never started (its request was refused or never sent)."""
+        with self.store.write_transaction() as conn:
+            if previous is None:
+                conn.execute(
+                    f"DELETE FROM {self._table}"
+                    " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                    (self.workspace, endpoint, deployment),
+                )
+            else:
+                conn.execute(
+                    f"UPDATE {self._table} SET state = ?, operation = ?, continuation_token = ?,"
+                    " reason = ?, log_tail = ?, model_uri = ?, bundle = ?, settings = ?,"
+                    " updated_at = ?"
+                    " WHERE workspace = ? AND endpoint_name = ? AND deployment_name = ?",
+                    (
+                        previous.state,
+                        previous.operation,
+                        previous.continuation_token,
+                        previous.reason,
+                        previous.log_tail,
+                        previous.model_uri,
+                        previous.bundle,
+                        json.dumps(previous.settings, sort_keys=True),
+                        previous.updated_at.isoformat(),
+                        self.workspace,
+                        endpoint,
+                        deployment,
+                    ),
+                )
+        state = previous.state if previous else "none"
+        self._audit("azure request refused", endpoint, deployment, {"state": state})
+
     def remove(self, endpoint: str, deployment: str | None = None) -> None:
         """Drop a deleted deployment's row, or (deployment None) an endpoint's rows."""
         with self.store.write_transaction() as conn:
