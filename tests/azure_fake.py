@@ -572,7 +572,14 @@ class FakeAzureML(HttpTransport):
         inputs = ((body or {}).get("properties") or {}).get("inputData")
         if not inputs:
             return 400, _error("BadInput", "inputData is required"), {}
-        name = f"batchjob-{secrets.token_hex(6)}"
+        # The name the client chose, else one of Azure's own. Job names are unique in a
+        # workspace: a second job under a taken name is refused (the status Azure uses for it
+        # is not documented; 409 here, and our code does not depend on which).
+        name = ((body or {}).get("properties") or {}).get("name") or (
+            f"batchjob-{secrets.token_hex(6)}"
+        )
+        if name in self.jobs:
+            return 409, _error("UserError", f"A job named {name} already exists."), {}
         job = {
             "id": f"{self._base()}/jobs/{name}",
             "name": name,

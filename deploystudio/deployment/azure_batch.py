@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -327,11 +328,17 @@ class AzureBatch:
                     f"Batch endpoint {endpoint!r} has no default deployment: name the "
                     "deployment to run, or make one the default first."
                 )
+        # The job's name is ours, chosen before sending: azure-ai-ml 1.35 sends the POST again
+        # (up to 5 times) when an answer is lost, and a second job cannot take a name already
+        # taken. So one submit starts at most one job, and that job can be found by its name.
+        name = f"batchjob-{uuid.uuid4()}"
         try:
             job = self.client.batch_endpoints.invoke(
-                endpoint_name=endpoint, deployment_name=deployment, input=entity
+                endpoint_name=endpoint, deployment_name=deployment, input=entity, job_name=name
             )
         except Exception as exc:
+            if self._job_exists(name):
+                return name  # an earlier POST of this submit started it; its answer was lost
             raise translate(
                 exc,
                 f"start a job on batch endpoint {endpoint!r}",
@@ -340,6 +347,15 @@ class AzureBatch:
                 kind="batch",
             ) from exc
         return str(job.name)
+
+    def _job_exists(self, name: str) -> bool:
+        """Whether the workspace has job `name`; False when that cannot be told (the caller
+        then reports its own error, which says to refresh before trying again)."""
+        try:
+            self.client.jobs.get(name)
+        except Exception:
+            return False
+        return True
 
     def job_status(self, job_name: str) -> BatchJobStatus:
         """The job's status (from ARM) with its start, end and error (from run history)."""
