@@ -525,10 +525,12 @@ def _payload_format_check(inspection: ModelInspection) -> Check:
 def _pinning_check(inspection: ModelInspection) -> Check:
     env = inspection.environment
     if env.requirements_txt is None:
+        found = "requirements.txt was not read (see Environment files)"
         return Check(
             "Requirements pinned",
             CheckStatus.WARN,
-            "No requirements.txt: the serving environment cannot be rebuilt as it was trained.",
+            f"{found if 'requirements.txt' in env.refused else 'No requirements.txt'}: the "
+            "serving environment cannot be rebuilt as it was trained.",
             "Re-log the model (MLflow writes requirements.txt) or add pip_requirements.",
         )
     unpinned = [r.name for r in env.requirements if r.pinned_version is None]

@@ -213,6 +213,8 @@ def test_symlinked_requirements_file_is_a_report_line_and_is_never_read(settings
     check = next(c for c in inspection.report if c.name == "Environment files")
     assert check.status is CheckStatus.WARN
     assert "'requirements.txt' leads outside the model folder" in check.detail
+    pinned = next(c for c in inspection.report if c.name == "Requirements pinned")
+    assert pinned.detail.startswith("requirements.txt was not read (see Environment files)")
     assert "mlflow==0.0.1" not in str(inspection)
 
 
