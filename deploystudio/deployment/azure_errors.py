@@ -162,9 +162,10 @@ def translate(
         )
     if status == 429:
         return AzureThrottledError(
-            f"Azure is throttling requests (429) and kept refusing to {action} after the SDK "
-            f"retried, waiting as Azure asked (Retry-After): {detail}. Wait a minute, then try "
-            "again."
+            # azure-core retries a 429 only where it may (not a POST without Retry-After), so
+            # this does not claim that it did.
+            f"Azure is throttling requests (429) and refused to {action}: {detail}. Wait a "
+            "minute, then try again."
         )
     if _was_canceled(exc) or (code or "").lower() in ("canceled", "operationcanceled"):
         return AzureOperationCanceledError(
