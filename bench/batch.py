@@ -40,7 +40,7 @@ import pandas as pd
 
 from deploystudio.config import load_settings
 from deploystudio.demo import seed_demo
-from deploystudio.deployment.batch import BatchSettings, start_batch_job, wait_for_batch_job
+from deploystudio.deployment.batch.jobs import BatchSettings, start_batch_job, wait_for_batch_job
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 

@@ -68,11 +68,11 @@ from deploystudio.config import Settings, load_settings
 from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
 from deploystudio.deployment.base import DeploymentState, Runtime
 from deploystudio.deployment.invoke import request_body
-from deploystudio.deployment.local import LocalTarget
-from deploystudio.deployment.servers import MODEL_FOLDER
+from deploystudio.deployment.local.servers import MODEL_FOLDER
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import scrubbed_environment
 from deploystudio.registry import Registry
+from deploystudio.worker.isolation import scrubbed_environment
 
 HOST = "127.0.0.1"
 DEMO_URI = "models:/iris-classifier/1"

@@ -5,7 +5,7 @@ For the demo classifier (iris-classifier, champion), in one run:
 - for 1, 1,000 and 100,000 rows: the first and the cached preview of a frame as the Predict page
   makes it (`PredictionWorker.predict`: pickled to the worker process, predicted there with
   signature enforcement, the output sent back as JSON plus raw buffers (never unpickled here,
-  see `deploystudio.worker_replies`) and made a table) vs. plain `model.predict(frame)`
+  see `deploystudio.worker.replies`) and made a table) vs. plain `model.predict(frame)`
   in this process. Both are warmed up first, then called in alternating blocks (each goes first
   half the time, so a noisy machine penalises both alike; see `alternate` for why blocks rather
   than single calls); medians of all calls, and the ratio;
@@ -47,8 +47,8 @@ from deploystudio.config import load_settings
 from deploystudio.demo import seed_demo
 from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload, write_payload
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import PredictionWorker
 from deploystudio.registry import Registry
+from deploystudio.worker.process import PredictionWorker
 
 MODEL_URI = "models:/iris-classifier@champion"
 SIZES = (1, 1_000, 100_000)

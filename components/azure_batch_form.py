@@ -13,15 +13,15 @@ from components.batch_form import render_settings
 from components.deploy_form import ModelChoice
 from components.operation_status import current_operation, follow_operation, start_operation
 from deploystudio.access import Action
-from deploystudio.deployment.azure_batch import BatchDeploymentInfo
-from deploystudio.deployment.azure_records import BATCH
-from deploystudio.deployment.azure_workspace import AzureWorkspace
-from deploystudio.deployment.batch_azure import (
+from deploystudio.deployment.azure.batch import BatchDeploymentInfo
+from deploystudio.deployment.azure.records import BATCH
+from deploystudio.deployment.azure.workspace import AzureWorkspace
+from deploystudio.deployment.batch.azure_yaml import (
     batch_deployment,
     batch_deployment_yaml,
     batch_endpoint_yaml,
 )
-from deploystudio.deployment.batch_settings import BatchSettings
+from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.errors import DeployStudioError
 
 OPERATION_SLOT = "azure_batch_operation"

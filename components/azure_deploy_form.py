@@ -10,7 +10,7 @@ from components.azure_target import azure_target, subject
 from components.deploy_form import ModelChoice
 from components.operation_status import current_operation, follow_operation, start_operation
 from deploystudio.access import Action
-from deploystudio.deployment.azure_workspace import AzureWorkspace
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 
 OPERATION_SLOT = "azure_deploy_operation"
 

@@ -13,8 +13,8 @@ import streamlit as st
 from components import services
 from components.azure_fields import DeploymentFields, render_deployment_fields
 from components.deploy_form import ModelChoice
-from deploystudio.deployment.azure_export import README_FILE, ExportResult, export_online
-from deploystudio.deployment.azure_specs import (
+from deploystudio.deployment.azure.export import README_FILE, ExportResult, export_online
+from deploystudio.deployment.azure.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
     model_source,

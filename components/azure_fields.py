@@ -9,7 +9,7 @@ import streamlit as st
 from components import services
 from components.deploy_form import ModelChoice, bundles_for
 from deploystudio.customization.bundles import bundle_store
-from deploystudio.deployment.azure_specs import (
+from deploystudio.deployment.azure.specs import (
     AUTH_MODES,
     DEFAULT_INSTANCE_TYPE,
     MAX_INSTANCE_COUNT,

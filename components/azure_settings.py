@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from components import services
-from deploystudio.deployment.azure_workspace import (
+from deploystudio.deployment.azure.workspace import (
     FIELDS,
     AzureWorkspace,
     ConnectionReport,

@@ -18,9 +18,9 @@ from typing import Any
 import streamlit as st
 
 from components import services
-from deploystudio.deployment.azure import AzureTarget
-from deploystudio.deployment.azure_records import ONLINE
-from deploystudio.deployment.azure_workspace import AzureWorkspace
+from deploystudio.deployment.azure.online import AzureTarget
+from deploystudio.deployment.azure.records import ONLINE
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 
 RESUME_TITLE = "Resume Azure operations left running by the last app run"
 connection_for_tests: Callable[[AzureWorkspace], tuple[Any, Any]] | None = None

@@ -13,8 +13,8 @@ from components.deploy_form import ModelChoice, bundles_for
 from deploystudio.config import Settings
 from deploystudio.customization.bundles import BundleStore
 from deploystudio.customization.scoring_script import ScriptTemplate
-from deploystudio.deployment.batch_inputs import check_within_roots
-from deploystudio.deployment.batch_settings import LOGGING_LEVELS, BatchSettings, OutputAction
+from deploystudio.deployment.batch.inputs import check_within_roots
+from deploystudio.deployment.batch.settings import LOGGING_LEVELS, BatchSettings, OutputAction
 from deploystudio.errors import BatchInputError, BatchSettingsError
 
 UPLOAD, FOLDER = "upload", "folder"

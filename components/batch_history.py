@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from deploystudio.config import Settings
-from deploystudio.deployment.batch import list_batch_jobs
-from deploystudio.deployment.batch_jobs import BatchJob
+from deploystudio.deployment.batch.jobs import list_batch_jobs
+from deploystudio.deployment.batch.records import BatchJob
 
 PAST_JOBS_SHOWN = 50
 

@@ -14,7 +14,7 @@ from components.batch_history import job_seconds
 from components.prediction_chart import prediction_figure
 from deploystudio.access import Action
 from deploystudio.config import Settings
-from deploystudio.deployment.batch import (
+from deploystudio.deployment.batch.jobs import (
     batch_deployment,
     batch_deployment_yaml,
     batch_endpoint_yaml,
@@ -23,8 +23,8 @@ from deploystudio.deployment.batch import (
     cancel_batch_job,
     get_batch_job,
 )
-from deploystudio.deployment.batch_jobs import BatchJob, FileState, JobState
-from deploystudio.deployment.batch_scoring import FILE_COLUMN, ROW_COLUMN
+from deploystudio.deployment.batch.records import BatchJob, FileState, JobState
+from deploystudio.deployment.batch.scoring import FILE_COLUMN, ROW_COLUMN
 from deploystudio.deployment.deploy_request import suggest_endpoint_name
 from deploystudio.deployment.store import acting_as
 from deploystudio.errors import DeployStudioError

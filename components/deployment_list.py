@@ -11,7 +11,7 @@ from components import access, endpoint_changes, services
 from components.endpoint_tables import deployments_frame
 from deploystudio.access import Action
 from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import Progress
 from deploystudio.errors import ScoringServerError
 

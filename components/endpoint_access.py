@@ -20,7 +20,7 @@ from components.snippets import (
 from deploystudio.access import Action
 from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint
 from deploystudio.deployment.invoke import DEPLOYMENT_HEADER, request_body
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.errors import (
     DeploymentNotFoundError,
     DeployStudioError,

@@ -11,7 +11,7 @@ import streamlit as st
 from components import access, endpoint_changes, services
 from deploystudio.access import Action
 from deploystudio.deployment.base import AuthMode, Endpoint
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import Progress
 from deploystudio.deployment.store import KEY_NAMES
 

@@ -20,7 +20,7 @@ import streamlit as st
 from components import services
 from deploystudio.deployment import invoke
 from deploystudio.deployment.base import AuthMode, DeploymentState
-from deploystudio.deployment.processes import HOST
+from deploystudio.deployment.local.processes import HOST
 from deploystudio.errors import DeployStudioError
 
 REFRESH_SECONDS = 2.0

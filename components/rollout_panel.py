@@ -16,7 +16,7 @@ from components import access, endpoint_changes, services
 from deploystudio.access import Action
 from deploystudio.deployment import invoke, rollout
 from deploystudio.deployment.base import AuthMode, Deployment, Endpoint
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import Progress
 from deploystudio.deployment.rollout import Change, Step
 from deploystudio.errors import DeployStudioError, RolloutError

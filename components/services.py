@@ -11,13 +11,13 @@ from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
 from deploystudio.config import Settings, load_settings
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import OperationRunner
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import PredictionWorker
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
+from deploystudio.worker.process import PredictionWorker
 
 LISTING_TTL_SECONDS = 30
 

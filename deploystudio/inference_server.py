@@ -30,7 +30,7 @@ from typing import Any
 from azureml_inference_server_http import __version__ as AZMLINFSRV_VERSION
 
 from deploystudio.errors import ScoringServerError
-from deploystudio.prediction_worker import scrubbed_environment
+from deploystudio.worker.isolation import scrubbed_environment
 
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"

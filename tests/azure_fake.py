@@ -922,8 +922,8 @@ class StaticToken:
 
 def fake_target(fake: FakeAzureML, settings: Any, store: Any) -> Any:
     """An AzureTarget on the fake's workspace, signed in with a StaticToken."""
-    from deploystudio.deployment.azure import AzureTarget
-    from deploystudio.deployment.azure_workspace import AzureWorkspace
+    from deploystudio.deployment.azure.online import AzureTarget
+    from deploystudio.deployment.azure.workspace import AzureWorkspace
 
     workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
     return AzureTarget(settings, workspace, StaticToken(), transport=fake, store=store)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure_batch import AzureBatch
-from deploystudio.deployment.batch_jobs import JobState
-from deploystudio.deployment.batch_settings import BatchSettings, OutputAction
+from deploystudio.deployment.azure.batch import AzureBatch
+from deploystudio.deployment.batch.records import JobState
+from deploystudio.deployment.batch.settings import BatchSettings, OutputAction
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import (
     AzureBatchInputError,

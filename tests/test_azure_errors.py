@@ -11,8 +11,8 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure import AzureTarget
-from deploystudio.deployment.azure_workspace import AzureWorkspace
+from deploystudio.deployment.azure.online import AzureTarget
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import (
     AzureConflictError,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploystudio.cli import main
-from deploystudio.deployment.azure_export import export_online
-from deploystudio.deployment.azure_specs import (
+from deploystudio.cli.main import main
+from deploystudio.deployment.azure.export import export_online
+from deploystudio.deployment.azure.specs import (
     ModelSource,
     OnlineDeploymentSpec,
     OnlineEndpointSpec,

@@ -13,11 +13,11 @@ import pytest
 
 from components.azure_target import subject
 from deploystudio.config import Settings, load_settings, read_secrets_section
-from deploystudio.deployment.azure_output import redact
-from deploystudio.deployment.azure_records import BATCH, ONLINE
+from deploystudio.deployment.azure.output import redact
+from deploystudio.deployment.azure.records import BATCH, ONLINE
 from deploystudio.deployment.base import AuthMode, local_auth_mode
-from deploystudio.deployment.batch_settings import BatchSettings
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.batch.settings import BatchSettings
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import EndpointAuthError
 from tests.azure_fake import FakeAzureML, fake_target
@@ -163,7 +163,7 @@ def test_the_sdk_prints_nothing_to_stdout_or_stderr(
 ) -> None:
     target = fake_target(fake, settings, store)
     fake.polls_before_done = 3  # several polls, each of which the SDK marks with a dot
-    with caplog.at_level(logging.DEBUG, logger="deploystudio.deployment.azure_output"):
+    with caplog.at_level(logging.DEBUG, logger="deploystudio.deployment.azure.output"):
         target.deploy_model("quiet-ep", "blue", "azureml:iris-classifier:2", all_traffic=True)
         target.regenerate_key("quiet-ep", "secondary")
         target.batch.create_endpoint("quiet-batch")

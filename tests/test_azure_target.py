@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure import AzureTarget
+from deploystudio.deployment.azure.online import AzureTarget
 from deploystudio.deployment.base import DeploymentState, Runtime
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import (

@@ -7,14 +7,14 @@ import time
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from deploystudio.deployment.azure_specs import (
+from deploystudio.deployment.azure.specs import (
     ModelSource,
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
     deployment_entity,
     endpoint_entity,
 )
-from deploystudio.deployment.azure_workspace import AzureWorkspace, ml_client
+from deploystudio.deployment.azure.workspace import AzureWorkspace, ml_client
 from tests.azure_fake import FakeAzureML, StaticToken
 
 

@@ -15,8 +15,8 @@ import yaml
 from deploystudio.config import Settings
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.customization.script_environment import generate_environment
-from deploystudio.deployment.azure import AzureTarget
-from deploystudio.deployment.azure_workspace import AzureWorkspace
+from deploystudio.deployment.azure.online import AzureTarget
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.prediction import local_model_path

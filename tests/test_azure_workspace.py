@@ -14,8 +14,8 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from deploystudio.deployment import azure_workspace
-from deploystudio.deployment.azure_workspace import AzureWorkspace, resolve_workspace
+from deploystudio.deployment.azure import workspace as azure_workspace
+from deploystudio.deployment.azure.workspace import AzureWorkspace, resolve_workspace
 from deploystudio.errors import AzureWorkspaceError, UnsafePathError
 from tests.azure_fake import FakeAzureML, StaticToken
 

@@ -16,7 +16,7 @@ import pytest
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
 from deploystudio.customization.script_environment import generate_environment
-from deploystudio.deployment.batch import (
+from deploystudio.deployment.batch.jobs import (
     BatchSettings,
     JobState,
     batch_job_files,

@@ -11,8 +11,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from deploystudio.cli import main
-from deploystudio.deployment.batch import batch_job_files, get_batch_job, wait_for_batch_job
+from deploystudio.cli.main import main
+from deploystudio.deployment.batch.jobs import batch_job_files, get_batch_job, wait_for_batch_job
 
 # A model from code (MLflow's models-from-code): the worker imports nothing from the tests.
 SLEEPY_MODEL = """

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploystudio.deployment.batch import (
+from deploystudio.deployment.batch.jobs import (
     BatchSettings,
     JobState,
     start_batch_job,

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploystudio.deployment.batch import start_batch_job
-from deploystudio.deployment.batch_azure import (
+from deploystudio.deployment.batch.azure_yaml import (
     batch_deployment,
     batch_deployment_yaml,
     batch_endpoint_yaml,
 )
-from deploystudio.deployment.batch_inputs import check_within_roots, input_files, mini_batches
-from deploystudio.deployment.batch_settings import BatchSettings, OutputAction
+from deploystudio.deployment.batch.inputs import check_within_roots, input_files, mini_batches
+from deploystudio.deployment.batch.jobs import start_batch_job
+from deploystudio.deployment.batch.settings import BatchSettings, OutputAction
 from deploystudio.errors import BatchInputError, BatchSettingsError
 from tests.conftest import AZURE_FIXTURES, settings_for
 

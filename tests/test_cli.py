@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from deploystudio.cli import EXIT_USER_ERROR, main
+from deploystudio.cli.main import EXIT_USER_ERROR, main
 from deploystudio.demo import DEMO_MODELS
 
 
@@ -85,7 +85,7 @@ def test_bad_input_is_a_message_and_exit_code_2(capsys, seeded, args, message):
 def test_real_process_bad_folder_and_unreachable_server_exit_2_without_traceback(tmp_path):
     env = {**os.environ, "DEPLOYSTUDIO_HOME": str(tmp_path)}
     folder = subprocess.run(
-        [sys.executable, "-m", "deploystudio.cli", "inspect", str(tmp_path)],
+        [sys.executable, "-m", "deploystudio.cli.main", "inspect", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
@@ -95,7 +95,7 @@ def test_real_process_bad_folder_and_unreachable_server_exit_2_without_traceback
     assert "no MLmodel file" in folder.stderr and "Traceback" not in folder.stderr
     env["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:9"
     down = subprocess.run(
-        [sys.executable, "-m", "deploystudio.cli", "models"],
+        [sys.executable, "-m", "deploystudio.cli.main", "models"],
         capture_output=True,
         text=True,
         env=env,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deploystudio.cli import EXIT_USER_ERROR, main
+from deploystudio.cli.main import EXIT_USER_ERROR, main
 
 IRIS_URI = "models:/iris-classifier/1"
 IRIS_CLASSES = {"setosa", "versicolor", "virginica"}

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from numpy.testing import assert_allclose
 
-from deploystudio.cli import EXIT_USER_ERROR, main
+from deploystudio.cli.main import EXIT_USER_ERROR, main
 from deploystudio.customization.wrap_registration import WRAPPED_FROM_TAG, WRAPPER_OPTIONS_TAG
 from deploystudio.customization.wrapping import custom_code_template
 from deploystudio.prediction import local_model_path

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.models import Model
 
-from deploystudio.cli import EXIT_USER_ERROR, main
-from deploystudio.deployment.processes import our_processes
+from deploystudio.cli.main import EXIT_USER_ERROR, main
+from deploystudio.deployment.local.processes import our_processes
 from deploystudio.prediction import local_model_path
 from tests.conftest import settings_for
 

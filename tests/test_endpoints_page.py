@@ -21,8 +21,8 @@ from components import endpoint_changes, services
 from components.endpoint_keys import reveal_key
 from components.traffic_editor import editor_key
 from deploystudio.deployment.base import DeploymentState
-from deploystudio.deployment.local import LocalTarget
-from deploystudio.deployment.processes import our_processes
+from deploystudio.deployment.local.processes import our_processes
+from deploystudio.deployment.local.target import LocalTarget
 from tests.conftest import REPO_ROOT, settings_for
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,

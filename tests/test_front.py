@@ -36,10 +36,10 @@ from deploystudio.customization.scoring_script import (
     example_request,
     generate_scoring_script,
 )
-from deploystudio.deployment import upstream
 from deploystudio.deployment.base import AuthMode, DeploymentState, Runtime
-from deploystudio.deployment.health import HealthMonitor
-from deploystudio.deployment.routing import DeploymentView, RoutingTable
+from deploystudio.deployment.local import upstream
+from deploystudio.deployment.local.health import HealthMonitor
+from deploystudio.deployment.local.routing import DeploymentView, RoutingTable
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.prediction import local_model_path
 
@@ -167,7 +167,7 @@ def start_front(db: Path, port: int, log: Path, *extra: str) -> subprocess.Popen
             [
                 sys.executable,
                 "-m",
-                "deploystudio.deployment.front",
+                "deploystudio.deployment.local.front",
                 "--db",
                 str(db),
                 "--endpoint",
@@ -700,7 +700,7 @@ def test_the_front_listens_on_loopback_only(setup, tmp_path):
         [
             sys.executable,
             "-m",
-            "deploystudio.deployment.front",
+            "deploystudio.deployment.local.front",
             "--db",
             str(setup.db),
             "--endpoint",

@@ -26,8 +26,8 @@ from mlflow.models import Model
 from deploystudio.customization.bundles import BundleStore
 from deploystudio.customization.script_environment import generate_environment
 from deploystudio.deployment.base import DeploymentState
-from deploystudio.deployment.local import LocalTarget
-from deploystudio.deployment.processes import ServerKind, ServerProcess, our_processes
+from deploystudio.deployment.local.processes import ServerKind, ServerProcess, our_processes
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.errors import (
     DeploymentConfigError,
     NameTakenError,

@@ -18,7 +18,7 @@ from mlflow.deployments import PredictionsResponse, get_deploy_client
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from deploystudio.deployment.processes import our_processes
+from deploystudio.deployment.local.processes import our_processes
 from deploystudio.prediction import local_model_path
 from tests.conftest import settings_for
 

@@ -26,7 +26,8 @@ from deploystudio.prediction import (
     predict_in_process,
     predictions_frame,
 )
-from deploystudio.prediction_worker import PredictionWorker, scrubbed_environment
+from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.process import PredictionWorker
 
 WORKER_TIMEOUT = 60.0
 
@@ -366,7 +367,7 @@ def test_call_passes_large_arrays_both_ways(worker):
 
 
 def test_call_returns_text_columns_with_their_dtypes(worker):
-    # Replies are not pickles (deploystudio.worker_replies): object and str columns still come
+    # Replies are not pickles (deploystudio.worker.replies): object and str columns still come
     # back as they were.
     frame = pd.DataFrame(
         {"o": np.array(["a", None, 3], dtype=object), "s": pd.array(["x", None, "z"], dtype="str")}

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from deploystudio.deployment.base import AuthMode, DeploymentState, Runtime
-from deploystudio.deployment.health import log_tail, process_alive
-from deploystudio.deployment.metrics import (
+from deploystudio.deployment.local.health import log_tail, process_alive
+from deploystudio.deployment.local.metrics import (
     DeploymentCounters,
     FrontMetrics,
     LatencyWindow,
     percentiles,
 )
-from deploystudio.deployment.routing import (
+from deploystudio.deployment.local.routing import (
     DEFAULT_REQUEST_TIMEOUT_MS,
     DeploymentView,
     RoutingTable,

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from deploystudio import inference_server
-from deploystudio.deployment import upstream
+from deploystudio.deployment.local import upstream
 
 
 async def echo_client_port(scope, receive, send):

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deploystudio import worker_replies
 from deploystudio.errors import (
     InvalidModelUriError,
     PredictionError,
@@ -30,9 +29,10 @@ from deploystudio.errors import (
 )
 from deploystudio.payloads import ModelInput
 from deploystudio.prediction import RawPrediction
-from deploystudio.prediction_worker import PredictionWorker
-from deploystudio.worker_channel import Channel, MalformedMessageError, new_memory_file
-from deploystudio.worker_replies import MalformedReplyError, UnsupportedResultError
+from deploystudio.worker import replies as worker_replies
+from deploystudio.worker.channel import Channel, MalformedMessageError, new_memory_file
+from deploystudio.worker.process import PredictionWorker
+from deploystudio.worker.replies import MalformedReplyError, UnsupportedResultError
 
 
 class _Marker:

@@ -42,8 +42,9 @@ from deploystudio.customization.wrapping import (
 )
 from deploystudio.errors import WrapError
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import PredictionWorker, scrubbed_environment
 from deploystudio.registry import Registry
+from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.process import PredictionWorker
 from tests.conftest import settings_for
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

@@ -15,7 +15,7 @@ from components.batch_uploads import save_uploads
 from components.deploy_form import render_model_choice
 from deploystudio.access import Action
 from deploystudio.customization.bundles import bundle_store
-from deploystudio.deployment.batch import start_batch_job
+from deploystudio.deployment.batch.jobs import start_batch_job
 from deploystudio.deployment.store import acting_as
 from deploystudio.errors import DeployStudioError
 

@@ -26,7 +26,11 @@ from azure.ai.ml.entities import CodeConfiguration, Environment, ManagedOnlineDe
 
 from deploystudio.config import Settings
 from deploystudio.customization.script_environment import EnvironmentSpec, validate_environment
-from deploystudio.deployment.azure_yaml import ONLINE_DEPLOYMENT_SCHEMA, deployment_yaml, load_back
+from deploystudio.deployment.azure.yaml_dump import (
+    ONLINE_DEPLOYMENT_SCHEMA,
+    deployment_yaml,
+    load_back,
+)
 from deploystudio.errors import BundleError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.registry import Registry

@@ -43,7 +43,7 @@ from deploystudio.errors import (
     ScriptTemplateError,
 )
 from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
-from deploystudio.prediction_worker import scrubbed_environment
+from deploystudio.worker.isolation import scrubbed_environment
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 SCRIPT_NAME = "score.py"

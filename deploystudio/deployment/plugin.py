@@ -128,7 +128,7 @@ def _weights(value: Any) -> dict[str, int]:
     """`{"blue": 90}` as given, or the CLI's text "blue=90,green=10"."""
     if isinstance(value, Mapping):
         return dict(value)
-    from deploystudio.deployment.cli import parse_weights
+    from deploystudio.cli.endpoint import parse_weights
 
     return parse_weights([part for part in str(value).split(",") if part.strip()])
 
@@ -145,7 +145,7 @@ class DeployStudioDeploymentClient(BaseDeploymentClient):
         """The LocalTarget, made on first use (importing it loads MLflow's scoring helpers)."""
         if self._local is None:
             from deploystudio.config import load_settings
-            from deploystudio.deployment.local import LocalTarget
+            from deploystudio.deployment.local.target import LocalTarget
 
             environ = None
             home = urlsplit(self.target_uri).path if ":" in self.target_uri else ""

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 
 pytestmark = pytest.mark.e2e
 

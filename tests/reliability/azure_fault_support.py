@@ -25,8 +25,8 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from deploystudio.deployment.azure_records import BATCH, ONLINE
-from deploystudio.deployment.batch_settings import BatchSettings
+from deploystudio.deployment.azure.records import BATCH, ONLINE
+from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.errors import (
     AzureConflictError,
     AzureConnectionError,

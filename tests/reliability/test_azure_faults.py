@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure import AzureTarget
-from deploystudio.deployment.azure_records import BATCH, FAILED, ONLINE, PENDING, READY
-from deploystudio.deployment.azure_workspace import AzureWorkspace
+from deploystudio.deployment.azure.online import AzureTarget
+from deploystudio.deployment.azure.records import BATCH, FAILED, ONLINE, PENDING, READY
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import DeployStudioError
 from tests.azure_fake import FakeAzureML, StaticToken

@@ -30,7 +30,7 @@ import pytest
 from deploystudio import inference_server
 from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
 from deploystudio.deployment.base import DeploymentState as State
-from deploystudio.deployment.batch import (
+from deploystudio.deployment.batch.jobs import (
     BatchSettings,
     batch_job_files,
     get_batch_job,
@@ -38,8 +38,8 @@ from deploystudio.deployment.batch import (
     start_batch_job,
     wait_for_batch_job,
 )
-from deploystudio.deployment.local import LocalTarget
-from deploystudio.deployment.processes import ServerKind, ServerProcess, wait_ready
+from deploystudio.deployment.local.processes import ServerKind, ServerProcess, wait_ready
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.errors import (
     DeployStudioError,
     PredictionWorkerError,
@@ -48,8 +48,8 @@ from deploystudio.errors import (
 )
 from deploystudio.payloads import ModelInput
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import PredictionWorker
 from deploystudio.registry import Registry
+from deploystudio.worker.process import PredictionWorker
 from tests.conftest import NO_SECRETS, REPO_ROOT, settings_for
 from tests.reliability.conftest import LONG
 from tests.reliability.fault_support import (
@@ -423,7 +423,7 @@ _APP = """
 import sys
 from pathlib import Path
 from deploystudio.config import load_settings
-from deploystudio.deployment.local import LocalTarget
+from deploystudio.deployment.local.target import LocalTarget
 
 home, tracking, name, uri, endpoint = sys.argv[1:6]
 settings = load_settings(

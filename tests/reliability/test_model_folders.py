@@ -34,8 +34,8 @@ from deploystudio.inspection import (
 )
 from deploystudio.payloads import ModelInput
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import PredictionWorker
 from deploystudio.registry import Registry
+from deploystudio.worker.process import PredictionWorker
 from tests.conftest import settings_for
 from tests.reliability.conftest import LONG
 from tests.reliability.figures import FIGURES

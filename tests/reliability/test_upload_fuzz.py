@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from mlflow.models import Model
 
 from components.payload_upload import parse_upload, upload_cache_key
-from deploystudio.deployment import batch_scoring
-from deploystudio.deployment.batch_inputs import is_scorable
+from deploystudio.deployment.batch import scoring as batch_scoring
+from deploystudio.deployment.batch.inputs import is_scorable
 from deploystudio.payloads import DEFAULT_MAX_BYTES
 from deploystudio.prediction import local_model_path
 from tests.reliability.conftest import examples

@@ -20,7 +20,7 @@ from mlflow.pyfunc.scoring_server import get_cmd
 from deploystudio import inference_server
 from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
 from deploystudio.deployment.base import Runtime
-from deploystudio.deployment.processes import (
+from deploystudio.deployment.local.processes import (
     FRONT_LOG,
     FRONT_MODULE,
     HOST,
@@ -29,7 +29,7 @@ from deploystudio.deployment.processes import (
     ServerProcess,
     spawn_detached,
 )
-from deploystudio.prediction_worker import scrubbed_environment
+from deploystudio.worker.isolation import scrubbed_environment
 
 SCRIPT_FILE = "score.py"
 MODELS_FOLDER = "azureml-models"
@@ -103,7 +103,7 @@ def _start_mlflow_server(
 def start_front(
     db_path: Path, endpoint: str, folder: Path, port: int | None = None
 ) -> ServerProcess:
-    """Start the endpoint's front (deploystudio.deployment.front) detached; return at once.
+    """Start the endpoint's front (deploystudio.deployment.local.front) detached; return at once.
 
     The front reads traffic, keys and deployments from the store itself: it holds no state, so
     a dead one is simply started again, on its old `port` when that is still free.

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from deploystudio.deployment.batch_settings import BatchSettings
+from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import BatchJobNotFoundError, StateTransitionError
 

@@ -18,8 +18,8 @@ EXIT_FAILED = 1
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.azure_export import export_online
-    from deploystudio.deployment.azure_specs import (
+    from deploystudio.deployment.azure.export import export_online
+    from deploystudio.deployment.azure.specs import (
         OnlineDeploymentSpec,
         OnlineEndpointSpec,
         model_source,
@@ -59,7 +59,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_test_connection(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.azure_workspace import resolve_workspace, test_connection
+    from deploystudio.deployment.azure.workspace import resolve_workspace, test_connection
 
     form = {
         "subscription_id": args.subscription_id,
@@ -92,7 +92,7 @@ def cmd_test_connection(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_azure_commands(commands: argparse._SubParsersAction) -> None:
     """Add `azure export` and `azure test-connection` to the `deploystudio` parser."""
-    from deploystudio.deployment.azure_specs import AUTH_MODES, DEFAULT_INSTANCE_TYPE
+    from deploystudio.deployment.azure.specs import AUTH_MODES, DEFAULT_INSTANCE_TYPE
 
     azure = commands.add_parser("azure", help="Azure ML: export deployments, test the connection")
     actions = azure.add_subparsers(dest="azure_command", required=True)

@@ -6,7 +6,8 @@ objects both the YAML export and the workspace calls use). Values Azure would re
 here first with an AzureSpecError (or the shared InvalidNameError / TrafficError), so a user
 learns about them before a long Azure operation fails.
 
-Batch: deploystudio/deployment/batch_azure.py builds BatchEndpoint / ModelBatchDeployment from a
+Batch: deploystudio/deployment/batch/azure_yaml.py builds BatchEndpoint / ModelBatchDeployment
+from a
 batch job's settings; an Azure batch export calls it next to `export_online` (not built here).
 """
 
@@ -21,8 +22,8 @@ from typing import Any
 
 from deploystudio.config import Settings
 from deploystudio.deployment.base import AZURE_AUTH_MODES, AuthMode, Deployment
+from deploystudio.deployment.local.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.names import validate_name
-from deploystudio.deployment.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.store import ENV_SETTING, MAX_MIRROR_PERCENT, _check_percent
 from deploystudio.errors import AzureSpecError, InvalidModelUriError, TrafficError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure_errors import translate
-from deploystudio.deployment.batch_azure import batch_deployment
-from deploystudio.deployment.batch_jobs import FINISHED_STATES, JobState
-from deploystudio.deployment.batch_settings import BatchSettings
+from deploystudio.deployment.azure.errors import translate
+from deploystudio.deployment.batch.azure_yaml import batch_deployment
+from deploystudio.deployment.batch.records import FINISHED_STATES, JobState
+from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.deployment.names import validate_name
 from deploystudio.errors import (
     AzureBatchInputError,
@@ -407,7 +407,7 @@ class AzureBatch:
         # the datastore, so nothing outside it or from an earlier download is touched.
         folder = target / f"{job_name}-{secrets.token_hex(3)}"
         folder.mkdir(parents=True)
-        from deploystudio.deployment.azure_output import sdk_output
+        from deploystudio.deployment.azure.output import sdk_output
 
         try:
             with sdk_output():
@@ -452,9 +452,9 @@ class AzureBatch:
         settings: dict[str, Any] | None = None,
     ) -> None:
         # AzureTarget's waiter: same progress messages for batch and online operations.
-        from deploystudio.deployment.azure import _wait
-        from deploystudio.deployment.azure_output import sdk_output
-        from deploystudio.deployment.azure_records import BATCH, ENDPOINT_ROW
+        from deploystudio.deployment.azure.online import _wait
+        from deploystudio.deployment.azure.output import sdk_output
+        from deploystudio.deployment.azure.records import BATCH, ENDPOINT_ROW
 
         if self.target is not None:
             self.target._submit(
@@ -506,7 +506,7 @@ def _endpoint_info(entity: Any) -> BatchEndpointInfo:
 
 
 def _deployment_info(entity: Any) -> BatchDeploymentInfo:
-    from deploystudio.deployment.azure import _azure_model_name
+    from deploystudio.deployment.azure.online import _azure_model_name
 
     compute = str(entity.compute or "").rstrip("/").rsplit("/", 1)[-1] or None
     resources = getattr(entity, "resources", None)

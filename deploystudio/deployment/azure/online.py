@@ -22,22 +22,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from deploystudio.config import Settings
-from deploystudio.deployment import azure_records
-from deploystudio.deployment.azure_errors import (
+from deploystudio.deployment.azure import records as azure_records
+from deploystudio.deployment.azure.errors import (
     LOG_TAIL_LINES,
     azure_errors,
     never_started,
     translate,
 )
-from deploystudio.deployment.azure_output import sdk_output
-from deploystudio.deployment.azure_records import (
+from deploystudio.deployment.azure.output import sdk_output
+from deploystudio.deployment.azure.records import (
     BATCH,
     ENDPOINT_ROW,
     ONLINE,
     AzureRecord,
     AzureRecords,
 )
-from deploystudio.deployment.azure_specs import (
+from deploystudio.deployment.azure.specs import (
     DEFAULT_INSTANCE_TYPE,
     ModelSource,
     OnlineDeploymentSpec,
@@ -48,7 +48,7 @@ from deploystudio.deployment.azure_specs import (
     scoring_code,
     validate_traffic,
 )
-from deploystudio.deployment.azure_workspace import (
+from deploystudio.deployment.azure.workspace import (
     ARM_SCOPE,
     AzureWorkspace,
     default_credential,
@@ -150,7 +150,7 @@ class AzureTarget(DeploymentTarget):
     def batch(self) -> Any:
         """The workspace's batch endpoints (azure_batch.AzureBatch), on the same MLClient;
         their long operations are recorded in `batch_records` and resumed by resume_pending."""
-        from deploystudio.deployment.azure_batch import AzureBatch
+        from deploystudio.deployment.azure.batch import AzureBatch
 
         return AzureBatch(self.client, self.settings, target=self)
 

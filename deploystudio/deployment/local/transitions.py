@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
-from deploystudio.deployment.processes import FRONT_LOG, SERVER_LOG, ServerKind, ServerProcess
+from deploystudio.deployment.local.processes import FRONT_LOG, SERVER_LOG, ServerKind, ServerProcess
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import StateTransitionError
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploystudio.deployment.azure_specs import (
+from deploystudio.deployment.azure.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
     deployment_entity,
     endpoint_entity,
 )
-from deploystudio.deployment.azure_yaml import deployment_yaml, endpoint_yaml, load_back
+from deploystudio.deployment.azure.yaml_dump import deployment_yaml, endpoint_yaml, load_back
 from deploystudio.errors import AzureExportError, UnsafePathError
 
 ENDPOINT_FILE = "endpoint.yml"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from deploystudio.deployment.azure_workspace import SIGN_IN_HELP
+from deploystudio.deployment.azure.workspace import SIGN_IN_HELP
 from deploystudio.errors import (
     AzureConflictError,
     AzureConnectionError,
@@ -95,7 +95,7 @@ def translate(
         ServiceResponseError,
     )
 
-    from deploystudio.deployment.azure_output import redact
+    from deploystudio.deployment.azure.output import redact
 
     if isinstance(exc, DeployStudioError):
         return exc

@@ -25,7 +25,7 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.entities._load_functions import load_model_batch_deployment
 
 from deploystudio.customization.bundles import _azure_model_reference
-from deploystudio.deployment.batch_settings import BatchSettings
+from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.deployment.names import validate_name
 from deploystudio.errors import BatchSettingsError
 

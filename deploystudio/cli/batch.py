@@ -25,7 +25,7 @@ def _line(job) -> str:
 
 
 def _settings(args: argparse.Namespace):
-    from deploystudio.deployment.batch_settings import BatchSettings
+    from deploystudio.deployment.batch.settings import BatchSettings
 
     values = {
         "mini_batch_size": args.mini_batch_size,
@@ -41,7 +41,7 @@ def _settings(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.batch import start_batch_job, wait_for_batch_job
+    from deploystudio.deployment.batch.jobs import start_batch_job, wait_for_batch_job
 
     job = start_batch_job(
         settings,
@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         job = wait_for_batch_job(settings, job.id, progress=progress)
     except KeyboardInterrupt:
-        from deploystudio.deployment.batch import cancel_batch_job
+        from deploystudio.deployment.batch.jobs import cancel_batch_job
 
         job = cancel_batch_job(settings, job.id)
     return _report(job, args.json)
@@ -101,7 +101,7 @@ def _report(job, as_json: bool) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.batch import list_batch_jobs
+    from deploystudio.deployment.batch.jobs import list_batch_jobs
 
     jobs = list_batch_jobs(settings, args.limit)
     if args.json:
@@ -116,7 +116,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.batch import batch_job_files, batch_summary, get_batch_job
+    from deploystudio.deployment.batch.jobs import batch_job_files, batch_summary, get_batch_job
 
     job = get_batch_job(settings, args.job_id)
     if args.json:
@@ -137,7 +137,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.batch import cancel_batch_job
+    from deploystudio.deployment.batch.jobs import cancel_batch_job
 
     job = cancel_batch_job(settings, args.job_id)
     if args.json:
@@ -148,7 +148,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from deploystudio.deployment.batch import (
+    from deploystudio.deployment.batch.jobs import (
         batch_deployment,
         batch_deployment_yaml,
         batch_endpoint_yaml,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploystudio.deployment.batch_jobs import BatchJob, FileState, JobFile
+from deploystudio.deployment.batch.records import BatchJob, FileState, JobFile
 
 
 class OutputColumnsError(Exception):

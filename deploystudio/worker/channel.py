@@ -16,7 +16,7 @@ times out, and the memory file is read and written with `pread`/`pwrite`, never 
 mapping whose file the other side truncates kills the reader with SIGBUS, a read just comes up
 short. What the body means is the caller's business: requests are pickles (the worker already
 runs untrusted code, so it may unpickle what the app sends), replies are decoded by
-`deploystudio.worker_replies`, which never unpickles.
+`deploystudio.worker.replies`, which never unpickles.
 """
 
 from __future__ import annotations

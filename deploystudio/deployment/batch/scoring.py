@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.types import Schema
 from threadpoolctl import threadpool_limits
 
-from deploystudio.deployment.batch_inputs import CSV_SUFFIXES
+from deploystudio.deployment.batch.inputs import CSV_SUFFIXES
 from deploystudio.payloads import ROWS_COUNTED
 from deploystudio.prediction import ModelCache, predictions_frame, readable_enforcement_error
 

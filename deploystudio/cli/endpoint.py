@@ -25,7 +25,7 @@ IMAGE_FILE = "image.txt"
 
 
 def _target(settings: Settings):
-    from deploystudio.deployment.local import LocalTarget
+    from deploystudio.deployment.local.target import LocalTarget
 
     return LocalTarget(settings)
 

@@ -25,7 +25,7 @@ from deploystudio.errors import ScoringServerError
 
 HOST = inference_server.HOST
 MLFLOW_APP = "mlflow.pyfunc.scoring_server.app:app"
-FRONT_MODULE = "deploystudio.deployment.front"
+FRONT_MODULE = "deploystudio.deployment.local.front"
 SERVER_LOG = "server.log"
 FRONT_LOG = "front.log"
 STOP_GRACE_SECONDS = 3.0

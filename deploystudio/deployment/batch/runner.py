@@ -1,6 +1,6 @@
 """The process that runs one batch job, detached from the app so a page can be closed meanwhile:
 
-    python -P -m deploystudio.deployment.batch_runner STORE_PATH JOB_ID
+    python -P -m deploystudio.deployment.batch.runner STORE_PATH JOB_ID
 
 It reads its job from the store, hands mini-batches of files to `max_concurrency_per_instance`
 worker processes (`PredictionWorker`: scrubbed environment, own session, memory limit), retries
@@ -28,15 +28,15 @@ import time
 import traceback
 from pathlib import Path
 
-from deploystudio.deployment.batch_inputs import is_scorable, unsupported_reason
-from deploystudio.deployment.batch_jobs import BatchJob, BatchJobStore, FileState, JobState
-from deploystudio.deployment.batch_output import (
+from deploystudio.deployment.batch.inputs import is_scorable, unsupported_reason
+from deploystudio.deployment.batch.output import (
     OutputColumnsError,
     PredictionsFile,
     WorkerMemory,
     job_summary,
 )
-from deploystudio.deployment.batch_scoring import (
+from deploystudio.deployment.batch.records import BatchJob, BatchJobStore, FileState, JobState
+from deploystudio.deployment.batch.scoring import (
     MiniBatchResult,
     ScorerSpec,
     part_path,
@@ -44,9 +44,9 @@ from deploystudio.deployment.batch_scoring import (
     score_mini_batch,
 )
 from deploystudio.errors import DeployStudioError, PredictionWorkerError
-from deploystudio.prediction_worker import PredictionWorker
+from deploystudio.worker.process import PredictionWorker
 
-RUNNER_MODULE = "deploystudio.deployment.batch_runner"
+RUNNER_MODULE = "deploystudio.deployment.batch.runner"
 SUMMARY_FILE = "summary.json"
 LOAD_TIMEOUT_SECONDS = 600.0  # init() / model load: Azure's per-mini-batch timeout excludes it
 POLL_SECONDS = 0.2

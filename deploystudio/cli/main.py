@@ -213,18 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
-    from deploystudio.customization.script_cli import add_script_command
-    from deploystudio.customization.wrap_cli import add_wrap_command
+    from deploystudio.cli.script import add_script_command
+    from deploystudio.cli.wrap import add_wrap_command
 
     add_wrap_command(commands)
     add_script_command(commands)
-    from deploystudio.deployment.cli import add_endpoint_commands
+    from deploystudio.cli.endpoint import add_endpoint_commands
 
     add_endpoint_commands(commands)
-    from deploystudio.deployment.batch_cli import add_batch_commands
+    from deploystudio.cli.batch import add_batch_commands
 
     add_batch_commands(commands)
-    from deploystudio.deployment.azure_cli import add_azure_commands
+    from deploystudio.cli.azure import add_azure_commands
 
     add_azure_commands(commands)
     return parser

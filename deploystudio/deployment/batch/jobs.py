@@ -21,28 +21,28 @@ from pathlib import Path
 from typing import Any
 
 from deploystudio.config import Settings
-from deploystudio.deployment.batch_azure import (
+from deploystudio.deployment.batch.azure_yaml import (
     batch_deployment,
     batch_deployment_yaml,
     batch_endpoint_yaml,
 )
-from deploystudio.deployment.batch_inputs import check_within_roots, input_files
-from deploystudio.deployment.batch_jobs import (
+from deploystudio.deployment.batch.inputs import check_within_roots, input_files
+from deploystudio.deployment.batch.output import job_summary
+from deploystudio.deployment.batch.records import (
     BatchJob,
     BatchJobStore,
     JobFile,
     JobState,
     new_job_id,
 )
-from deploystudio.deployment.batch_output import job_summary
-from deploystudio.deployment.batch_runner import RUNNER_MODULE
-from deploystudio.deployment.batch_settings import BatchSettings, OutputAction
+from deploystudio.deployment.batch.runner import RUNNER_MODULE
+from deploystudio.deployment.batch.settings import BatchSettings, OutputAction
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.errors import BatchInputError, DeployStudioError, StateTransitionError
 from deploystudio.inference_server import spawn_detached
 from deploystudio.prediction import local_model_path
-from deploystudio.prediction_worker import scrubbed_environment
 from deploystudio.registry import Registry
+from deploystudio.worker.isolation import scrubbed_environment
 
 __all__ = [
     "BatchJob",

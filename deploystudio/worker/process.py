@@ -3,10 +3,10 @@ itself), so that model code (which may crash, hang, eat memory or read the envir
 runs inside the app server.
 
 The parent talks to it over a private socketpair, with large buffers passed through shared
-memory (`deploystudio.worker_channel`). Requests are pickled: the worker runs untrusted code
+memory (`deploystudio.worker.channel`). Requests are pickled: the worker runs untrusted code
 anyway, so unpickling what the app sends costs nothing. Replies are not: model code can take
 the worker over and write anything back, so the app decodes them without running code they
-name (`deploystudio.worker_replies`), and a reply that is not well formed stops the worker (it
+name (`deploystudio.worker.replies`), and a reply that is not well formed stops the worker (it
 restarts on next use). The child's stdout and stderr go to a log file, so whatever model code
 prints cannot corrupt the channel and can be shown as a log tail.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import re
 import resource
 import signal
 import socket
@@ -32,21 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deploystudio import worker_replies
 from deploystudio.errors import PredictionError, PredictionWorkerError
 from deploystudio.payloads import ModelInput
 from deploystudio.prediction import ModelCache, Prediction, RawPrediction, predict_raw
-from deploystudio.worker_channel import Channel, MalformedMessageError, new_memory_file
+from deploystudio.worker import replies as worker_replies
+from deploystudio.worker.channel import Channel, MalformedMessageError, new_memory_file
+from deploystudio.worker.isolation import scrubbed_environment
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
 LOG_TAIL_LINES = 20
-# Variables the model process must not see: cloud credentials, registry credentials, tokens.
-_SECRET_NAME = re.compile(
-    r"(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE|^AZURE_|^AWS_|"
-    r"^GOOGLE_|^MLFLOW_TRACKING_(URI|USERNAME|PASSWORD|TOKEN)$|^DATABRICKS_)",
-    re.IGNORECASE,
-)
 # Once a reply has begun, the rest of it must follow within this many seconds (or the call's
 # own timeout, if longer): a worker that stops halfway must not hold the app.
 REPLY_READ_SECONDS = 30.0
@@ -65,16 +59,11 @@ def watch():
         time.sleep({PARENT_CHECK_SECONDS})
     os._exit(3)
 threading.Thread(target=watch, daemon=True).start()
-from deploystudio import prediction_worker
+from deploystudio.worker import process as prediction_worker
 prediction_worker.main(sys.argv[1:])
 """
 
 T = TypeVar("T")
-
-
-def scrubbed_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    source = os.environ if environ is None else environ
-    return {k: v for k, v in source.items() if not _SECRET_NAME.search(k)}
 
 
 @dataclass(frozen=True)
@@ -193,7 +182,7 @@ class PredictionWorker:
 
         `function` must be importable by name in the worker (a module-level function of an
         installed package: it is pickled by reference), and `args` picklable. The result must be
-        of a type replies carry (`deploystudio.worker_replies`: plain data, numpy arrays, pandas
+        of a type replies carry (`deploystudio.worker.replies`: plain data, numpy arrays, pandas
         frames, paths and the dataclasses listed there); any other raises `PredictionError`.
         A `DeployStudioError` raised there is raised here as the same type with the same message
         (by its name in deploystudio.errors); any other exception becomes a `PredictionError`
@@ -370,6 +359,6 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     # Run the module's imported copy, not this `__main__` one: functions sent by reference (such
     # as `_predict_in_worker`) live there, and so must the model cache they share.
-    from deploystudio import prediction_worker
+    from deploystudio.worker import process as prediction_worker
 
     prediction_worker.main(sys.argv[1:])

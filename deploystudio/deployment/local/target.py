@@ -29,7 +29,6 @@ from deploystudio import inference_server
 from deploystudio.config import Settings
 from deploystudio.customization.scoring_script import exception_line
 from deploystudio.deployment import invoke
-from deploystudio.deployment import reconcile as recovery
 from deploystudio.deployment.base import (
     AuthMode,
     Deployment,
@@ -40,18 +39,19 @@ from deploystudio.deployment.base import (
     Runtime,
     local_auth_mode,
 )
-from deploystudio.deployment.names import validate_name
-from deploystudio.deployment.processes import HOST, ServerProcess, wait_ready
-from deploystudio.deployment.servers import ServerConfig, start_deployment_server, start_front
-from deploystudio.deployment.starter_lock import starting
-from deploystudio.deployment.store import ENV_SETTING, DeploymentStore
-from deploystudio.deployment.transitions import (
+from deploystudio.deployment.local import reconcile as recovery
+from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
+from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server, start_front
+from deploystudio.deployment.local.starter_lock import starting
+from deploystudio.deployment.local.transitions import (
     deployment_process,
     move,
     move_endpoint,
     stop_deployment,
     stop_front,
 )
+from deploystudio.deployment.names import validate_name
+from deploystudio.deployment.store import ENV_SETTING, DeploymentStore
 from deploystudio.errors import (
     DeploymentConfigError,
     DeploymentNotFoundError,

@@ -2,7 +2,7 @@
 
 Run as its own process, one per endpoint (started detached by the local target):
 
-    python -m deploystudio.deployment.front --db DB_PATH --endpoint NAME --port PORT
+    python -m deploystudio.deployment.local.front --db DB_PATH --endpoint NAME --port PORT
 
 It behaves like an Azure ML managed online endpoint's front door: key auth (primary and
 secondary), weighted traffic, the `azureml-model-deployment` header, mirrored traffic, Azure's
@@ -52,11 +52,11 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from deploystudio.deployment import upstream
 from deploystudio.deployment.base import AuthMode, DeploymentState
-from deploystudio.deployment.health import HealthMonitor, log_tail
-from deploystudio.deployment.metrics import FrontMetrics
-from deploystudio.deployment.routing import (
+from deploystudio.deployment.local import upstream
+from deploystudio.deployment.local.health import HealthMonitor, log_tail
+from deploystudio.deployment.local.metrics import FrontMetrics
+from deploystudio.deployment.local.routing import (
     DEPLOYMENT_HEADER,
     DeploymentView,
     RoutingTable,
@@ -639,7 +639,7 @@ async def serve(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m deploystudio.deployment.front",
+        prog="python -m deploystudio.deployment.local.front",
         description="Serve one endpoint's scoring URI in front of its deployment servers.",
     )
     parser.add_argument("--db", required=True, type=Path, help="the deployment store (SQLite)")

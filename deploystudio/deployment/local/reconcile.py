@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploystudio import inference_server
-from deploystudio.deployment import starter_lock
 from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
-from deploystudio.deployment.processes import ServerProcess, our_processes
-from deploystudio.deployment.store import DeploymentStore
-from deploystudio.deployment.transitions import (
+from deploystudio.deployment.local import starter_lock
+from deploystudio.deployment.local.processes import ServerProcess, our_processes
+from deploystudio.deployment.local.transitions import (
     deployment_process,
     front_process,
     move,
@@ -25,6 +24,7 @@ from deploystudio.deployment.transitions import (
     stop_deployment,
     stop_front,
 )
+from deploystudio.deployment.store import DeploymentStore
 
 State = DeploymentState
 GONE = "the process was gone when Deploy Studio started"

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from deploystudio.deployment.base import DeploymentState
-from deploystudio.deployment.routing import DeploymentView, RoutingTable
+from deploystudio.deployment.local.routing import DeploymentView, RoutingTable
 
 PROBE_INTERVAL_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 2.0

@@ -1,0 +1,1 @@
+"""Azure ML endpoints (online and batch) through azure-ai-ml: errors, records, YAML export."""
