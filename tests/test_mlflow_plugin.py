@@ -149,3 +149,32 @@ def test_mlflow_cli_drives_the_local_target(home, iris, tmp_path):
     assert deleted.returncode == 0, deleted.stderr[-3000:]
     assert not list(our_processes(home))
     assert not (Path(home) / "endpoints" / "cli-plug").exists()
+
+
+def test_mlflow_cli_create_then_delete_leaves_nothing(home):
+    # MLflow's callers know deployments only: `create --name X` makes an endpoint X for it, and
+    # `delete --name X` must take that endpoint too, not refuse because X has its traffic.
+    created = mlflow_cli("create", "-t", "deploystudio", "--name", "solo", "-m", IRIS_V1)
+    assert created.returncode == 0, created.stderr[-3000:]
+    listed = mlflow_cli("list-endpoints", "-t", "deploystudio")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    # Plain values, as MLflow prints them with repr(): no enum members.
+    assert "'auth_mode': 'key'" in listed.stdout and "'state': 'ready'" in listed.stdout
+    assert "<AuthMode" not in listed.stdout and "<DeploymentState" not in listed.stdout
+
+    deleted = mlflow_cli("delete", "-t", "deploystudio", "--name", "solo")
+    assert deleted.returncode == 0, deleted.stderr[-3000:]
+    assert not list(our_processes(home))
+    assert not (Path(home) / "endpoints" / "solo").exists()
+    assert "solo" not in mlflow_cli("list-endpoints", "-t", "deploystudio").stdout
+
+
+def test_delete_keeps_an_endpoint_the_user_named(client, home):
+    # The endpoint was named by the caller, not made for the deployment: deleting its only
+    # deployment while it has all the traffic is still refused, and nothing is stopped.
+    client.create_deployment("kept", IRIS_V1, endpoint="named")
+    with pytest.raises(MlflowException, match="100% of live traffic"):
+        client.delete_deployment("kept", endpoint="named")
+    assert client.get_deployment("kept", endpoint="named")["state"] == "ready"
+    client.delete_endpoint("named")
+    assert not list(our_processes(home))

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from deploystudio.errors import EndpointAuthError
@@ -93,8 +93,13 @@ class Runtime(StrEnum):
 
 
 def _jsonable(record: Endpoint | Deployment) -> dict[str, Any]:
+    # Plain values, not enum members: MLflow's CLI prints these dicts with repr()
+    # (`mlflow deployments list-endpoints`), where a member would read `<AuthMode.KEY: 'key'>`.
     values = asdict(record)
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+    return {
+        k: v.isoformat() if isinstance(v, datetime) else v.value if isinstance(v, Enum) else v
+        for k, v in values.items()
+    }
 
 
 @dataclass(frozen=True)

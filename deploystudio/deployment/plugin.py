@@ -65,7 +65,8 @@ create-endpoint -C auth_mode=key|none -C description=TEXT
 update-endpoint -C traffic=blue=90,green=10 -C mirror=green=10 (or mirror=none)
 predict --endpoint E (traffic decides) or --name D (that deployment, through its endpoint).
 A deployment that gets traffic cannot be deleted: move its traffic first (update-endpoint), or
-delete the whole endpoint (delete-endpoint)."""
+delete the whole endpoint (delete-endpoint). Deleting the only deployment of the endpoint that
+`create` made for it (named like the deployment) deletes that endpoint too."""
 
 
 def run_local(target: str, name: str, model_uri: str, flavor=None, config=None) -> None:
@@ -234,10 +235,19 @@ class DeployStudioDeploymentClient(BaseDeploymentClient):
 
     @_mlflow_errors
     def delete_deployment(self, name, config=None, endpoint=None):
-        """Stop and delete the deployment (refused while it gets traffic). Idempotent."""
+        """Stop and delete the deployment. Idempotent.
+
+        Refused while it gets live traffic beside other deployments. The endpoint that
+        `create_deployment` made for it (named like it, with no other deployment) goes with it:
+        MLflow's callers know deployments only, so `create` then `delete` must leave nothing.
+        """
         try:
             owner = self._owner(name, endpoint or (config or {}).get("endpoint"))
         except DeploymentNotFoundError:
+            return
+        siblings = [d.name for d in self.target.list_deployments(owner) if d.name != name]
+        if owner == name and not siblings:
+            self.target.delete_endpoint(owner)
             return
         self.target.delete_deployment(name, owner)
 
