@@ -29,17 +29,9 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 # (importing module, "module._name") pairs.
 ALLOWED_PRIVATE_USES: dict[tuple[str, str], str] = {
-    (
-        "deploystudio.deployment.azure.specs",
-        "deploystudio.customization.bundles._azure_model_reference",
-    ): "issue 15, to fix",
     ("deploystudio.deployment.azure.specs", "deploystudio.deployment.store._check_percent"): (
         "issue 15, to fix"
     ),
-    (
-        "deploystudio.deployment.batch.azure_yaml",
-        "deploystudio.customization.bundles._azure_model_reference",
-    ): "issue 15, to fix",
 }
 
 ALLOWED_LONG_MODULES: dict[str, str] = {

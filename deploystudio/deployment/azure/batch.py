@@ -24,10 +24,10 @@ from typing import Any
 
 from deploystudio.config import Settings
 from deploystudio.deployment.azure.errors import translate
+from deploystudio.deployment.azure.model_reference import azure_model_name
 from deploystudio.deployment.azure.operations import (
     AzureOperations,
     Progress,
-    azure_model_name,
     enum_text,
     quiet,
     wait,

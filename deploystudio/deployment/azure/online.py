@@ -28,10 +28,10 @@ from deploystudio.deployment.azure.errors import (
     azure_errors,
     translate,
 )
+from deploystudio.deployment.azure.model_reference import azure_model_name
 from deploystudio.deployment.azure.operations import (
     AzureOperations,
     Progress,
-    azure_model_name,
     enum_text,
     quiet,
     resource_state,

@@ -53,15 +53,6 @@ def resource_state(provisioning: Any) -> DeploymentState:
     return _STATES.get(enum_text(provisioning).lower(), DeploymentState.PENDING)
 
 
-def azure_model_name(model: Any) -> str | None:
-    """`azureml:NAME:VERSION` for the ARM id the SDK reads back (.../models/N/versions/V)."""
-    text = str(getattr(model, "id", None) or model or "")
-    parts = text.rstrip("/").split("/")
-    if len(parts) >= 4 and parts[-4] == "models" and parts[-2] == "versions":
-        return f"azureml:{parts[-3]}:{parts[-1]}"
-    return text or None
-
-
 class AzureOperations:
     """Records, submits and resumes the long operations of one workspace."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deploystudio.config import Settings
+from deploystudio.deployment.azure.model_reference import azure_model_reference
 from deploystudio.deployment.base import AZURE_AUTH_MODES, AuthMode, Deployment
 from deploystudio.deployment.local.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.names import validate_name
@@ -286,8 +287,7 @@ def model_source(
     and version (`azureml:NAME:VERSION`). Otherwise the model's files are fetched from our
     registry (cached) and Azure uploads them as an mlflow_model asset of the same name/version.
     """
-    # Imported here: bundles imports azure.ai.ml (about 5 s), and the CLI parser imports us.
-    from deploystudio.customization.bundles import _azure_model_reference
+    # Imported here: the CLI parser imports us, and prediction is slow to import.
     from deploystudio.prediction import local_model_path
 
     try:
@@ -295,7 +295,7 @@ def model_source(
     except InvalidModelUriError as exc:
         raise AzureSpecError(str(exc)) from exc
     if reference_in_azure:
-        azure = _azure_model_reference(model_uri)
+        azure = azure_model_reference(model_uri)
         if azure is None:
             raise AzureSpecError(
                 f"'{model_uri}' cannot be referenced in Azure: only a registered version "
