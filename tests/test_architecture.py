@@ -28,11 +28,7 @@ MAX_LINES = 700
 ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 # (importing module, "module._name") pairs.
-ALLOWED_PRIVATE_USES: dict[tuple[str, str], str] = {
-    ("deploystudio.deployment.azure.specs", "deploystudio.deployment.store._check_percent"): (
-        "issue 15, to fix"
-    ),
-}
+ALLOWED_PRIVATE_USES: dict[tuple[str, str], str] = {}
 
 ALLOWED_LONG_MODULES: dict[str, str] = {
     "deploystudio.deployment.store": "issue 15, to split",

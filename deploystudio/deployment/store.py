@@ -41,6 +41,7 @@ from deploystudio.deployment.base import (
     local_auth_mode,
 )
 from deploystudio.deployment.names import validate_name
+from deploystudio.deployment.traffic import MAX_MIRROR_PERCENT, checked_traffic, endpoint_share
 from deploystudio.errors import (
     DeploymentConfigError,
     DeploymentNotFoundError,
@@ -49,13 +50,11 @@ from deploystudio.errors import (
     NameTakenError,
     ResourceInUseError,
     StateTransitionError,
-    TrafficError,
 )
 
 DB_FILE = "deployments.db"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
-MAX_MIRROR_PERCENT = 50  # Azure's cap on mirrored traffic
 MAX_LOG_TAIL_CHARS = 16_000
 KEY_NAMES = ("primary", "secondary")
 ENV_SETTING = "environment_variables"
@@ -854,11 +853,9 @@ class DeploymentStore:
                 raise
             dep = _deployment(row)
             label = f"{dep.endpoint_name}/{dep.name}"
-            mirror = self._endpoint_row(conn, dep.endpoint_name)["mirror_deployment"]
-            if row["traffic"] > 0 or (mirror or "").lower() == dep.name.lower():
-                share = (
-                    f"{row['traffic']}% of live traffic" if row["traffic"] else "mirrored traffic"
-                )
+            owner = self._endpoint(conn, self._endpoint_row(conn, dep.endpoint_name))
+            share = endpoint_share(owner, dep.name)
+            if share:
                 raise ResourceInUseError(
                     f"Deployment {label} still gets {share}. Set its traffic to 0 (and remove "
                     "the mirror) before deleting it."
@@ -889,46 +886,22 @@ class DeploymentStore:
         deployment gets live or mirrored traffic, not both); percent 0 means no mirror.
         Raises TrafficError saying which rule was broken; nothing is changed then.
         """
-        if not isinstance(weights, Mapping):
-            raise TrafficError(
-                f"Traffic must map deployment names to percentages, not {weights!r}."
-            )
         with self._write() as conn:
             before = self._endpoint(conn, self._endpoint_row(conn, endpoint))
-            canonical = {name.lower(): name for name in before.traffic}
-            label = f"endpoint {before.name!r}"
-            # Checked against the rows inside the write transaction, while writing: a deployment
-            # deleted by another process a moment ago is caught, and the rollback undoes the
-            # weights already written when a later one is refused.
+            # Checked on the deployments read inside the write transaction: one deleted by
+            # another process a moment ago is not among them.
+            checked, checked_mirror = checked_traffic(
+                before.traffic, weights, mirror, f"endpoint {before.name!r}"
+            )
             conn.execute(
                 "UPDATE deployments SET traffic = 0 WHERE endpoint_name = ?", (before.name,)
             )
-            seen: set[str] = set()
-            for given, weight in weights.items():
-                name = canonical.get(given.lower()) if isinstance(given, str) else None
-                if name is None:
-                    raise TrafficError(
-                        f"Cannot send traffic to {given!r}: {label} has no such deployment "
-                        f"(its deployments: {_quoted(list(before.traffic))})."
-                    )
-                if name in seen:
-                    raise TrafficError(f"Deployment {name!r} is given traffic twice.")
-                seen.add(name)
-                _check_percent(f"Traffic for {name!r}", weight, 100)
+            for name, weight in checked.items():
                 conn.execute(
                     "UPDATE deployments SET traffic = ? WHERE endpoint_name = ? AND name = ?",
                     (weight, before.name, name),
                 )
-            total = conn.execute(
-                "SELECT COALESCE(SUM(traffic), 0) FROM deployments WHERE endpoint_name = ?",
-                (before.name,),
-            ).fetchone()[0]
-            if total not in (0, 100):
-                raise TrafficError(
-                    f"Traffic weights of {label} sum to {total}%: they must sum to 100 "
-                    "(or all be 0 to send no live traffic)."
-                )
-            mirror_name, mirror_percent = self._checked_mirror(conn, before, mirror)
+            mirror_name, mirror_percent = checked_mirror or (None, None)
             _update(
                 conn,
                 "endpoints",
@@ -962,39 +935,6 @@ class DeploymentStore:
                     list(after.mirror) if after.mirror else None,
                 )
             return after
-
-    def _checked_mirror(
-        self, conn: sqlite3.Connection, endpoint: Endpoint, mirror: tuple[str, int] | None
-    ) -> tuple[str | None, int | None]:
-        if mirror is None:
-            return None, None
-        if not isinstance(mirror, tuple | list) or len(mirror) != 2:
-            raise TrafficError(
-                f"The mirror must be (deployment, percent), not {mirror!r}: Azure mirrors to "
-                "one deployment only."
-            )
-        given, percent = mirror
-        _check_percent("The mirror percentage", percent, MAX_MIRROR_PERCENT)
-        if percent == 0:
-            return None, None
-        names = {name.lower(): name for name in endpoint.traffic}
-        name = names.get(given.lower()) if isinstance(given, str) else None
-        if name is None:
-            raise TrafficError(
-                f"Cannot mirror traffic to {given!r}: endpoint {endpoint.name!r} has no such "
-                f"deployment (its deployments: {_quoted(list(endpoint.traffic))})."
-            )
-        live = conn.execute(
-            "SELECT traffic FROM deployments WHERE endpoint_name = ? AND name = ?",
-            (endpoint.name, name),
-        ).fetchone()[0]
-        if live:
-            raise TrafficError(
-                f"Deployment {name!r} gets {live}% of live traffic, so it cannot also get "
-                "mirrored traffic (Azure: a deployment gets live or mirrored traffic, not both). "
-                "Mirror to a deployment with 0% live traffic."
-            )
-        return name, percent
 
 
 def _auth_mode(value: AuthMode | str) -> AuthMode:
@@ -1059,12 +999,6 @@ def _deployment_config(config: Mapping[str, Any]) -> dict[str, Any]:
         "bundle": bundle,
         "settings": settings,
     }
-
-
-def _check_percent(what: str, value: Any, maximum: int) -> None:
-    # bool is an int subclass; True would silently mean 1 %.
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise TrafficError(f"{what} must be a whole number from 0 to {maximum}, not {value!r}.")
 
 
 def _check_transition(

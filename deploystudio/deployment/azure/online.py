@@ -68,6 +68,7 @@ from deploystudio.deployment.base import (
     Runtime,
 )
 from deploystudio.deployment.store import DeploymentStore
+from deploystudio.deployment.traffic import traffic_share
 from deploystudio.errors import (
     AzureSpecError,
     EndpointAuthError,
@@ -317,10 +318,8 @@ class AzureTarget(DeploymentTarget):
         from azure.core.exceptions import ResourceNotFoundError
 
         current = self._get_endpoint_entity(endpoint)
-        live = {k.lower(): v for k, v in (current.traffic or {}).items()}.get(name.lower(), 0)
-        mirrored = {k.lower(): v for k, v in (current.mirror_traffic or {}).items()}
-        if live or mirrored.get(name.lower(), 0):
-            what = f"{live}% of live traffic" if live else "mirrored traffic"
+        what = traffic_share(name, current.traffic or {}, current.mirror_traffic or {})
+        if what:
             raise ResourceInUseError(
                 f"Deployment {name!r} still gets {what} on endpoint {endpoint!r}: move its "
                 "traffic to another deployment first."
