@@ -16,7 +16,7 @@ from components.deploy_form import render_model_choice
 from deploystudio.access import Action
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.deployment.batch.jobs import start_batch_job
-from deploystudio.deployment.store import acting_as
+from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError
 
 settings = services.get_settings()

@@ -25,7 +25,7 @@ from deploystudio.deployment.azure.model_reference import azure_model_reference
 from deploystudio.deployment.base import AZURE_AUTH_MODES, AuthMode, Deployment
 from deploystudio.deployment.local.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.names import validate_name
-from deploystudio.deployment.store import ENV_SETTING
+from deploystudio.deployment.store_records import ENV_SETTING
 from deploystudio.deployment.traffic import checked_traffic, single_mirror
 from deploystudio.errors import AzureSpecError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri

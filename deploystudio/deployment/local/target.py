@@ -51,7 +51,8 @@ from deploystudio.deployment.local.transitions import (
     stop_front,
 )
 from deploystudio.deployment.names import validate_name
-from deploystudio.deployment.store import ENV_SETTING, DeploymentStore
+from deploystudio.deployment.store import DeploymentStore
+from deploystudio.deployment.store_records import ENV_SETTING
 from deploystudio.deployment.traffic import endpoint_share
 from deploystudio.errors import (
     DeploymentConfigError,
