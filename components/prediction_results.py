@@ -10,7 +10,7 @@ from components.prediction_chart import prediction_figure, results_frame
 from components.snippets import BODY_FILE, request_snippets
 from deploystudio.errors import DeployStudioError
 from deploystudio.inspection import Check, CheckStatus
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import Prediction
 
 # Report checks that say whether the model loads and predicts the same here as where it was saved.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
 
 LOCAL_SCORING_URL = "http://127.0.0.1:PORT/score"
 AZURE_SCORING_URL = "https://<endpoint>.<region>.inference.ml.azure.com/score"

@@ -35,7 +35,8 @@ from components.snippets import (
     request_snippets,
 )
 from deploystudio.inspection import Check, CheckStatus, SchemaField, SignatureInfo
-from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat
+from deploystudio.payloads import parse_payload
 from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,

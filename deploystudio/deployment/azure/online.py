@@ -438,7 +438,7 @@ class AzureTarget(DeploymentTarget):
         format ({"input_data": ...}) or a payloads.ModelInput."""
         from azure.core.exceptions import HttpResponseError
 
-        from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+        from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
 
         if endpoint is None:
             raise AzureSpecError("Name the Azure endpoint to score on.")
