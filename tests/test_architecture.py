@@ -261,7 +261,7 @@ def _report(title: str, found: set, allowed: set) -> str:
 def test_modules_are_found() -> None:
     names = modules()
     assert "deploystudio.deployment.store" in names
-    assert "components.snippets" in names
+    assert "components.traffic_editor" in names
     assert "views.endpoints" in names
 
 
