@@ -114,7 +114,8 @@ def _absolute(module: Module, node: ast.ImportFrom) -> str:
 
 
 def imports(module: Module) -> Iterator[Import]:
-    """Every import in the module, at module level or inside functions alike."""
+    """Every import in the module: at module level, inside functions and under TYPE_CHECKING
+    alike (a cycle only annotations close is still two modules that need each other)."""
     for node in ast.walk(module.tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -299,6 +300,22 @@ def test_private_use_detection() -> None:
         ("components.x", "deploystudio.deployment.store._hidden"),
         ("components.x", "deploystudio.deployment.store._other"),
         ("components.x", "deploystudio.payloads._third"),
+    }
+
+
+def test_page_use_detection() -> None:
+    source = ast.parse(
+        "from deploystudio.deployment.local.target import LocalTarget\n"
+        "from deploystudio.deployment.store_file import acting_as\n"
+        "def f():\n"
+        "    import deploystudio.deployment.store\n"
+        "from deploystudio.deployment.base import DeploymentTarget\n"
+    )
+    module = Module("views.x", ROOT / "views" / "x.py", source)
+    assert local_uses(module) == {
+        ("views.x", "LocalTarget"),
+        ("views.x", "deploystudio.deployment.local"),
+        ("views.x", "deploystudio.deployment.store"),
     }
 
 
