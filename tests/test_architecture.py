@@ -14,10 +14,12 @@ shrink: a new offender fails, and so does an entry that no longer offends (delet
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("deploystudio", "components", "views")
@@ -272,11 +274,16 @@ def test_no_import_cycle() -> None:
     assert found == allowed, _report("import cycles among deploystudio modules:", found, allowed)
 
 
+def _sample(name: str, *source_lines: str) -> Module:
+    """A made-up module `name` with these lines, to check the checks themselves."""
+    package, _, leaf = name.partition(".")
+    return Module(name, ROOT / package / f"{leaf}.py", ast.parse("\n".join(source_lines)))
+
+
 def test_cycle_detection_counts_function_level_imports() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [frozenset({"a", "b", "c"})]
-    source = ast.parse("def f():\n    from deploystudio.deployment import store\n")
-    module = Module("deploystudio.x", ROOT / "deploystudio" / "x.py", source)
+    module = _sample("deploystudio.x", "def f():", "    from deploystudio.deployment import store")
     assert [_target(item) for item in imports(module)] == ["deploystudio.deployment.store"]
 
 
@@ -286,37 +293,52 @@ def test_no_private_names_across_modules() -> None:
     assert found == allowed, _report("private names used from another module:", found, allowed)
 
 
-def test_private_use_detection() -> None:
-    source = ast.parse(
-        "from deploystudio.deployment.store import _hidden\n"
-        "from deploystudio.deployment import store as s\n"
-        "import deploystudio.payloads\n"
-        "s._other()\n"
-        "deploystudio.payloads._third\n"
-        "s.__name__\n"
-    )
-    module = Module("components.x", ROOT / "components" / "x.py", source)
-    assert private_uses(module) == {
-        ("components.x", "deploystudio.deployment.store._hidden"),
-        ("components.x", "deploystudio.deployment.store._other"),
-        ("components.x", "deploystudio.payloads._third"),
-    }
+PRIVATE_SAMPLE = (
+    "from deploystudio.deployment.store import _hidden",
+    "from deploystudio.deployment import store as s",
+    "import deploystudio.payloads",
+    "s._other()",
+    "deploystudio.payloads._third",
+    "s.__name__",
+)
+PAGE_SAMPLE = (
+    "from deploystudio.deployment.local.target import LocalTarget",
+    "from deploystudio.deployment.store_file import acting_as",
+    "def f():",
+    "    import deploystudio.deployment.store",
+    "from deploystudio.deployment.base import DeploymentTarget",
+)
 
 
-def test_page_use_detection() -> None:
-    source = ast.parse(
-        "from deploystudio.deployment.local.target import LocalTarget\n"
-        "from deploystudio.deployment.store_file import acting_as\n"
-        "def f():\n"
-        "    import deploystudio.deployment.store\n"
-        "from deploystudio.deployment.base import DeploymentTarget\n"
-    )
-    module = Module("views.x", ROOT / "views" / "x.py", source)
-    assert local_uses(module) == {
-        ("views.x", "LocalTarget"),
-        ("views.x", "deploystudio.deployment.local"),
-        ("views.x", "deploystudio.deployment.store"),
-    }
+@pytest.mark.parametrize(
+    ("check", "name", "lines", "expected"),
+    [
+        (
+            private_uses,
+            "components.x",
+            PRIVATE_SAMPLE,
+            {
+                "deploystudio.deployment.store._hidden",
+                "deploystudio.deployment.store._other",
+                "deploystudio.payloads._third",
+            },
+        ),
+        (
+            local_uses,
+            "views.x",
+            PAGE_SAMPLE,
+            {"LocalTarget", "deploystudio.deployment.local", "deploystudio.deployment.store"},
+        ),
+    ],
+    ids=["private names", "pages past the interface"],
+)
+def test_detection_on_a_sample(
+    check: Callable[[Module], set[tuple[str, str]]],
+    name: str,
+    lines: tuple[str, ...],
+    expected: set[str],
+) -> None:
+    assert check(_sample(name, *lines)) == {(name, item) for item in expected}
 
 
 def test_domain_modules_are_short() -> None:
