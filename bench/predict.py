@@ -45,7 +45,8 @@ import pandas as pd
 
 from deploystudio.config import load_settings
 from deploystudio.demo import seed_demo
-from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload, write_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
+from deploystudio.payloads import parse_payload
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 from deploystudio.worker.process import PredictionWorker

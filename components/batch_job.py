@@ -26,7 +26,7 @@ from deploystudio.deployment.batch.jobs import (
 from deploystudio.deployment.batch.records import BatchJob, FileState, JobState
 from deploystudio.deployment.batch.scoring import FILE_COLUMN, ROW_COLUMN
 from deploystudio.deployment.deploy_request import suggest_endpoint_name
-from deploystudio.deployment.store import acting_as
+from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError
 from deploystudio.model_uri import parse_model_uri
 

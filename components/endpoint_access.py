@@ -9,14 +9,6 @@ from __future__ import annotations
 import streamlit as st
 
 from components import access, services
-from components.snippets import (
-    BODY_FILE,
-    KEY_PLACEHOLDER,
-    MAX_INLINE_BODY_CHARS,
-    curl_command,
-    pretty_json,
-    python_requests_call,
-)
 from deploystudio.access import Action
 from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint
 from deploystudio.deployment.invoke import DEPLOYMENT_HEADER, request_body
@@ -27,6 +19,14 @@ from deploystudio.errors import (
     EndpointNotFoundError,
 )
 from deploystudio.inspection import ModelInspection
+from deploystudio.snippets import (
+    BODY_FILE,
+    KEY_PLACEHOLDER,
+    MAX_INLINE_BODY_CHARS,
+    curl_command,
+    pretty_json,
+    python_requests_call,
+)
 
 ENDPOINTS_PAGE = "views/endpoints.py"
 

@@ -19,11 +19,11 @@ from components.payload_editor import (
     InputBuilder,
 )
 from components.payload_json import default_request_text, render_json_source
-from components.snippets import KEY_PLACEHOLDER, curl_command, python_requests_call
 from deploystudio.access import Action
 from deploystudio.deployment import invoke
 from deploystudio.deployment.base import AuthMode, Deployment, Endpoint, Runtime
 from deploystudio.errors import DeployStudioError
+from deploystudio.snippets import KEY_PLACEHOLDER, curl_command, python_requests_call
 
 TRAFFIC_DECIDES = "(traffic decides)"
 

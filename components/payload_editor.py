@@ -20,7 +20,7 @@ import streamlit as st
 
 from components.model_details import render_input_example
 from deploystudio.inspection import SignatureInfo
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 
 InputBuilder = Callable[[], ModelInput]
 

@@ -17,13 +17,8 @@ from components.typed_inputs import (
     render_params,
 )
 from deploystudio.inspection import SchemaField, SignatureInfo
-from deploystudio.payloads import (
-    ModelInput,
-    PayloadFormat,
-    check_params,
-    parse_payload,
-    write_payload,
-)
+from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
+from deploystudio.payloads import check_params, parse_payload
 
 FORM_ONE_ROW = "One row"
 FORM_ROWS = "Several rows"

@@ -10,10 +10,11 @@ import streamlit as st
 from mlflow.models import ModelSignature
 
 from components.payload_form import form_frame
-from components.snippets import pretty_json
 from deploystudio.errors import PayloadError
 from deploystudio.inspection import SignatureInfo
-from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload, write_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
+from deploystudio.payloads import parse_payload
+from deploystudio.snippets import pretty_json
 
 JSON_FORMATS = [f for f in PayloadFormat if f.json_key or f is PayloadFormat.JSON_ARRAY]
 AUTO_FORMAT = "Auto"

@@ -19,7 +19,8 @@ from mlflow.models import ModelSignature
 from components.typed_inputs import render_params
 from deploystudio.errors import PayloadError
 from deploystudio.inspection import SignatureInfo
-from deploystudio.payloads import ModelInput, PayloadFormat, detect_format, parse_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat
+from deploystudio.payloads import detect_format, parse_payload
 
 UPLOAD_TYPES = ["csv", "parquet", "pq", "json", "npy"]
 PREVIEW_ROWS = 20

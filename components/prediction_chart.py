@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 
 # Integers with at most this many distinct values are class labels; more, a count or a score.
 MAX_LABEL_CLASSES = 20

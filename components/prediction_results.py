@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import streamlit as st
 
 from components.prediction_chart import prediction_figure, results_frame
-from components.snippets import BODY_FILE, request_snippets
 from deploystudio.errors import DeployStudioError
 from deploystudio.inspection import Check, CheckStatus
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import Prediction
+from deploystudio.snippets import BODY_FILE, request_snippets
 
 # Report checks that say whether the model loads and predicts the same here as where it was saved.
 ENVIRONMENT_CHECK_PREFIXES = ("Package", "Saved with", "Python version", "MLflow version")

@@ -16,14 +16,13 @@ from components import access, services
 from components.model_address import query_params_for
 from components.wrap_options import KIND_HELP, KIND_LABELS, render_wrap_options
 from deploystudio.access import Action
+from deploystudio.customization.wrap_registration import RegisteredWrap, register_wrapped_model
 from deploystudio.customization.wrapping import (
-    RegisteredWrap,
     WrapperKind,
     WrapPreview,
     WrapSpec,
     available_kinds,
     build_wrapped_model,
-    register_wrapped_model,
 )
 from deploystudio.errors import DeployStudioError
 from deploystudio.inspection import ModelInspection

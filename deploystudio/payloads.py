@@ -1,4 +1,8 @@
-"""Request formats <-> model input, built on MLflow's own parsing and serialisation.
+"""Request bodies -> model input, built on MLflow's own parsing.
+
+The formats and writing a model input in one are payload_formats.py's; the checks after parsing
+and the coercion warnings, payload_checks.py's; finding and wording a value that fails,
+payload_messages.py's.
 
 What MLflow provides (and we call, so a body that works here works on its scoring server):
 - `mlflow.pyfunc.scoring_server.infer_and_parse_data`: the four JSON formats of the MLflow
@@ -23,14 +27,9 @@ What we add:
 
 from __future__ import annotations
 
-import functools
 import io
 import json
-import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -38,146 +37,70 @@ import numpy as np
 import orjson
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import convert_input_example_to_serving_input
 from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc.scoring_server import (
-    SCORING_PROTOCOL_CHANGE_INFO,
     infer_and_parse_data,
     parse_csv_input,
     parse_parquet_input,
 )
 from mlflow.types import Schema
-from mlflow.types.schema import DataType, ParamSchema, ParamSpec, TensorSpec
+from mlflow.types.schema import DataType, ParamSchema, ParamSpec
 from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema, convert_data_type
 
 from deploystudio.errors import PayloadError
+from deploystudio.payload_checks import (
+    checked_data,
+    coercion_warnings,
+    is_column_schema,
+    may_coerce,
+)
+from deploystudio.payload_formats import (
+    FORMAT_BY_EXTENSION,
+    FORMAT_BY_KEY,
+    NPY_MAGIC,
+    PARAMS_KEY,
+    PARQUET_MAGIC,
+    ModelData,
+    ModelInput,
+    PayloadFormat,
+    looks_split,
+    write_payload,
+)
+from deploystudio.payload_messages import (
+    ROWS_COUNTED,
+    TOO_DEEP,
+    bad_value_message,
+    expected_type,
+    first_failed_cast,
+    first_failed_csv_value,
+    json_type,
+    quoted,
+    readable_error,
+    size_text,
+    value_text,
+)
+
+# ROWS_COUNTED, bad_value_message, first_failed_cast and write_payload are still imported from
+# here by prediction.py, worker/process.py and customization/scoring_script.py, which other
+# changes are editing now: they import from payload_formats.py and payload_messages.py once
+# those land, and the four go from this list (issue 15).
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "ROWS_COUNTED",
+    "ModelInput",
+    "PayloadFormat",
+    "bad_value_message",
+    "check_params",
+    "detect_format",
+    "first_failed_cast",
+    "parse_payload",
+    "write_payload",
+]
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-NPY_MAGIC = b"\x93NUMPY"
-PARQUET_MAGIC = b"PAR1"
-TOO_DEEP = (
-    "The body is nested too deeply to read (over 1,000 levels of brackets). Send the data as "
-    "rows of values, such as [[1.0, 2.0], [3.0, 4.0]]."
-)
-PARAMS_KEY = "params"
-# Azure's split orientation: `columns` and `data`, optionally `index` (pandas' split keys).
-_SPLIT_KEYS = frozenset({"columns", "index", "data"})
-
-
-class PayloadFormat(Enum):
-    AZURE_INPUT_DATA = "input_data"
-    DATAFRAME_SPLIT = "dataframe_split"
-    DATAFRAME_RECORDS = "dataframe_records"
-    INSTANCES = "instances"
-    INPUTS = "inputs"
-    CSV = "csv"
-    PARQUET = "parquet"
-    NPY = "npy"
-    JSON_ARRAY = "json_array"
-
-    @property
-    def label(self) -> str:
-        return _LABELS[self]
-
-    @property
-    def json_key(self) -> str | None:
-        """The top-level key of a JSON body in this format; None for files and bare arrays."""
-        return self.value if self in _JSON_OBJECT_FORMATS else None
-
-    @property
-    def is_binary(self) -> bool:
-        return self in (PayloadFormat.PARQUET, PayloadFormat.NPY)
-
-    @property
-    def carries_params(self) -> bool:
-        """Files and bare arrays have no place for `params`: writing them drops the params."""
-        return self in _JSON_OBJECT_FORMATS
-
-    @property
-    def file_extension(self) -> str:
-        return _EXTENSIONS[self]
-
-    @property
-    def media_type(self) -> str:
-        return _MEDIA_TYPES[self]
-
-
-_JSON_OBJECT_FORMATS = (
-    PayloadFormat.AZURE_INPUT_DATA,
-    PayloadFormat.DATAFRAME_SPLIT,
-    PayloadFormat.DATAFRAME_RECORDS,
-    PayloadFormat.INSTANCES,
-    PayloadFormat.INPUTS,
-)
-_INPUT_KEYS = {f.value: f for f in _JSON_OBJECT_FORMATS}
-_LABELS = {
-    PayloadFormat.AZURE_INPUT_DATA: "Azure ML input_data",
-    PayloadFormat.DATAFRAME_SPLIT: "MLflow dataframe_split",
-    PayloadFormat.DATAFRAME_RECORDS: "MLflow dataframe_records",
-    PayloadFormat.INSTANCES: "MLflow instances",
-    PayloadFormat.INPUTS: "MLflow inputs",
-    PayloadFormat.CSV: "CSV file",
-    PayloadFormat.PARQUET: "Parquet file",
-    PayloadFormat.NPY: "NPY file",
-    PayloadFormat.JSON_ARRAY: "JSON array",
-}
-_EXTENSIONS = {
-    **{f: ".json" for f in _JSON_OBJECT_FORMATS},
-    PayloadFormat.CSV: ".csv",
-    PayloadFormat.PARQUET: ".parquet",
-    PayloadFormat.NPY: ".npy",
-    PayloadFormat.JSON_ARRAY: ".json",
-}
-_MEDIA_TYPES = {
-    **{f: "application/json" for f in _JSON_OBJECT_FORMATS},
-    PayloadFormat.CSV: "text/csv",
-    PayloadFormat.PARQUET: "application/vnd.apache.parquet",
-    PayloadFormat.NPY: "application/octet-stream",
-    PayloadFormat.JSON_ARRAY: "application/json",
-}
-# Only extensions that name one format; `.json` could be any JSON format, so its content decides.
-_BY_EXTENSION = {
-    ".csv": PayloadFormat.CSV,
-    ".parquet": PayloadFormat.PARQUET,
-    ".pq": PayloadFormat.PARQUET,
-    ".npy": PayloadFormat.NPY,
-}
-# Casts to these column types can change a value without an error (1.7 -> 1, "false" -> True).
-_LOSSY_COLUMN_TYPES = (DataType.integer, DataType.long, DataType.boolean)
-# How rows are numbered in messages: as a user counts them in a table or a CSV file.
-ROWS_COUNTED = "data rows counted from 1"
-# Rows converted at once while looking for the value a conversion refuses.
-_SEARCH_CHUNK_ROWS = 4096
 _ACCEPTED_KEYS_TEXT = (
-    "exactly one of " + ", ".join(_INPUT_KEYS) + f", plus an optional '{PARAMS_KEY}' object"
+    "exactly one of " + ", ".join(FORMAT_BY_KEY) + f", plus an optional '{PARAMS_KEY}' object"
 )
-
-ModelData = pd.DataFrame | np.ndarray | dict[str, np.ndarray]
-
-
-@dataclass
-class ModelInput:
-    """What a model's `predict(data, params=params)` receives.
-
-    `warnings` lists values that MLflow's casts to the schema changed silently (the server does
-    the same without saying so); a page shows them next to the parsed data.
-    """
-
-    data: ModelData
-    params: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def kind(self) -> str:
-        """One of: dataframe, tensor (one ndarray), tensors (named ndarrays)."""
-        if isinstance(self.data, pd.DataFrame):
-            return "dataframe"
-        if isinstance(self.data, np.ndarray):
-            return "tensor"
-        return "tensors"
-
-
-# ----------------------------------------------------------------------------- detection
 
 
 def detect_format(body: bytes | str, filename: str | None = None) -> PayloadFormat:
@@ -190,8 +113,8 @@ def _sniff(body: bytes | str, filename: str | None) -> tuple[PayloadFormat, Any]
     """The format, and the parsed JSON when detecting meant parsing it (so it is parsed once)."""
     if filename:
         suffix = Path(filename).suffix.lower()
-        if suffix in _BY_EXTENSION:
-            return _BY_EXTENSION[suffix], None
+        if suffix in FORMAT_BY_EXTENSION:
+            return FORMAT_BY_EXTENSION[suffix], None
         if suffix == ".npz":
             raise PayloadError(
                 f"'{filename}' is an NPZ archive, which is not supported: save one array with "
@@ -227,23 +150,20 @@ def _json_format(parsed: Any) -> PayloadFormat:
 def _input_key(body: dict) -> PayloadFormat:
     """The one input key of a JSON object body; unknown keys are errors (a typo such as
     'param' would otherwise be dropped without a word, as MLflow's server does)."""
-    unknown = [k for k in body if k not in _INPUT_KEYS and k != PARAMS_KEY]
+    unknown = [k for k in body if k not in FORMAT_BY_KEY and k != PARAMS_KEY]
     if unknown:
         raise PayloadError(
-            f"Unknown top-level key {_quoted(unknown)}. Accepted keys: {_ACCEPTED_KEYS_TEXT}."
+            f"Unknown top-level key {quoted(unknown)}. Accepted keys: {_ACCEPTED_KEYS_TEXT}."
         )
-    present = [k for k in body if k in _INPUT_KEYS]
+    present = [k for k in body if k in FORMAT_BY_KEY]
     if not present:
         raise PayloadError(f"The body has no input key. Add {_ACCEPTED_KEYS_TEXT}.")
     if len(present) > 1:
         raise PayloadError(
-            f"The body has {len(present)} input keys at once ({_quoted(present)}); keep exactly "
+            f"The body has {len(present)} input keys at once ({quoted(present)}); keep exactly "
             "one of them."
         )
-    return _INPUT_KEYS[present[0]]
-
-
-# ----------------------------------------------------------------------------- parsing
+    return FORMAT_BY_KEY[present[0]]
 
 
 def parse_payload(
@@ -264,7 +184,7 @@ def parse_payload(
     size = len(body) if isinstance(body, bytes) else len(body.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise PayloadError(
-            f"The payload is {_size_text(size)}, over the limit of {_size_text(max_bytes)}. "
+            f"The payload is {size_text(size)}, over the limit of {size_text(max_bytes)}. "
             "Send fewer rows per request."
         )
     _reject_empty(body)
@@ -291,7 +211,7 @@ def parse_payload(
         if not isinstance(parsed, list):
             raise PayloadError(
                 f"A JSON array body must be a list such as [[1.0, 2.0]], but this one is "
-                f"{_json_type(parsed)}."
+                f"{json_type(parsed)}."
             )
         mlflow_body = {"inputs": parsed}
     else:
@@ -307,7 +227,7 @@ def parse_payload(
         if params is not None and not isinstance(params, dict):
             raise PayloadError(
                 f"'{PARAMS_KEY}' must be a JSON object such as {{\"threshold\": 0.7}}, but it is "
-                f"{_json_type(params)}."
+                f"{json_type(params)}."
             )
         mlflow_body = _mlflow_body(payload_format, parsed[payload_format.value])
     param_warnings = check_params(params, params_schema) if params_declared else []
@@ -325,7 +245,7 @@ def check_params(params: dict[str, Any] | None, params_schema: ParamSchema | Non
     if params_schema is None:
         names = list(params)
         return [
-            f"The model's signature declares no params, so MLflow ignores {_quoted(names)}: "
+            f"The model's signature declares no params, so MLflow ignores {quoted(names)}: "
             f"{'it has' if len(names) == 1 else 'they have'} no effect on the predictions."
         ]
     specs = {spec.name: spec for spec in params_schema.params}
@@ -340,7 +260,7 @@ def check_params(params: dict[str, Any] | None, params_schema: ParamSchema | Non
         except MlflowException:
             problems.append(
                 f"Param '{name}' expects {_param_type_text(spec, article=True)}; got "
-                f"{_value_text(value)}{'' if spec.shape else _kind_note(value)}."
+                f"{value_text(value)}{'' if spec.shape else _kind_note(value)}."
             )
     if problems:
         raise PayloadError(" ".join(problems) + f" The model accepts: {accepted}.")
@@ -362,12 +282,12 @@ def _param_type_text(spec: ParamSpec, article: bool = False) -> str:
 
 
 def _param_text(spec: ParamSpec) -> str:
-    return f"{spec.name} ({_param_type_text(spec)}, default {_value_text(spec.default)})"
+    return f"{spec.name} ({_param_type_text(spec)}, default {value_text(spec.default)})"
 
 
 def _kind_note(value: Any) -> str:
     if isinstance(value, list | dict):
-        return f" ({_json_type(value)})"
+        return f" ({json_type(value)})"
     return ""
 
 
@@ -378,19 +298,15 @@ def _mlflow_body(payload_format: PayloadFormat, value: Any) -> dict[str, Any]:
     # Azure ML's `input_data` carries the same three shapes MLflow reads, under one key: a table in
     # pandas' split orientation is MLflow's `dataframe_split`; a list (one tensor) or an object of
     # named lists (named tensors) is MLflow's `inputs`. Only this wrapper is Azure's own.
-    if isinstance(value, dict) and _looks_split(value):
+    if isinstance(value, dict) and looks_split(value):
         return {"dataframe_split": value}
     if isinstance(value, list | dict):
         return {"inputs": value}
     raise PayloadError(
         '\'input_data\' must be a table {"columns": [...], "data": [[...]]}, a list (one '
         "tensor) or an object of named lists (named tensors), but it is "
-        f"{_json_type(value)}."
+        f"{json_type(value)}."
     )
-
-
-def _looks_split(value: dict) -> bool:
-    return {"columns", "data"} <= value.keys() <= _SPLIT_KEYS
 
 
 def _parse_with_mlflow(
@@ -399,15 +315,15 @@ def _parse_with_mlflow(
     try:
         data = infer_and_parse_data(mlflow_body, schema)
         # The uncast parse, to see what the cast changed; only worth it if a cast can lose values.
-        raw = infer_and_parse_data(mlflow_body, None) if _may_coerce(schema) else None
+        raw = infer_and_parse_data(mlflow_body, None) if may_coerce(schema) else None
     except MlflowException as exc:
         uncast = lambda: infer_and_parse_data(mlflow_body, None)  # noqa: E731
-        raise _readable(exc, payload_format, schema, uncast) from exc
+        raise readable_error(exc, payload_format, schema, uncast) from exc
     except (ValueError, TypeError) as exc:
         raise PayloadError(f"The {payload_format.label} body could not be read: {exc}") from exc
     data = _as_model_data(data, payload_format)
-    warnings = _coercion_warnings(raw, data, schema) if raw is not None else []
-    data = _finish(data, schema, warnings)
+    warnings = coercion_warnings(raw, data, schema) if raw is not None else []
+    data = checked_data(data, schema, warnings)
     return data, warnings
 
 
@@ -420,7 +336,7 @@ def _as_model_data(data: Any, payload_format: PayloadFormat) -> ModelData:
     # MLflow passes a list of objects under `inputs` through unchanged (for models with
     # type-hint signatures); a table of rows is `dataframe_records`.
     raise PayloadError(
-        f"The {payload_format.label} body holds {_json_type(data)} of objects, not a tensor. "
+        f"The {payload_format.label} body holds {json_type(data)} of objects, not a tensor. "
         "Send rows of a table as 'dataframe_records', or named tensors as an object of lists."
     )
 
@@ -428,13 +344,13 @@ def _as_model_data(data: Any, payload_format: PayloadFormat) -> ModelData:
 def _parse_csv(body: bytes | str, schema: Schema | None) -> ModelInput:
     text = _decode(body, "The CSV file")
     # The server's reader takes the column dtypes from a named column schema; tensors have none.
-    columns = schema if schema is not None and _is_column_schema(schema) else None
+    columns = schema if schema is not None and is_column_schema(schema) else None
     try:
         frame = parse_csv_input(io.StringIO(text), columns)
     except MlflowException as exc:
         raise _csv_error(exc, text, columns) from exc
     warnings: list[str] = []
-    frame = _finish(frame, schema, warnings)
+    frame = checked_data(frame, schema, warnings)
     return ModelInput(data=frame, warnings=warnings)
 
 
@@ -451,10 +367,10 @@ def _csv_error(exc: MlflowException, text: str, schema: Schema | None) -> Payloa
             'not in double quotes ("a, b").'
         )
     if schema is not None and schema.has_input_names():
-        found = _first_failed_csv_value(text, schema)
+        found = first_failed_csv_value(text, schema)
         if found is not None:
             name, row, value = found
-            return PayloadError(bad_value_message(name, _expected_type(schema, name), row, value))
+            return PayloadError(bad_value_message(name, expected_type(schema, name), row, value))
         column = re.search(r"in column (\d+)", detail)
         if column:
             header = pd.read_csv(io.StringIO(text), nrows=0).columns
@@ -463,7 +379,7 @@ def _csv_error(exc: MlflowException, text: str, schema: Schema | None) -> Payloa
                 name = header[index]
                 return PayloadError(
                     f"Column '{name}' of the CSV cannot be read as "
-                    f"{_expected_type(schema, name)}: {detail}. Fix its values, or check the "
+                    f"{expected_type(schema, name)}: {detail}. Fix its values, or check the "
                     "column against the model's signature."
                 )
     return PayloadError(f"The CSV file could not be read: {detail}.")
@@ -490,9 +406,9 @@ def _parse_parquet(body: bytes, schema: Schema | None) -> ModelInput:
         try:
             frame = cast_df_types_according_to_schema(raw.copy(), schema)
         except MlflowException as exc:
-            raise _readable(exc, PayloadFormat.PARQUET, schema, lambda: raw) from exc
-        warnings = _coercion_warnings(raw, frame, schema)
-    return ModelInput(data=_finish(frame, schema, warnings), warnings=warnings)
+            raise readable_error(exc, PayloadFormat.PARQUET, schema, lambda: raw) from exc
+        warnings = coercion_warnings(raw, frame, schema)
+    return ModelInput(data=checked_data(frame, schema, warnings), warnings=warnings)
 
 
 def _parse_npy(body: bytes, schema: Schema | None) -> ModelInput:
@@ -519,287 +435,9 @@ def _parse_npy(body: bytes, schema: Schema | None) -> ModelInput:
         try:
             array = convert_data_type(array, spec)
         except MlflowException as exc:
-            raise _readable(exc, PayloadFormat.NPY, schema) from exc
-        warnings = _coercion_warnings(raw, array, schema)
-    return ModelInput(data=_finish(array, schema, warnings), warnings=warnings)
-
-
-# ----------------------------------------------------------------------------- schema checks
-
-
-def _finish(data: ModelData, schema: Schema | None, warnings: list[str]) -> ModelData:
-    """Checks MLflow leaves to prediction time, and one dtype for string columns."""
-    if schema is None:
-        return data
-    if isinstance(data, pd.DataFrame):
-        if _is_column_schema(schema):
-            _check_names(list(data.columns), schema, "column")
-            return _string_columns(data, schema, warnings)
-        return data
-    if schema.is_tensor_spec():
-        if isinstance(data, np.ndarray):
-            _check_shape("The tensor", data, schema.inputs[0])
-        else:
-            _check_names(list(data), schema, "named tensor")
-            specs = schema.input_dict()
-            for name, array in data.items():
-                if name in specs:
-                    _check_shape(f"Tensor '{name}'", array, specs[name])
-    elif isinstance(data, dict) and schema.has_input_names():
-        _check_names(list(data), schema, "input")
-    return data
-
-
-def _check_names(present: list[Any], schema: Schema, noun: str) -> None:
-    names = {str(p) for p in present}
-    missing = [n for n in schema.required_input_names() if n not in names]
-    if missing:
-        expected = ", ".join(str(n) for n in schema.input_names())
-        given = ", ".join(str(p) for p in present) or "none"
-        raise PayloadError(
-            f"Missing required {noun}{'s' if len(missing) > 1 else ''} {_quoted(missing)}. "
-            f"The model expects: {expected}; the payload has: {given}. Add the missing "
-            f"{noun}s or fix their spelling."
-        )
-
-
-def _check_shape(what: str, array: np.ndarray, spec: Any) -> None:
-    if not isinstance(spec, TensorSpec):
-        return
-    expected = tuple(spec.shape)
-    fits = len(expected) == array.ndim and all(
-        e == -1 or e == a for e, a in zip(expected, array.shape, strict=True)
-    )
-    if not fits:
-        raise PayloadError(
-            f"{what} has shape {tuple(array.shape)}, but the model expects {expected} "
-            "(-1 means any size). Reshape the data to match, or check that no row lost a level "
-            "of nesting."
-        )
-
-
-def _string_columns(frame: pd.DataFrame, schema: Schema, warnings: list[str]) -> pd.DataFrame:
-    """MLflow's JSON path gives string columns pandas' string dtype, its CSV path and empty
-    tables give `object`: use the string dtype everywhere, so one payload in any format is the
-    same frame. MLflow passes a non-string value through unchanged: say so."""
-    for name, spec in schema.input_dict().items():
-        if not isinstance(spec.type, DataType) or spec.type != DataType.string:
-            continue
-        if name not in frame.columns:
-            continue
-        column = frame[name]
-        if column.dtype != object:
-            continue
-        odd = next(
-            ((i, v) for i, v in enumerate(column) if not (isinstance(v, str) or _is_missing(v))),
-            None,
-        )
-        if odd is None:
-            frame[name] = column.astype("str")
-        else:
-            warnings.append(
-                f"Column '{name}' expects strings, but row {odd[0] + 1} ({ROWS_COUNTED}) holds "
-                f"{odd[1]!r} ({type(odd[1]).__name__}), which MLflow passes on unchanged: "
-                "quote it."
-            )
-    return frame
-
-
-# ----------------------------------------------------------------------------- coercion warnings
-
-
-def _may_coerce(schema: Schema | None) -> bool:
-    """Whether casting to `schema` can change values without an error (to integer or boolean)."""
-    if schema is None:
-        return False
-    return any(
-        spec.type.kind in "iub"
-        if isinstance(spec, TensorSpec)
-        else isinstance(spec.type, DataType) and spec.type in _LOSSY_COLUMN_TYPES
-        for spec in schema.inputs
-    )
-
-
-def _coercion_warnings(raw: Any, cast: Any, schema: Schema | None) -> list[str]:
-    if schema is None:
-        return []
-    if isinstance(raw, pd.DataFrame) and isinstance(cast, pd.DataFrame):
-        warnings = []
-        for name, spec in schema.input_dict().items() if schema.has_input_names() else []:
-            target = spec.type
-            if not isinstance(target, DataType) or target not in _LOSSY_COLUMN_TYPES:
-                continue
-            if name not in raw.columns or name not in cast.columns:
-                continue
-            change = _first_change(raw[name].tolist(), cast[name].tolist())
-            if change is not None:
-                row, before, after = change
-                warnings.append(
-                    f"Column '{name}' expects {target.name} values: {before!r} in row {row + 1} "
-                    f"({ROWS_COUNTED}) became {after!r}. Send {target.name} values to be sure "
-                    "what the model gets."
-                )
-        return warnings
-    if isinstance(raw, np.ndarray) and isinstance(cast, np.ndarray):
-        return _tensor_warning("the tensor", raw, cast)
-    if isinstance(raw, dict) and isinstance(cast, dict):
-        return [
-            w
-            for name in cast
-            if name in raw
-            for w in _tensor_warning(f"tensor '{name}'", np.asarray(raw[name]), cast[name])
-        ]
-    return []
-
-
-def _tensor_warning(what: str, raw: np.ndarray, cast: np.ndarray) -> list[str]:
-    if cast.dtype.kind not in "iub" or raw.shape != cast.shape or raw.dtype == cast.dtype:
-        return []
-    try:
-        changed = np.flatnonzero(np.asarray(raw != cast))
-    except (TypeError, ValueError):
-        return []
-    if not changed.size:
-        return []
-    position = int(changed[0])
-    before, after = raw.ravel()[position].item(), cast.ravel()[position].item()
-    where = tuple(int(i) for i in np.unravel_index(position, cast.shape))
-    return [
-        f"In {what}, {before!r} at {where} became {after!r} ({cast.dtype}, as the model's "
-        f"signature says). Send {cast.dtype} values to be sure what the model gets."
-    ]
-
-
-def _first_change(before: list[Any], after: list[Any]) -> tuple[int, Any, Any] | None:
-    """The first value a cast changed, compared as Python values (1.0 == 1 and 1 == True
-    are no change; 1.7 -> 1 and 'false' -> True are)."""
-    for i, (b, a) in enumerate(zip(before, after, strict=True)):
-        if _is_missing(b) and _is_missing(a):
-            continue
-        try:
-            changed = bool(b != a)
-        except (TypeError, ValueError):
-            changed = True
-        if changed:
-            return i, b, a
-    return None
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def formats_for(model_input: ModelInput) -> list[PayloadFormat]:
-    """The formats `write_payload` can write this input in, in `PayloadFormat` order."""
-    data = model_input.data
-    if isinstance(data, pd.DataFrame):
-        usable = {
-            PayloadFormat.AZURE_INPUT_DATA,
-            PayloadFormat.DATAFRAME_SPLIT,
-            PayloadFormat.CSV,
-        }
-        if len(data):  # records carry the column names inside rows: none without rows
-            usable.add(PayloadFormat.DATAFRAME_RECORDS)
-        if all(isinstance(c, str) for c in data.columns):  # Parquet names columns by string
-            usable.add(PayloadFormat.PARQUET)
-    elif isinstance(data, np.ndarray):
-        usable = {PayloadFormat.AZURE_INPUT_DATA, PayloadFormat.INPUTS, PayloadFormat.INSTANCES}
-        if data.ndim:
-            usable.add(PayloadFormat.JSON_ARRAY)
-        if data.dtype != object:  # an object array would need pickle
-            usable.add(PayloadFormat.NPY)
-    else:
-        usable = {PayloadFormat.INPUTS}
-        if not _looks_split(data):  # Azure would read {"columns", "data"} tensors as a table
-            usable.add(PayloadFormat.AZURE_INPUT_DATA)
-        lengths = {len(a) if np.ndim(a) else None for a in data.values()}
-        if len(lengths) == 1 and next(iter(lengths)):  # instances are rows: one length for all
-            usable.add(PayloadFormat.INSTANCES)
-    return [f for f in PayloadFormat if f in usable]
-
-
-def write_payload(model_input: ModelInput, payload_format: PayloadFormat) -> str | bytes:
-    """The body or file for `model_input` in `payload_format`: text for CSV and JSON, bytes for
-    Parquet and NPY. JSON bodies include `params`; files and bare arrays cannot carry them.
-
-    JSON is MLflow's (`convert_input_example_to_serving_input`), with NaN written as null: MLflow
-    writes a bare `NaN` for a DataFrame's NaN, which is not JSON to most clients. Infinity stays as
-    MLflow writes it (`Infinity`): JSON has no way to write it, and Python servers read it.
-    """
-    usable = formats_for(model_input)
-    if payload_format not in usable:
-        raise PayloadError(
-            f"This input ({model_input.kind}) cannot be written as {payload_format.label}. It "
-            f"can be written as: {', '.join(f.label for f in usable)}."
-        )
-    data = model_input.data
-    if payload_format is PayloadFormat.CSV:
-        # CRLF, as RFC 4180 says: Python's csv writer quotes a field only if it holds a character
-        # of the line terminator, so with "\n" a value holding a lone "\r" would break its row.
-        return data.to_csv(index=False, lineterminator="\r\n")
-    if payload_format is PayloadFormat.PARQUET:
-        buffer = io.BytesIO()
-        try:
-            data.to_parquet(buffer, index=False)
-        except (ValueError, TypeError, ImportError) as exc:  # pyarrow errors subclass these
-            raise PayloadError(
-                f"This table cannot be written as Parquet: {exc}. Give each column one type."
-            ) from exc
-        return buffer.getvalue()
-    if payload_format is PayloadFormat.NPY:
-        buffer = io.BytesIO()
-        np.save(buffer, data, allow_pickle=False)
-        return buffer.getvalue()
-
-    serving = _mlflow_serving_body(model_input)
-    if payload_format is PayloadFormat.JSON_ARRAY:
-        return json.dumps(serving["inputs"], ensure_ascii=False)
-    if isinstance(data, pd.DataFrame):
-        split = serving["dataframe_split"]
-        # MLflow leaves out default (0..n-1) column labels; Azure and records need them.
-        columns = split.get("columns", list(range(data.shape[1])))
-        if payload_format is PayloadFormat.DATAFRAME_RECORDS:
-            value: Any = [dict(zip(columns, row, strict=True)) for row in split["data"]]
-        elif payload_format is PayloadFormat.AZURE_INPUT_DATA:
-            value = {"columns": columns, "data": split["data"]}
-            if not data.index.equals(pd.RangeIndex(len(data))):  # Azure's index is optional
-                value["index"] = data.index.tolist()
-        else:
-            value = split
-    else:
-        value = serving["inputs"]
-        if payload_format is PayloadFormat.INSTANCES and isinstance(value, dict):
-            # TF-serving row format: one object per row, which MLflow stacks back into arrays.
-            count = len(next(iter(value.values())))
-            value = [{name: v[i] for name, v in value.items()} for i in range(count)]
-    body = {payload_format.value: value}
-    if PARAMS_KEY in serving:
-        body[PARAMS_KEY] = serving[PARAMS_KEY]
-    return json.dumps(body, ensure_ascii=False)
-
-
-def _mlflow_serving_body(model_input: ModelInput) -> dict[str, Any]:
-    """MLflow's serving body (`dataframe_split` or `inputs`, plus `params`) as a dict."""
-    example: Any = model_input.data
-    if model_input.params:
-        example = (model_input.data, model_input.params)
-    try:
-        text = convert_input_example_to_serving_input(example)
-    except MlflowException as exc:
-        raise PayloadError(f"MLflow cannot write this input: {exc.message}") from exc
-    return _nan_to_null(json.loads(text))
-
-
-def _nan_to_null(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, list):
-        return [_nan_to_null(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    return value
-
-
-# ----------------------------------------------------------------------------- helpers
+            raise readable_error(exc, PayloadFormat.NPY, schema) from exc
+        warnings = coercion_warnings(raw, array, schema)
+    return ModelInput(data=checked_data(array, schema, warnings), warnings=warnings)
 
 
 def _reject_empty(body: bytes | str) -> None:
@@ -861,231 +499,6 @@ def _load_json(text: str) -> Any:
 
 def _not_an_object(parsed: Any) -> PayloadError:
     return PayloadError(
-        f"The body is {_json_type(parsed)}, but it must be a JSON object such as "
+        f"The body is {json_type(parsed)}, but it must be a JSON object such as "
         '{"dataframe_split": {"columns": [...], "data": [[...]]}} (or a JSON array for a tensor).'
     )
-
-
-def _readable(
-    exc: MlflowException,
-    payload_format: PayloadFormat,
-    schema: Schema | None,
-    uncast: Callable[[], Any] | None = None,
-) -> PayloadError:
-    """MLflow's parse errors, said in terms of the payload, without its protocol-change essay.
-
-    `uncast` gives the data as read before the signature's casts; it is called only to find
-    the row and value that a failed cast choked on, which MLflow's message does not name.
-    """
-    message = exc.message.replace(SCORING_PROTOCOL_CHANGE_INFO, "").strip()
-    message = message.removeprefix("Invalid input.").strip()
-    if "RecursionError" in message:
-        # json read a body of 1,025-1,000,000 levels that orjson refused; MLflow's parse then
-        # overflowed the stack and wrapped the RecursionError's repr into its message.
-        return PayloadError(TOO_DEEP)
-    conversion = re.search(
-        r"Failed to convert column (.+?) to type '([^']*)'\. Error: '(.*)'$", message, re.S
-    )
-    if conversion:
-        column, pandas_type, error = conversion.groups()
-        expected = _expected_type(schema, column) or pandas_type
-        found = first_failed_cast(_call_or_none(uncast), column, schema)
-        if found is not None:
-            return PayloadError(bad_value_message(column, expected, *found))
-        return PayloadError(
-            f"Column '{column}' must hold {expected} values, but {_inner_error(error)}. Fix that "
-            "value, or check the column against the model's signature."
-        )
-    if schema is not None and schema.is_tensor_spec():
-        if "inhomogeneous" in message:
-            return PayloadError(
-                "The nested lists have different lengths (a ragged array), so they are not a "
-                f"tensor: every row must have the same length. ({message})"
-            )
-        dtypes = ", ".join(
-            f"{spec.name + ' ' if spec.name else ''}{spec.type}" for spec in schema.inputs
-        )
-        return PayloadError(
-            f"The {payload_format.label} body does not fit the model's tensor input "
-            f"({dtypes}): {message}"
-        )
-    return PayloadError(f"The {payload_format.label} body could not be read: {message}")
-
-
-def bad_value_message(column: Any, expected: str, row: int, value: Any) -> str:
-    """What to tell a user about the value that does not fit its column; `row` counts from 0."""
-    where = f"row {row + 1} ({ROWS_COUNTED})"
-    if _is_missing_or_infinite(value):
-        return (
-            f"Column '{column}' holds {expected} values, so it cannot be empty (null, NaN) or "
-            f"infinite, but {where} is. Fill in that value, or drop the row."
-        )
-    return (
-        f"Column '{column}' expects {expected}; {where} has {_value_text(value)}. Fix that "
-        "value, or check the column against the model's signature."
-    )
-
-
-def first_failing_row(count: int, fails: Callable[[int, int], bool]) -> int | None:
-    """The first row `i` (from 0) such that `fails(0, i + 1)`: the first value a conversion
-    refuses, where `fails(start, stop)` says whether converting rows start..stop-1 fails.
-
-    The conversion itself is the library's (MLflow's cast, pandas' CSV reader), so the row is the
-    one it refused; chunks, then halves, keep this cheap on a 100,000-row payload. None when no
-    row fails, or when converting no rows at all fails already (the type is the problem, not a
-    value).
-    """
-    if fails(0, 0):
-        return None
-    for start in range(0, count, _SEARCH_CHUNK_ROWS):
-        stop = min(start + _SEARCH_CHUNK_ROWS, count)
-        if not fails(start, stop):
-            continue
-        low, high = start, stop  # rows start..low-1 convert; start..high-1 do not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if fails(start, middle):
-                high = middle
-            else:
-                low = middle
-        return low
-    return None
-
-
-def first_failed_cast(frame: Any, column: Any, schema: Schema | None) -> tuple[int, Any] | None:
-    """The row (from 0) and value of `frame[column]` that MLflow's cast to the schema's type for
-    that column (`cast_df_types_according_to_schema`, what its server applies) refuses."""
-    if not isinstance(frame, pd.DataFrame) or column not in frame.columns:
-        return None
-    if schema is None or not schema.has_input_names():
-        return None
-    spec = schema.input_dict().get(str(column))
-    if spec is None:
-        return None
-    series, one_column = frame[column], Schema([spec])
-
-    def fails(start: int, stop: int) -> bool:
-        try:
-            cast_df_types_according_to_schema(series.iloc[start:stop].to_frame(), one_column)
-        except MlflowException:
-            return True
-        return False
-
-    row = first_failing_row(len(series), fails)
-    return None if row is None else (row, _python_value(series.iloc[row]))
-
-
-def _call_or_none(uncast: Callable[[], Any] | None) -> Any:
-    if uncast is None:
-        return None
-    try:
-        return uncast()
-    except (MlflowException, TypeError, ValueError):
-        return None
-
-
-def _first_failed_csv_value(text: str, schema: Schema) -> tuple[str, int, Any] | None:
-    """The column, row (from 0) and text of the first CSV value that pandas' reader cannot read
-    as the signature's type: the reader MLflow's CSV parser uses, one column at a time, since
-    pandas' message names neither the row nor (for some errors) the column."""
-    try:
-        header = set(pd.read_csv(io.StringIO(text), nrows=0).columns)
-    except (ValueError, pd.errors.ParserError):
-        return None
-    for spec in schema.inputs:
-        if spec.name not in header or not isinstance(spec.type, DataType):
-            continue
-        if spec.type in (DataType.string, DataType.binary):
-            continue
-        try:
-            texts = pd.read_csv(io.StringIO(text), usecols=[spec.name], dtype=str)[spec.name]
-        except (ValueError, pd.errors.ParserError):
-            continue
-        fails = functools.partial(_csv_read_fails, texts, spec.type.to_pandas())
-        row = first_failing_row(len(texts), fails)
-        if row is not None:
-            return spec.name, row, _csv_value(texts.iloc[row])
-    return None
-
-
-def _csv_read_fails(texts: pd.Series, dtype: Any, start: int, stop: int) -> bool:
-    """Whether pandas' CSV reader refuses rows start..stop-1 of one column as `dtype`."""
-    chunk = texts.iloc[start:stop].to_csv(index=False)
-    try:
-        pd.read_csv(io.StringIO(chunk), dtype={texts.name: dtype})
-    except (ValueError, TypeError):
-        return True
-    return False
-
-
-def _inner_error(error: str) -> str:
-    """`ValueError("could not convert string to float: 'x'")` -> `could not convert ...`."""
-    match = re.fullmatch(r"\w+\((['\"])(.*)\1\)", error.strip(), re.S)
-    return match.group(2) if match else error
-
-
-def _expected_type(schema: Schema | None, column: Any) -> str | None:
-    if schema is None or not schema.has_input_names():
-        return None
-    spec = schema.input_dict().get(str(column))
-    if spec is None:
-        return None
-    return spec.type.name if isinstance(spec.type, DataType) else str(spec.type)
-
-
-def _is_column_schema(schema: Schema) -> bool:
-    return schema.has_input_names() and not schema.is_tensor_spec()
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
-def _is_missing_or_infinite(value: Any) -> bool:
-    return _is_missing(value) or (isinstance(value, float) and math.isinf(value))
-
-
-def _python_value(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _csv_value(text: Any) -> Any:
-    """A CSV field as the user wrote it: a number when it reads as one (so that 'inf' counts as
-    infinite and '1.5' shows as 1.5), else its text; NaN when pandas reads it as missing."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _value_text(value: Any, limit: int = 60) -> str:
-    text = repr(_python_value(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
-
-
-def _quoted(names: list[Any]) -> str:
-    return ", ".join(f"'{n}'" for n in names)
-
-
-def _size_text(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size:,} bytes"
-    return f"{size / (1024 * 1024):.1f} MB ({size:,} bytes)"

@@ -13,7 +13,7 @@ import pytest
 
 from components.azure_target import subject
 from deploystudio.config import Settings, load_settings, read_secrets_section
-from deploystudio.deployment.azure import output as azure_output
+from deploystudio.deployment.azure.output import logger as output_logger
 from deploystudio.deployment.azure.output import redact
 from deploystudio.deployment.azure.records import BATCH, ONLINE
 from deploystudio.deployment.base import AuthMode, local_auth_mode
@@ -164,7 +164,7 @@ def test_the_sdk_prints_nothing_to_stdout_or_stderr(
 ) -> None:
     target = fake_target(fake, settings, store)
     fake.polls_before_done = 3  # several polls, each of which the SDK marks with a dot
-    with caplog.at_level(logging.DEBUG, logger="deploystudio.deployment.azure.output"):
+    with caplog.at_level(logging.DEBUG, logger=output_logger.name):
         target.deploy_model("quiet-ep", "blue", "azureml:iris-classifier:2", all_traffic=True)
         target.regenerate_key("quiet-ep", "secondary")
         target.batch.create_endpoint("quiet-batch")
@@ -173,7 +173,7 @@ def test_the_sdk_prints_nothing_to_stdout_or_stderr(
     assert out == "our own line\n"
     assert "Check: endpoint" not in err and "." not in err.replace("our own line", "")
     # What the SDK said is kept at DEBUG instead, without any key.
-    diverted = [r.getMessage() for r in caplog.records if r.name == azure_output.logger.name]
+    diverted = [r.getMessage() for r in caplog.records if r.name == output_logger.name]
     assert any("Check: endpoint quiet-ep exists" in m for m in diverted), diverted
     keys = fake.keys["quiet-ep"].values()
     assert not any(key in m for m in diverted for key in keys)

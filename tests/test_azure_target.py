@@ -23,7 +23,7 @@ from deploystudio.errors import (
     ResourceInUseError,
     TrafficError,
 )
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 from tests.azure_fake import FakeAzureML, fake_target
 
 MODEL = "azureml:iris-classifier:2"

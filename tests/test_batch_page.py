@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components.batch_uploads import UPLOADS_FOLDER, safe_file_name
 from deploystudio.deployment.batch.jobs import get_batch_job, start_batch_job
 from deploystudio.deployment.batch.records import JobState
 from deploystudio.deployment.batch.settings import BatchSettings
+from deploystudio.deployment.batch.uploads import UPLOADS_FOLDER, safe_file_name
 from deploystudio.errors import BatchInputError
 from tests.conftest import REPO_ROOT
 from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)

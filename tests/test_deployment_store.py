@@ -20,12 +20,8 @@ from deploystudio.deployment.base import (
     DeploymentState,
     Runtime,
 )
-from deploystudio.deployment.store import (
-    MAX_LOG_TAIL_CHARS,
-    SCHEMA_VERSION,
-    DeploymentStore,
-    store_path,
-)
+from deploystudio.deployment.store import MAX_LOG_TAIL_CHARS, DeploymentStore
+from deploystudio.deployment.store_file import SCHEMA_VERSION, store_path
 from deploystudio.errors import (
     DeploymentConfigError,
     DeploymentNotFoundError,

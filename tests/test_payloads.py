@@ -14,14 +14,8 @@ from pandas._libs.parsers import STR_NA_VALUES
 
 from deploystudio.errors import DeployStudioError, PayloadError
 from deploystudio.mlflow_scope import using_registry
-from deploystudio.payloads import (
-    ModelInput,
-    PayloadFormat,
-    detect_format,
-    formats_for,
-    parse_payload,
-    write_payload,
-)
+from deploystudio.payload_formats import ModelInput, PayloadFormat, formats_for, write_payload
+from deploystudio.payloads import detect_format, parse_payload
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Hint. Inferred schema contains integer column:UserWarning"

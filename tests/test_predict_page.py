@@ -27,15 +27,16 @@ from components.prediction_chart import (
     results_frame,
 )
 from components.prediction_results import environment_problems, format_seconds
-from components.snippets import (
+from deploystudio.inspection import Check, CheckStatus, SchemaField, SignatureInfo
+from deploystudio.payload_formats import ModelInput, PayloadFormat
+from deploystudio.payloads import parse_payload
+from deploystudio.snippets import (
     AZURE_SCORING_URL,
     BODY_FILE,
     LOCAL_SCORING_URL,
     pretty_json,
     request_snippets,
 )
-from deploystudio.inspection import Check, CheckStatus, SchemaField, SignatureInfo
-from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload
 from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,

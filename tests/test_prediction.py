@@ -19,7 +19,8 @@ from mlflow.models import ModelSignature, infer_signature
 
 from deploystudio.errors import InvalidModelUriError, PredictionError, PredictionWorkerError
 from deploystudio.model_uri import parse_model_uri
-from deploystudio.payloads import ModelInput, parse_payload
+from deploystudio.payload_formats import ModelInput
+from deploystudio.payloads import parse_payload
 from deploystudio.prediction import (
     ModelCache,
     local_model_path,

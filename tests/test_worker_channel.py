@@ -27,7 +27,7 @@ from deploystudio.errors import (
     PredictionWorkerError,
     WrapError,
 )
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import RawPrediction
 from deploystudio.worker import replies as worker_replies
 from deploystudio.worker.channel import Channel, MalformedMessageError, new_memory_file

@@ -27,6 +27,7 @@ from deploystudio.customization.wrap_registration import (
     WRAPPED_FROM_TAG,
     WRAPPER_KIND_TAG,
     WRAPPER_OPTIONS_TAG,
+    register_wrapped_model,
 )
 from deploystudio.customization.wrapping import (
     PIPELINE_STEPS,
@@ -37,7 +38,6 @@ from deploystudio.customization.wrapping import (
     available_kinds,
     build_wrapped_model,
     custom_code_template,
-    register_wrapped_model,
     spec_from_options,
 )
 from deploystudio.errors import WrapError

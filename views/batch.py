@@ -11,12 +11,12 @@ from components import access, services
 from components.batch_form import render_bundle, render_input, render_settings
 from components.batch_history import render_past_jobs
 from components.batch_job import render_job
-from components.batch_uploads import save_uploads
 from components.deploy_form import render_model_choice
 from deploystudio.access import Action
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.deployment.batch.jobs import start_batch_job
-from deploystudio.deployment.store import acting_as
+from deploystudio.deployment.batch.uploads import save_uploads
+from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError
 
 settings = services.get_settings()

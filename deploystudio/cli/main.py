@@ -113,7 +113,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     from mlflow.models import Model
 
     from deploystudio.errors import PayloadError
-    from deploystudio.payloads import ModelInput, PayloadFormat, parse_payload
+    from deploystudio.payload_formats import ModelInput, PayloadFormat
+    from deploystudio.payloads import parse_payload
     from deploystudio.prediction import ModelCache, local_model_path, predict_in_process
 
     model_path = local_model_path(args.model_uri, settings)
@@ -169,7 +170,7 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def _payload_formats() -> list:
-    from deploystudio.payloads import PayloadFormat
+    from deploystudio.payload_formats import PayloadFormat
 
     return list(PayloadFormat)
 

@@ -36,9 +36,9 @@ def add_wrap_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_wrap(args: argparse.Namespace, settings: Settings) -> int:
+    from deploystudio.customization.wrap_registration import register_wrapped_model
     from deploystudio.customization.wrapping import (
         build_wrapped_model,
-        register_wrapped_model,
         spec_from_options,
         work_folder,
     )

@@ -26,6 +26,7 @@ from azure.ai.ml.entities import CodeConfiguration, Environment, ManagedOnlineDe
 
 from deploystudio.config import Settings
 from deploystudio.customization.script_environment import EnvironmentSpec, validate_environment
+from deploystudio.deployment.azure.model_reference import azure_model_reference
 from deploystudio.deployment.azure.yaml_dump import (
     ONLINE_DEPLOYMENT_SCHEMA,
     deployment_yaml,
@@ -51,7 +52,6 @@ NAME_RULE = (
 )
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*$")
 # Azure ML asset names (models): what `azureml:NAME:VERSION` may hold.
-_AZURE_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _INSTANCE_TYPE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # The code snapshot Azure uploads is the zip's folder: keep it to the script alone.
 _AMLIGNORE = f"{LOCAL_MODEL_FOLDER}/\n{DEPLOYMENT_FILE}\n{README_FILE}\n{CONDA_FILE}\n"
@@ -316,7 +316,7 @@ def bundle_zip(
     problems = validate_environment(EnvironmentSpec(conda_yaml, bundle.base_image))
     if problems:
         raise BundleError(f"Bundle {bundle.label} cannot be exported: " + " ".join(problems))
-    azure_model = _azure_model_reference(bundle.model_uri)
+    azure_model = azure_model_reference(bundle.model_uri)
     with tempfile.TemporaryDirectory(prefix="deploystudio-bundle-") as work:
         folder = Path(work)
         (folder / SCRIPT_FILE).write_text(script, encoding="utf-8")
@@ -341,20 +341,6 @@ def bundle_zip(
             # An empty folder the README asks to fill with the MLflow model.
             archive.writestr(zipfile.ZipInfo(f"{LOCAL_MODEL_FOLDER}/", stamp), b"")
     return buffer.getvalue()
-
-
-def _azure_model_reference(model_uri: str) -> str | None:
-    """`azureml:NAME:VERSION` for a registered version whose name Azure accepts, else None
-    (the deployment then takes the model from the local `model/` folder)."""
-    try:
-        reference = parse_model_uri(model_uri)
-    except InvalidModelUriError:
-        return None
-    if reference.kind is ModelUriKind.REGISTERED_VERSION and _AZURE_MODEL_NAME.match(
-        reference.name
-    ):
-        return f"azureml:{reference.name}:{reference.version}"
-    return None
 
 
 def _deployment_yaml(

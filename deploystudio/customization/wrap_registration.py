@@ -24,7 +24,7 @@ from deploystudio.mlflow_scope import using_registry
 from deploystudio.model_uri import parse_model_uri, registered_version_uri
 from deploystudio.registry import Registry
 
-if TYPE_CHECKING:  # the page imports this module without the build step's dependencies
+if TYPE_CHECKING:  # annotations only: registering needs none of the build step's imports
     from deploystudio.customization.wrap_spec import WrapSpec
     from deploystudio.customization.wrapping import WrapPreview
 

@@ -43,7 +43,6 @@ from deploystudio.customization.custom_code import (
     run_check,
 )
 from deploystudio.customization.wrap_pipeline import build_pipeline, trusted_types
-from deploystudio.customization.wrap_registration import RegisteredWrap, register_wrapped_model
 from deploystudio.customization.wrap_spec import (
     CAST_TYPES,
     PIPELINE_STEPS,
@@ -62,14 +61,12 @@ __all__ = [
     "PIPELINE_STEPS",
     "PostProcessing",
     "PreProcessing",
-    "RegisteredWrap",
     "WrapPreview",
     "WrapSpec",
     "WrapperKind",
     "available_kinds",
     "build_wrapped_model",
     "custom_code_template",
-    "register_wrapped_model",
     "spec_from_options",
     "work_folder",
 ]

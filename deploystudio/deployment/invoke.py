@@ -25,7 +25,7 @@ from deploystudio.errors import (
     PredictionError,
     ScoringServerError,
 )
-from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 REQUEST_ID_HEADER = "x-request-id"

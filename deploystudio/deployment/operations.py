@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from deploystudio.deployment.store import acting_as
+from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError, OperationInProgressError
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,8 @@
 """Endpoints, deployments, traffic, keys and their audit history in one SQLite file.
 
 The single source of truth for what is deployed: the pages, the CLI and the MLflow deployments
-plugin open the same file. Every write is one `BEGIN IMMEDIATE` transaction that also writes its
-audit entries, so a change is either fully there with its history or not there at all, and
-concurrent writers (threads or processes) are serialised by SQLite's lock. Connections are opened
-per call: sqlite3 connections must not be shared between threads.
+plugin open the same file. The file, its transactions and the audit are store_file.py's; what a
+record may hold and how a row becomes one, store_records.py's; the traffic rules, traffic.py's.
 
 Names are unique per endpoint ignoring case (COLLATE NOCASE), as on Azure, where an endpoint name
 becomes part of a DNS host name; records keep the spelling they were created with.
@@ -12,35 +10,34 @@ becomes part of a DNS host name; records keep the spelling they were created wit
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import getpass
 import json
-import os
-import re
 import secrets
 import sqlite3
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from deploystudio.config import Settings
 from deploystudio.deployment.base import (
-    ALLOWED_TRANSITIONS,
     RUNNING_STATES,
-    AuditEntry,
     AuthMode,
     Deployment,
     DeploymentState,
     Endpoint,
     EndpointKeys,
     Runtime,
-    local_auth_mode,
 )
 from deploystudio.deployment.names import validate_name
+from deploystudio.deployment.store_file import StoreFile, now
+from deploystudio.deployment.store_records import (
+    check_transition,
+    checked_auth_mode,
+    deployment_config,
+    deployment_from_row,
+    quoted,
+    tag_map,
+    update_row,
+)
+from deploystudio.deployment.traffic import checked_traffic, endpoint_share
 from deploystudio.errors import (
     DeploymentConfigError,
     DeploymentNotFoundError,
@@ -49,311 +46,14 @@ from deploystudio.errors import (
     NameTakenError,
     ResourceInUseError,
     StateTransitionError,
-    TrafficError,
 )
 
-DB_FILE = "deployments.db"
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 10.0
-MAX_MIRROR_PERCENT = 50  # Azure's cap on mirrored traffic
 MAX_LOG_TAIL_CHARS = 16_000
 KEY_NAMES = ("primary", "secondary")
-ENV_SETTING = "environment_variables"
-
-_STATES = ", ".join(repr(s.value) for s in DeploymentState)
-_SCHEMA = f"""
-CREATE TABLE endpoints (
-    name TEXT NOT NULL COLLATE NOCASE PRIMARY KEY,
-    auth_mode TEXT NOT NULL CHECK (auth_mode IN ('key', 'none')),
-    scoring_uri TEXT,
-    front_pid INTEGER,
-    front_port INTEGER,
-    state TEXT NOT NULL CHECK (state IN ({_STATES})),
-    reason TEXT,
-    mirror_deployment TEXT COLLATE NOCASE,
-    mirror_percent INTEGER CHECK (mirror_percent BETWEEN 1 AND {MAX_MIRROR_PERCENT}),
-    description TEXT NOT NULL DEFAULT '',
-    tags TEXT NOT NULL DEFAULT '{{}}',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE endpoint_keys (
-    endpoint_name TEXT NOT NULL COLLATE NOCASE PRIMARY KEY
-        REFERENCES endpoints (name) ON DELETE CASCADE,
-    primary_key TEXT NOT NULL,
-    secondary_key TEXT NOT NULL
-);
-CREATE TABLE deployments (
-    endpoint_name TEXT NOT NULL COLLATE NOCASE REFERENCES endpoints (name) ON DELETE CASCADE,
-    name TEXT NOT NULL COLLATE NOCASE,
-    model_uri TEXT NOT NULL,
-    runtime TEXT NOT NULL CHECK (runtime IN ('azureml', 'mlflow')),
-    bundle TEXT,
-    state TEXT NOT NULL CHECK (state IN ({_STATES})),
-    reason TEXT,
-    log_tail TEXT,
-    pid INTEGER,
-    port INTEGER,
-    log_path TEXT,
-    traffic INTEGER NOT NULL DEFAULT 0 CHECK (traffic BETWEEN 0 AND 100),
-    settings TEXT NOT NULL DEFAULT '{{}}',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (endpoint_name, name)
-);
--- No foreign key: the history of an endpoint outlives the endpoint.
-CREATE TABLE audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    endpoint_name TEXT COLLATE NOCASE,
-    target TEXT NOT NULL,
-    field TEXT,
-    previous TEXT,
-    new TEXT
-);
-CREATE INDEX audit_by_endpoint ON audit (endpoint_name, id);
-"""
 
 
-# Who makes the changes of the current operation (a signed-in user of the app); when unset, a
-# store signs with the actor it was opened with (the OS user for the CLI). A context variable,
-# not a store attribute: the app shares one store between all its users' operations.
-_ACTING_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "deploystudio_acting_as", default=None
-)
-
-
-@contextmanager
-def acting_as(actor: str | None) -> Iterator[None]:
-    """Sign every audit entry written in this context (this thread or task) with `actor`."""
-    token = _ACTING_AS.set(actor or None)
-    try:
-        yield
-    finally:
-        _ACTING_AS.reset(token)
-
-
-def store_path(settings: Settings) -> Path:
-    """Where the deployment store lives inside the studio's data folder."""
-    return settings.home / DB_FILE
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def local_user() -> str:
-    """The OS login name that signs changes made outside the app (CLI, servers)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in the environment nor in the password database
-        return "unknown"
-
-
-def _keep_private(path: Path, mode: int) -> None:
-    """Take away group and other permissions from a file or folder this user owns."""
-    info = path.stat()
-    if info.st_mode & 0o077 and info.st_uid == os.getuid():
-        os.chmod(path, mode)
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _quoted(names: list[str]) -> str:
-    listed = ", ".join(repr(n) for n in names)
-    return listed or "none"
-
-
-class DeploymentStore:
+class DeploymentStore(StoreFile):
     """Persistent records of endpoints and deployments; safe across threads and processes."""
-
-    def __init__(self, path: Path, actor: str | None = None) -> None:
-        """Open (and on first use create) the store at `path`; `actor` signs the audit entries."""
-        self.path = Path(path)
-        self._actor = actor or local_user()
-        # The data folder is the studio's user's only: it holds the store, logs and models.
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not self.path.exists():
-            # Keys are stored here: only the studio's user may read the file. SQLite gives its
-            # -wal and -shm files the same permissions.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        # A folder made by other means (mkdir, seed-demo) or a store copied in may be readable
-        # by others: tighten them, as ssh does for its keys.
-        _keep_private(self.path.parent, 0o700)
-        _keep_private(self.path, 0o600)
-        self._create_schema()
-
-    @property
-    def actor(self) -> str:
-        """Who signs audit entries now: the `acting_as` user, else the store's own actor."""
-        return _ACTING_AS.get() or self._actor
-
-    @classmethod
-    def from_settings(cls, settings: Settings, actor: str | None = None) -> DeploymentStore:
-        """Open the store in the studio's data folder (`settings.home / "deployments.db"`)."""
-        return cls(store_path(settings), actor=actor)
-
-    # -- connections and transactions ------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        # `timeout` is SQLite's busy_timeout: a writer waits for the lock instead of failing.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            # IMMEDIATE takes the write lock before the first read, so checks made inside the
-            # transaction (is this name free?) still hold when the insert runs.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")  # one snapshot for a record and its deployments
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    def _enable_wal(self) -> None:
-        """WAL is persistent in the file and lets readers go on while one process writes.
-        Switching a new file to WAL needs an exclusive lock, and SQLite does not call its busy
-        handler for that: two processes opening a new store at once get "database is locked"
-        at once, so wait here the way busy_timeout would."""
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
-            conn = self._connect()
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            finally:
-                conn.close()
-            time.sleep(0.02)
-
-    def _create_schema(self) -> None:
-        self._enable_wal()
-        with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise DeploymentConfigError(
-                    f"The deployment store {self.path} was written by a newer Deploy Studio "
-                    f"(schema {version}, this one knows {SCHEMA_VERSION}). Upgrade Deploy Studio."
-                )
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    # -- audit -------------------------------------------------------------------------------
-
-    def _audit(
-        self,
-        conn: sqlite3.Connection,
-        action: str,
-        endpoint: str | None,
-        target: str,
-        field: str | None = None,
-        previous: Any = None,
-        new: Any = None,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO audit (at, actor, action, endpoint_name, target, field, previous, new)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                _now().isoformat(),
-                self.actor,
-                action,
-                endpoint,
-                target,
-                field,
-                _dumps(previous),
-                _dumps(new),
-            ),
-        )
-
-    def audit(
-        self,
-        action: str,
-        target: str,
-        *,
-        endpoint: str | None = None,
-        field: str | None = None,
-        previous: Any = None,
-        new: Any = None,
-    ) -> None:
-        """Record an event that changes no record (e.g. a reconcile found a process gone).
-
-        Changes made through this store are audited by the store itself, in their transaction.
-        `previous` and `new` must be JSON-able and must not hold secrets.
-        """
-        with self._write() as conn:
-            self._audit(conn, action, endpoint, target, field, previous, new)
-
-    # -- for modules that keep their own tables in this file (batch jobs) ----------------------
-
-    def write_transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A `BEGIN IMMEDIATE` transaction on this file, committed on exit, rolled back on error."""
-        return self._write()
-
-    def read_transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One consistent snapshot of this file."""
-        return self._read()
-
-    def audit_in(
-        self, conn: sqlite3.Connection, action: str, target: str, *, new: Any = None
-    ) -> None:
-        """Write an audit entry inside the caller's `write_transaction`."""
-        self._audit(conn, action, None, target, None, None, new)
-
-    def history(self, endpoint: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Return the newest `limit` audit entries, newest first; of one endpoint if given."""
-        query = "SELECT * FROM audit"
-        args: tuple[Any, ...] = ()
-        if endpoint is not None:
-            query += " WHERE endpoint_name = ?"
-            args = (endpoint,)
-        with self._read() as conn:
-            rows = conn.execute(f"{query} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [
-            AuditEntry(
-                id=row["id"],
-                at=datetime.fromisoformat(row["at"]),
-                actor=row["actor"],
-                action=row["action"],
-                target=row["target"],
-                field=row["field"],
-                previous=_loads(row["previous"]),
-                new=_loads(row["new"]),
-            )
-            for row in rows
-        ]
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -362,7 +62,7 @@ class DeploymentStore:
         if row is None:
             known = [r[0] for r in conn.execute("SELECT name FROM endpoints ORDER BY name")]
             raise EndpointNotFoundError(
-                f"There is no endpoint named {name!r}. Known endpoints: {_quoted(known)}."
+                f"There is no endpoint named {name!r}. Known endpoints: {quoted(known)}."
             )
         return row
 
@@ -404,9 +104,9 @@ class DeploymentStore:
         same name at the same time), EndpointAuthError for an unknown auth mode.
         """
         validate_name(name, "endpoint")
-        mode = _auth_mode(auth_mode)
-        tag_map = _tag_map(tags or {})
-        now = _now().isoformat()
+        mode = checked_auth_mode(auth_mode)
+        tag_values = tag_map(tags or {})
+        at = now().isoformat()
         with self._write() as conn:
             taken = conn.execute("SELECT name FROM endpoints WHERE name = ?", (name,)).fetchone()
             if taken is not None:
@@ -417,14 +117,14 @@ class DeploymentStore:
             conn.execute(
                 "INSERT INTO endpoints (name, auth_mode, state, description, tags, created_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, mode, DeploymentState.PENDING, description, json.dumps(tag_map), now, now),
+                (name, mode, DeploymentState.PENDING, description, json.dumps(tag_values), at, at),
             )
             if mode is AuthMode.KEY:
                 conn.execute(
                     "INSERT INTO endpoint_keys VALUES (?, ?, ?)",
                     (name, secrets.token_urlsafe(32), secrets.token_urlsafe(32)),
                 )
-            config = {"auth_mode": mode.value, "description": description, "tags": tag_map}
+            config = {"auth_mode": mode.value, "description": description, "tags": tag_values}
             self._audit(conn, "create", name, name, new=config)
             return self._endpoint(conn, self._endpoint_row(conn, name))
 
@@ -447,20 +147,20 @@ class DeploymentStore:
         unknown = set(changes) - {"description", "tags"}
         if unknown:
             raise DeploymentConfigError(
-                f"Cannot change {_quoted(sorted(unknown))} of an endpoint: only its description "
+                f"Cannot change {quoted(sorted(unknown))} of an endpoint: only its description "
                 "and tags can change (traffic has its own setting)."
             )
         with self._write() as conn:
             row = self._endpoint_row(conn, name)
             for column, value in changes.items():
-                stored = str(value) if column == "description" else _tag_map(value)
+                stored = str(value) if column == "description" else tag_map(value)
                 previous = row[column] if column == "description" else json.loads(row[column])
                 if stored == previous:
                     continue
                 text = stored if column == "description" else json.dumps(stored)
                 conn.execute(
                     f"UPDATE endpoints SET {column} = ?, updated_at = ? WHERE name = ?",
-                    (text, _now().isoformat(), name),
+                    (text, now().isoformat(), name),
                 )
                 self._audit(conn, "update", row["name"], row["name"], column, previous, stored)
             return self._endpoint(conn, self._endpoint_row(conn, name))
@@ -490,7 +190,7 @@ class DeploymentStore:
                 if DeploymentState(d["state"]) in RUNNING_STATES
             ]
             if endpoint.state in RUNNING_STATES or running:
-                what = f"deployments {_quoted(running)}" if running else "its front process"
+                what = f"deployments {quoted(running)}" if running else "its front process"
                 raise ResourceInUseError(
                     f"Endpoint {endpoint.name!r} still runs ({what}). Stop it before deleting it."
                 )
@@ -516,11 +216,11 @@ class DeploymentStore:
         with self._write() as conn:
             row = self._endpoint_row(conn, name)
             current = DeploymentState(row["state"])
-            _check_transition(f"endpoint {row['name']!r}", current, target, reason)
+            check_transition(f"endpoint {row['name']!r}", current, target, reason)
             values: dict[str, Any] = {"state": target.value, "reason": reason}
             if target is DeploymentState.STOPPED:
                 values |= {"front_pid": None, "front_port": None}
-            _update(conn, "endpoints", values, "name = ?", (row["name"],))
+            update_row(conn, "endpoints", values, "name = ?", (row["name"],))
             self._audit_state(conn, row["name"], row["name"], row, target, reason)
             return self._endpoint(conn, self._endpoint_row(conn, name))
 
@@ -536,7 +236,7 @@ class DeploymentStore:
                 "scoring_uri": row["scoring_uri"],
             }
             new = {"front_pid": pid, "front_port": port, "scoring_uri": scoring_uri}
-            _update(conn, "endpoints", new, "name = ?", (row["name"],))
+            update_row(conn, "endpoints", new, "name = ?", (row["name"],))
             if new != previous:
                 self._audit(conn, "set_process", row["name"], row["name"], "process", previous, new)
             return self._endpoint(conn, self._endpoint_row(conn, name))
@@ -579,7 +279,7 @@ class DeploymentStore:
                 (secrets.token_urlsafe(32), endpoint),
             )
             conn.execute(
-                "UPDATE endpoints SET updated_at = ? WHERE name = ?", (_now().isoformat(), endpoint)
+                "UPDATE endpoints SET updated_at = ? WHERE name = ?", (now().isoformat(), endpoint)
             )
             self._audit(
                 conn, "regenerate_key", endpoint, endpoint, f"{which}_key", new="regenerated"
@@ -598,7 +298,7 @@ class DeploymentStore:
             known = [d.name for d in self._deployments(conn, owner)]
             raise DeploymentNotFoundError(
                 f"Endpoint {owner!r} has no deployment named {name!r}. "
-                f"Its deployments: {_quoted(known)}."
+                f"Its deployments: {quoted(known)}."
             )
         return row
 
@@ -609,7 +309,7 @@ class DeploymentStore:
             rows = conn.execute(
                 "SELECT * FROM deployments WHERE endpoint_name = ? ORDER BY name", (endpoint,)
             )
-        return [_deployment(row) for row in rows]
+        return [deployment_from_row(row) for row in rows]
 
     def create_deployment(
         self,
@@ -625,10 +325,10 @@ class DeploymentStore:
         Raises InvalidNameError, NameTakenError, EndpointNotFoundError, DeploymentConfigError.
         """
         validate_name(name, "deployment")
-        config = _deployment_config(
+        config = deployment_config(
             {"model_uri": model_uri, "runtime": runtime, "bundle": bundle, "settings": settings}
         )
-        now = _now().isoformat()
+        created = now().isoformat()
         with self._write() as conn:
             owner = self._endpoint_row(conn, endpoint)["name"]
             taken = conn.execute(
@@ -650,17 +350,17 @@ class DeploymentStore:
                     config["bundle"],
                     DeploymentState.PENDING,
                     json.dumps(config["settings"]),
-                    now,
-                    now,
+                    created,
+                    created,
                 ),
             )
             self._audit(conn, "create", owner, f"{owner}/{name}", new=config)
-            return _deployment(self._deployment_row(conn, owner, name))
+            return deployment_from_row(self._deployment_row(conn, owner, name))
 
     def get_deployment(self, endpoint: str, name: str) -> Deployment:
         """Return one deployment. Raises EndpointNotFoundError, DeploymentNotFoundError."""
         with self._read() as conn:
-            return _deployment(self._deployment_row(conn, endpoint, name))
+            return deployment_from_row(self._deployment_row(conn, endpoint, name))
 
     def list_deployments(self, endpoint: str | None = None) -> list[Deployment]:
         """Return the deployments of `endpoint`, or of every endpoint when None (for reconcile)."""
@@ -676,13 +376,13 @@ class DeploymentStore:
         unknown = set(changes) - {"model_uri", "runtime", "bundle", "settings"}
         if unknown:
             raise DeploymentConfigError(
-                f"Cannot change {_quoted(sorted(unknown))} of a deployment: only model_uri, "
+                f"Cannot change {quoted(sorted(unknown))} of a deployment: only model_uri, "
                 "runtime, bundle and settings can change."
             )
         with self._write() as conn:
             row = self._deployment_row(conn, endpoint, name)
-            current = _deployment(row)
-            merged = _deployment_config(
+            current = deployment_from_row(row)
+            merged = deployment_config(
                 {
                     "model_uri": current.model_uri,
                     "runtime": current.runtime,
@@ -698,7 +398,7 @@ class DeploymentStore:
                 if merged[column] == previous:
                     continue
                 stored = json.dumps(merged[column]) if column == "settings" else merged[column]
-                _update(
+                update_row(
                     conn,
                     "deployments",
                     {column: stored},
@@ -708,7 +408,7 @@ class DeploymentStore:
                 self._audit(
                     conn, "update", current.endpoint_name, target, column, previous, merged[column]
                 )
-            return _deployment(self._deployment_row(conn, endpoint, name))
+            return deployment_from_row(self._deployment_row(conn, endpoint, name))
 
     def set_state(
         self,
@@ -742,7 +442,7 @@ class DeploymentStore:
                     f"Deployment {owner}/{name} is {current.value} with pid {row['pid']}, not "
                     f"{only_if[0].value} with pid {only_if[1]}: it was changed meanwhile."
                 )
-            _check_transition(f"deployment {owner}/{name}", current, target, reason)
+            check_transition(f"deployment {owner}/{name}", current, target, reason)
             tail = log_tail[-MAX_LOG_TAIL_CHARS:] if log_tail else log_tail
             values: dict[str, Any] = {"state": target.value, "reason": reason, "log_tail": tail}
             for column, value in (("pid", pid), ("port", port), ("log_path", log_path)):
@@ -750,9 +450,9 @@ class DeploymentStore:
                     values[column] = value
             if target is DeploymentState.STOPPED:
                 values |= {"pid": None, "port": None}
-            _update(conn, "deployments", values, "endpoint_name = ? AND name = ?", (owner, name))
+            update_row(conn, "deployments", values, "endpoint_name = ? AND name = ?", (owner, name))
             self._audit_state(conn, owner, f"{owner}/{name}", row, target, reason)
-            return _deployment(self._deployment_row(conn, owner, name))
+            return deployment_from_row(self._deployment_row(conn, owner, name))
 
     def replace_process(
         self,
@@ -772,7 +472,7 @@ class DeploymentStore:
         """
         with self._write() as conn:
             row = self._deployment_row(conn, endpoint, deployment)
-            current = _deployment(row)
+            current = deployment_from_row(row)
             label = f"{current.endpoint_name}/{current.name}"
             if current.state is not DeploymentState.READY:
                 raise StateTransitionError(
@@ -784,10 +484,10 @@ class DeploymentStore:
                 unknown = set(changes) - {"model_uri", "runtime", "bundle", "settings"}
                 if unknown:
                     raise DeploymentConfigError(
-                        f"Cannot change {_quoted(sorted(unknown))} of a deployment: only "
+                        f"Cannot change {quoted(sorted(unknown))} of a deployment: only "
                         "model_uri, runtime, bundle and settings can change."
                     )
-                merged = _deployment_config(
+                merged = deployment_config(
                     {
                         "model_uri": current.model_uri,
                         "runtime": current.runtime.value,
@@ -807,7 +507,7 @@ class DeploymentStore:
                         )
             process = {"pid": pid, "port": port, "log_path": log_path}
             previous_process = {"pid": row["pid"], "port": row["port"], "log_path": row["log_path"]}
-            _update(
+            update_row(
                 conn,
                 "deployments",
                 values | process,
@@ -823,7 +523,7 @@ class DeploymentStore:
                 previous_process,
                 process,
             )
-            return _deployment(self._deployment_row(conn, endpoint, deployment))
+            return deployment_from_row(self._deployment_row(conn, endpoint, deployment))
 
     def _audit_state(
         self,
@@ -852,13 +552,11 @@ class DeploymentStore:
                 if missing_ok:
                     return
                 raise
-            dep = _deployment(row)
+            dep = deployment_from_row(row)
             label = f"{dep.endpoint_name}/{dep.name}"
-            mirror = self._endpoint_row(conn, dep.endpoint_name)["mirror_deployment"]
-            if row["traffic"] > 0 or (mirror or "").lower() == dep.name.lower():
-                share = (
-                    f"{row['traffic']}% of live traffic" if row["traffic"] else "mirrored traffic"
-                )
+            owner = self._endpoint(conn, self._endpoint_row(conn, dep.endpoint_name))
+            share = endpoint_share(owner, dep.name)
+            if share:
                 raise ResourceInUseError(
                     f"Deployment {label} still gets {share}. Set its traffic to 0 (and remove "
                     "the mirror) before deleting it."
@@ -889,53 +587,29 @@ class DeploymentStore:
         deployment gets live or mirrored traffic, not both); percent 0 means no mirror.
         Raises TrafficError saying which rule was broken; nothing is changed then.
         """
-        if not isinstance(weights, Mapping):
-            raise TrafficError(
-                f"Traffic must map deployment names to percentages, not {weights!r}."
-            )
         with self._write() as conn:
             before = self._endpoint(conn, self._endpoint_row(conn, endpoint))
-            canonical = {name.lower(): name for name in before.traffic}
-            label = f"endpoint {before.name!r}"
-            # Checked against the rows inside the write transaction, while writing: a deployment
-            # deleted by another process a moment ago is caught, and the rollback undoes the
-            # weights already written when a later one is refused.
+            # Checked on the deployments read inside the write transaction: one deleted by
+            # another process a moment ago is not among them.
+            checked, checked_mirror = checked_traffic(
+                before.traffic, weights, mirror, f"endpoint {before.name!r}"
+            )
             conn.execute(
                 "UPDATE deployments SET traffic = 0 WHERE endpoint_name = ?", (before.name,)
             )
-            seen: set[str] = set()
-            for given, weight in weights.items():
-                name = canonical.get(given.lower()) if isinstance(given, str) else None
-                if name is None:
-                    raise TrafficError(
-                        f"Cannot send traffic to {given!r}: {label} has no such deployment "
-                        f"(its deployments: {_quoted(list(before.traffic))})."
-                    )
-                if name in seen:
-                    raise TrafficError(f"Deployment {name!r} is given traffic twice.")
-                seen.add(name)
-                _check_percent(f"Traffic for {name!r}", weight, 100)
+            for name, weight in checked.items():
                 conn.execute(
                     "UPDATE deployments SET traffic = ? WHERE endpoint_name = ? AND name = ?",
                     (weight, before.name, name),
                 )
-            total = conn.execute(
-                "SELECT COALESCE(SUM(traffic), 0) FROM deployments WHERE endpoint_name = ?",
-                (before.name,),
-            ).fetchone()[0]
-            if total not in (0, 100):
-                raise TrafficError(
-                    f"Traffic weights of {label} sum to {total}%: they must sum to 100 "
-                    "(or all be 0 to send no live traffic)."
-                )
-            mirror_name, mirror_percent = self._checked_mirror(conn, before, mirror)
-            _update(
+            mirror_name, mirror_percent = checked_mirror or (None, None)
+            update_row(
                 conn,
                 "endpoints",
                 {
                     "mirror_deployment": mirror_name,
                     "mirror_percent": mirror_percent,
-                    "updated_at": _now().isoformat(),
+                    "updated_at": now().isoformat(),
                 },
                 "name = ?",
                 (before.name,),
@@ -962,158 +636,3 @@ class DeploymentStore:
                     list(after.mirror) if after.mirror else None,
                 )
             return after
-
-    def _checked_mirror(
-        self, conn: sqlite3.Connection, endpoint: Endpoint, mirror: tuple[str, int] | None
-    ) -> tuple[str | None, int | None]:
-        if mirror is None:
-            return None, None
-        if not isinstance(mirror, tuple | list) or len(mirror) != 2:
-            raise TrafficError(
-                f"The mirror must be (deployment, percent), not {mirror!r}: Azure mirrors to "
-                "one deployment only."
-            )
-        given, percent = mirror
-        _check_percent("The mirror percentage", percent, MAX_MIRROR_PERCENT)
-        if percent == 0:
-            return None, None
-        names = {name.lower(): name for name in endpoint.traffic}
-        name = names.get(given.lower()) if isinstance(given, str) else None
-        if name is None:
-            raise TrafficError(
-                f"Cannot mirror traffic to {given!r}: endpoint {endpoint.name!r} has no such "
-                f"deployment (its deployments: {_quoted(list(endpoint.traffic))})."
-            )
-        live = conn.execute(
-            "SELECT traffic FROM deployments WHERE endpoint_name = ? AND name = ?",
-            (endpoint.name, name),
-        ).fetchone()[0]
-        if live:
-            raise TrafficError(
-                f"Deployment {name!r} gets {live}% of live traffic, so it cannot also get "
-                "mirrored traffic (Azure: a deployment gets live or mirrored traffic, not both). "
-                "Mirror to a deployment with 0% live traffic."
-            )
-        return name, percent
-
-
-def _auth_mode(value: AuthMode | str) -> AuthMode:
-    # The store holds local endpoints only (Azure records live in their own tables): a token
-    # mode here would be an endpoint the front treats as keyless, so it is refused here too.
-    return local_auth_mode(value)
-
-
-def _tag_map(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise DeploymentConfigError(f"Tags must be a mapping of names to values, not {value!r}.")
-    return {str(k): str(v) for k, v in value.items()}
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _deployment_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a deployment's model URI, runtime, bundle and settings; return plain values."""
-    model_uri = config["model_uri"]
-    if not isinstance(model_uri, str) or not model_uri.strip():
-        raise DeploymentConfigError("A deployment needs a model URI, e.g. 'models:/name/1'.")
-    try:
-        runtime = Runtime(config["runtime"])
-    except ValueError:
-        choices = ", ".join(repr(r.value) for r in Runtime)
-        raise DeploymentConfigError(
-            f"Unknown runtime {config['runtime']!r}: choose one of {choices}."
-        ) from None
-    bundle = config["bundle"]
-    if bundle is not None:
-        parts = bundle.split(":") if isinstance(bundle, str) else []
-        if len(parts) != 2 or not all(p.strip() for p in parts):
-            raise DeploymentConfigError(
-                f"Scoring bundle {bundle!r} must be written name:version, e.g. 'my-score:1'."
-            )
-    raw_settings = config["settings"] or {}
-    if not isinstance(raw_settings, Mapping):
-        raise DeploymentConfigError(
-            f"Deployment settings must be a mapping of names to values, not {raw_settings!r}."
-        )
-    settings = dict(raw_settings)
-    env = settings.get(ENV_SETTING, [])
-    # Values of environment variables may be secrets; the store keeps their names only and the
-    # server reads the values from its environment when it starts.
-    if not isinstance(env, list | tuple) or not all(
-        isinstance(n, str) and _ENV_NAME.fullmatch(n) for n in env
-    ):
-        raise DeploymentConfigError(
-            f"Setting {ENV_SETTING!r} must list variable names only (e.g. ['API_URL']), never "
-            "values: values are read from the environment when the server starts."
-        )
-    try:
-        json.dumps(settings)
-    except (TypeError, ValueError) as exc:
-        raise DeploymentConfigError(
-            f"Deployment settings must be plain JSON values (numbers, text, lists): {exc}."
-        ) from None
-    return {
-        "model_uri": model_uri,
-        "runtime": runtime.value,
-        "bundle": bundle,
-        "settings": settings,
-    }
-
-
-def _check_percent(what: str, value: Any, maximum: int) -> None:
-    # bool is an int subclass; True would silently mean 1 %.
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise TrafficError(f"{what} must be a whole number from 0 to {maximum}, not {value!r}.")
-
-
-def _check_transition(
-    label: str, current: DeploymentState, target: DeploymentState, reason: str | None
-) -> None:
-    allowed = ALLOWED_TRANSITIONS[current]
-    if target not in allowed:
-        options = ", ".join(sorted(s.value for s in allowed))
-        raise StateTransitionError(
-            f"Cannot move {label} from {current.value!r} to {target.value!r}; from "
-            f"{current.value!r} it can only go to: {options}."
-        )
-    if target is DeploymentState.FAILED and not reason:
-        raise StateTransitionError(
-            f"Cannot mark {label} failed without a reason: say what went wrong."
-        )
-
-
-def _update(
-    conn: sqlite3.Connection,
-    table: str,
-    values: Mapping[str, Any],
-    where: str,
-    args: tuple[Any, ...],
-) -> None:
-    # Column names come from this module only, never from callers.
-    assignments = ", ".join(f"{column} = ?" for column in values)
-    stamp = "" if "updated_at" in values else ", updated_at = ?"
-    extra = () if stamp == "" else (_now().isoformat(),)
-    conn.execute(
-        f"UPDATE {table} SET {assignments}{stamp} WHERE {where}",
-        (*values.values(), *extra, *args),
-    )
-
-
-def _deployment(row: sqlite3.Row) -> Deployment:
-    return Deployment(
-        endpoint_name=row["endpoint_name"],
-        name=row["name"],
-        model_uri=row["model_uri"],
-        runtime=Runtime(row["runtime"]),
-        bundle=row["bundle"],
-        state=DeploymentState(row["state"]),
-        reason=row["reason"],
-        log_tail=row["log_tail"],
-        pid=row["pid"],
-        port=row["port"],
-        log_path=row["log_path"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-        settings=json.loads(row["settings"]),
-    )

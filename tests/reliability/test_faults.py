@@ -46,7 +46,7 @@ from deploystudio.errors import (
     RegistryUnavailableError,
     ScoringServerError,
 )
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 from deploystudio.worker.process import PredictionWorker

@@ -32,7 +32,7 @@ from deploystudio.inspection import (
     deployability_report,
     inspect_model,
 )
-from deploystudio.payloads import ModelInput
+from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 from deploystudio.worker.process import PredictionWorker

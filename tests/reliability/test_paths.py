@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from components.batch_uploads import UPLOADS_FOLDER, safe_file_name, save_uploads
 from deploystudio.customization.bundles import BundleStore, check_name
 from deploystudio.deployment.azure.export import _prepare_folder
 from deploystudio.deployment.azure.workspace import find_config_file
 from deploystudio.deployment.batch.inputs import check_within_roots
+from deploystudio.deployment.batch.uploads import UPLOADS_FOLDER, safe_file_name, save_uploads
 from deploystudio.errors import (
     BatchInputError,
     BundleError,

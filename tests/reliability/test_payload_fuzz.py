@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from mlflow.models import Model
 
 from deploystudio.errors import DeployStudioError
-from deploystudio.payloads import DEFAULT_MAX_BYTES, ModelInput, PayloadFormat, parse_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat
+from deploystudio.payloads import DEFAULT_MAX_BYTES, parse_payload
 from deploystudio.prediction import local_model_path
 from tests.reliability.conftest import examples
 from tests.reliability.figures import FIGURES

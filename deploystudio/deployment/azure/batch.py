@@ -5,9 +5,9 @@ from our BatchSettings by batch_azure) that run on a compute cluster; invoking i
 that scores the files of a datastore folder or a public URI and writes the predictions file as
 its `score` output. Long operations take a `progress(str)` callback like AzureTarget's; every
 SDK failure becomes a DeployStudioError (azure_errors.translate). Built by `AzureTarget.batch`,
-its long operations are submitted through the target: recorded in the deployment store with
-their continuation token (AzureTarget.batch_records) so a restarted app resumes watching them
-(AzureTarget.resume_pending) instead of sending them again.
+its long operations are submitted through the workspace's AzureOperations (operations.py):
+recorded in the deployment store with their continuation token so a restarted app resumes
+watching them (AzureTarget.resume_pending) instead of sending them again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,16 @@ from typing import Any
 
 from deploystudio.config import Settings
 from deploystudio.deployment.azure.errors import translate
+from deploystudio.deployment.azure.model_reference import azure_model_name
+from deploystudio.deployment.azure.operations import (
+    AzureOperations,
+    Progress,
+    enum_text,
+    quiet,
+    wait,
+)
+from deploystudio.deployment.azure.output import sdk_output
+from deploystudio.deployment.azure.records import BATCH, ENDPOINT_ROW
 from deploystudio.deployment.batch.azure_yaml import batch_deployment
 from deploystudio.deployment.batch.records import FINISHED_STATES, JobState
 from deploystudio.deployment.batch.settings import BatchSettings
@@ -35,7 +45,6 @@ from deploystudio.errors import (
     UnsafePathError,
 )
 
-Progress = Callable[[str], None]
 # Azure's job statuses (azure.ai.ml.constants.JobStatus) in our batch job states.
 _JOB_STATES = {
     "notstarted": JobState.QUEUED,
@@ -91,14 +100,6 @@ class BatchJobStatus:
         return self.state in FINISHED_STATES
 
 
-def _quiet(message: str) -> None:
-    pass
-
-
-def _text(value: Any) -> str:
-    return str(getattr(value, "value", value) or "")
-
-
 def compute_name(compute: str) -> str:
     """The cluster's bare name. The SDK puts `compute` into the cluster's ARM id as given, so
     the `azureml:` prefix YAML files use would end up inside the id."""
@@ -149,13 +150,15 @@ def input_entity(address: str, input_type: str | None = None) -> Any:
 class AzureBatch:
     """Batch endpoints, deployments and jobs of the workspace `client` points at."""
 
-    def __init__(self, client: Any, settings: Settings, target: Any = None) -> None:
-        """`client`: an azure-ai-ml MLClient (AzureTarget.client); `target`: the AzureTarget
-        that records and resumes long operations (None: they are only waited for, not
-        recorded). No Azure call happens here."""
+    def __init__(
+        self, client: Any, settings: Settings, operations: AzureOperations | None = None
+    ) -> None:
+        """`client`: an azure-ai-ml MLClient (AzureTarget.client); `operations`: the
+        workspace's AzureOperations that record and resume long operations (None: they are
+        only waited for, not recorded). No Azure call happens here."""
         self.client = client
         self.settings = settings
-        self.target = target
+        self.operations = operations
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -194,8 +197,8 @@ class AzureBatch:
         try:
             self.client.batch_endpoints.get(name)
         except ResourceNotFoundError:
-            if self.target is not None:
-                self.target.batch_records.remove(name)
+            if self.operations is not None:
+                self.operations.batch.remove(name)
             return
         except Exception as exc:
             action = f"read batch endpoint {name!r}"
@@ -373,7 +376,7 @@ class AzureBatch:
             ) from exc
         except Exception as exc:
             raise translate(exc, action) from exc
-        azure_status = _text(job.status) or _text(getattr(run, "status", None))
+        azure_status = enum_text(job.status) or enum_text(getattr(run, "status", None))
         error = getattr(getattr(run, "error", None), "error", None)
         context = getattr(job, "creation_context", None)
         return BatchJobStatus(
@@ -451,13 +454,8 @@ class AzureBatch:
         model_uri: str | None = None,
         settings: dict[str, Any] | None = None,
     ) -> None:
-        # AzureTarget's waiter: same progress messages for batch and online operations.
-        from deploystudio.deployment.azure.online import _wait
-        from deploystudio.deployment.azure.output import sdk_output
-        from deploystudio.deployment.azure.records import BATCH, ENDPOINT_ROW
-
-        if self.target is not None:
-            self.target._submit(
+        if self.operations is not None:
+            self.operations.submit(
                 operation,
                 endpoint,
                 deployment or ENDPOINT_ROW,
@@ -469,11 +467,11 @@ class AzureBatch:
                 kind=BATCH,
             )
             return
-        say = progress or _quiet
+        say = progress or quiet
         try:
             say(f"Sending: {action}")
             with sdk_output():
-                _wait(begin(), action, say)
+                wait(begin(), action, say)
         except Exception as exc:
             error = translate(exc, action, endpoint=endpoint, deployment=deployment, kind="batch")
             say(f"Failed: {error}")
@@ -498,7 +496,7 @@ def _endpoint_info(entity: Any) -> BatchEndpointInfo:
         default = getattr(defaults, "deployment_name", None)
     return BatchEndpointInfo(
         name=entity.name,
-        state=_text(entity.provisioning_state),
+        state=enum_text(entity.provisioning_state),
         scoring_uri=entity.scoring_uri,
         default_deployment=default or None,
         description=entity.description or "",
@@ -506,15 +504,13 @@ def _endpoint_info(entity: Any) -> BatchEndpointInfo:
 
 
 def _deployment_info(entity: Any) -> BatchDeploymentInfo:
-    from deploystudio.deployment.azure.online import _azure_model_name
-
     compute = str(entity.compute or "").rstrip("/").rsplit("/", 1)[-1] or None
     resources = getattr(entity, "resources", None)
     return BatchDeploymentInfo(
         name=entity.name,
         endpoint_name=entity.endpoint_name,
-        state=_text(entity.provisioning_state),
-        model=_azure_model_name(entity.model),
+        state=enum_text(entity.provisioning_state),
+        model=azure_model_name(entity.model),
         compute=compute,
         instance_count=getattr(resources, "instance_count", None),
     )

@@ -2,10 +2,11 @@
 
 Azure holds the endpoints and deployments; the deployment store keeps, per resource, what Azure
 does not (model URI, bundle, last failure) and the continuation token of a running operation
-(azure_records.py), so `resume_pending` after an app restart polls the same operation instead
-of sending the request again; batch endpoints' operations (`.batch`) are recorded and resumed the
-same way, in their own table. Every SDK failure becomes a DeployStudioError (azure_errors.py);
-the SDK's own console output is kept off stdout/stderr (azure_output.py).
+(records.py, through operations.py), so `resume_pending` after an app restart polls the same
+operation instead of sending the request again; batch endpoints' operations (`.batch`) are
+recorded and resumed the same way, in their own table. Every SDK failure becomes a
+DeployStudioError (errors.py); the SDK's own console output is kept off stdout/stderr
+(output.py).
 
 Long operations take a `progress(str)` callback (the page's operation runner passes its own):
 it gets the operation's status as it changes and its final state.
@@ -16,26 +17,30 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from deploystudio.config import Settings
 from deploystudio.deployment.azure import records as azure_records
+from deploystudio.deployment.azure.batch import AzureBatch
 from deploystudio.deployment.azure.errors import (
-    LOG_TAIL_LINES,
     azure_errors,
-    never_started,
     translate,
+)
+from deploystudio.deployment.azure.model_reference import azure_model_name
+from deploystudio.deployment.azure.operations import (
+    AzureOperations,
+    Progress,
+    enum_text,
+    quiet,
+    resource_state,
+    wait,
 )
 from deploystudio.deployment.azure.output import sdk_output
 from deploystudio.deployment.azure.records import (
-    BATCH,
     ENDPOINT_ROW,
-    ONLINE,
     AzureRecord,
-    AzureRecords,
 )
 from deploystudio.deployment.azure.specs import (
     DEFAULT_INSTANCE_TYPE,
@@ -49,7 +54,6 @@ from deploystudio.deployment.azure.specs import (
     validate_traffic,
 )
 from deploystudio.deployment.azure.workspace import (
-    ARM_SCOPE,
     AzureWorkspace,
     default_credential,
     ml_client,
@@ -64,29 +68,14 @@ from deploystudio.deployment.base import (
     Runtime,
 )
 from deploystudio.deployment.store import DeploymentStore
+from deploystudio.deployment.traffic import traffic_share
 from deploystudio.errors import (
     AzureSpecError,
-    DeployStudioError,
     EndpointAuthError,
     PayloadError,
     ResourceInUseError,
 )
 
-Progress = Callable[[str], None]
-ARM_URL = "https://management.azure.com"
-# Seconds between progress checks; the SDK's poller itself waits as Azure's Retry-After says.
-WAIT_STEP_S = 2.0
-RESUME_POLL_S = 10
-_STATES = {
-    "succeeded": DeploymentState.READY,
-    "failed": DeploymentState.FAILED,
-    "canceled": DeploymentState.FAILED,
-    "creating": DeploymentState.STARTING,
-    "updating": DeploymentState.STARTING,
-    "provisioning": DeploymentState.STARTING,
-    "scaling": DeploymentState.STARTING,
-    "deleting": DeploymentState.STOPPING,
-}
 DEPLOYMENT_CONFIG = {
     "instance_type",
     "instance_count",
@@ -98,27 +87,6 @@ DEPLOYMENT_CONFIG = {
     "environment_variables",
     "description",
 }
-
-
-def _quiet(message: str) -> None:
-    pass
-
-
-def _value(value: Any) -> str:
-    return str(getattr(value, "value", value) or "")
-
-
-def _state(provisioning: Any) -> DeploymentState:
-    return _STATES.get(_value(provisioning).lower(), DeploymentState.PENDING)
-
-
-def _azure_model_name(model: Any) -> str | None:
-    """`azureml:NAME:VERSION` for the ARM id the SDK reads back (.../models/N/versions/V)."""
-    text = str(getattr(model, "id", None) or model or "")
-    parts = text.rstrip("/").split("/")
-    if len(parts) >= 4 and parts[-4] == "models" and parts[-2] == "versions":
-        return f"azureml:{parts[-3]}:{parts[-1]}"
-    return text or None
 
 
 class AzureTarget(DeploymentTarget):
@@ -137,22 +105,22 @@ class AzureTarget(DeploymentTarget):
         azure-core HttpTransport (None: the network). No Azure call happens here."""
         self.settings = settings
         self.workspace = workspace
-        self._credential = credential if credential is not None else default_credential()
-        self.client = ml_client(workspace, self._credential, transport)
-        self._transport = transport
+        credential = credential if credential is not None else default_credential()
+        self.client = ml_client(workspace, credential, transport)
         self.store = store or DeploymentStore.from_settings(settings)
-        self.records = AzureRecords(self.store, workspace.arm_id)
+        self.operations = AzureOperations(
+            self.client, self.store, workspace.arm_id, credential, transport
+        )
+        self.records = self.operations.online
         # Batch endpoints' operations, recorded and resumed like the online ones.
-        self.batch_records = AzureRecords(self.store, workspace.arm_id, BATCH)
+        self.batch_records = self.operations.batch
         self.registry = registry
 
     @property
-    def batch(self) -> Any:
-        """The workspace's batch endpoints (azure_batch.AzureBatch), on the same MLClient;
+    def batch(self) -> AzureBatch:
+        """The workspace's batch endpoints (batch.AzureBatch), on the same MLClient;
         their long operations are recorded in `batch_records` and resumed by resume_pending."""
-        from deploystudio.deployment.azure.batch import AzureBatch
-
-        return AzureBatch(self.client, self.settings, target=self)
+        return AzureBatch(self.client, self.settings, operations=self.operations)
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -171,7 +139,7 @@ class AzureTarget(DeploymentTarget):
             tags=dict(values.get("tags") or {}),
         )
         entity = endpoint_entity(spec)  # checked before any record or request
-        self._submit(
+        self.operations.submit(
             "create",
             name,
             ENDPOINT_ROW,
@@ -207,7 +175,7 @@ class AzureTarget(DeploymentTarget):
         entity = endpoint_entity(
             OnlineEndpointSpec(
                 name=current.name,
-                auth_mode=_value(current.auth_mode).lower() or "key",
+                auth_mode=enum_text(current.auth_mode).lower() or "key",
                 description=str(values.get("description", current.description or "")),
                 tags=dict(values.get("tags", current.tags or {})),
                 traffic={k: v for k, v in traffic.items() if v},
@@ -216,7 +184,7 @@ class AzureTarget(DeploymentTarget):
             deployments,
         )
         operation = "traffic" if {"traffic", "mirror"} & values.keys() else "update"
-        self._submit(
+        self.operations.submit(
             operation,
             endpoint,
             ENDPOINT_ROW,
@@ -248,7 +216,7 @@ class AzureTarget(DeploymentTarget):
             return
         except Exception as exc:
             raise translate(exc, f"read endpoint {endpoint!r}", endpoint=endpoint) from exc
-        self._submit(
+        self.operations.submit(
             "delete",
             endpoint,
             ENDPOINT_ROW,
@@ -330,7 +298,7 @@ class AzureTarget(DeploymentTarget):
         """Create or update (the same PUT) and record it; returns the deployment as Azure has it."""
         spec = self._deployment_spec(name, endpoint, model_uri, values)
         entity = deployment_entity(spec)
-        self._submit(
+        self.operations.submit(
             action,
             endpoint,
             name,
@@ -350,10 +318,8 @@ class AzureTarget(DeploymentTarget):
         from azure.core.exceptions import ResourceNotFoundError
 
         current = self._get_endpoint_entity(endpoint)
-        live = {k.lower(): v for k, v in (current.traffic or {}).items()}.get(name.lower(), 0)
-        mirrored = {k.lower(): v for k, v in (current.mirror_traffic or {}).items()}
-        if live or mirrored.get(name.lower(), 0):
-            what = f"{live}% of live traffic" if live else "mirrored traffic"
+        what = traffic_share(name, current.traffic or {}, current.mirror_traffic or {})
+        if what:
             raise ResourceInUseError(
                 f"Deployment {name!r} still gets {what} on endpoint {endpoint!r}: move its "
                 "traffic to another deployment first."
@@ -367,7 +333,7 @@ class AzureTarget(DeploymentTarget):
             raise translate(
                 exc, f"read deployment {name!r}", endpoint=endpoint, deployment=name
             ) from exc
-        self._submit(
+        self.operations.submit(
             "delete",
             endpoint,
             name,
@@ -403,7 +369,7 @@ class AzureTarget(DeploymentTarget):
         the deployment, then, if asked and it is ready, send it all live traffic."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        say = progress or _quiet
+        say = progress or quiet
         try:
             self.client.online_endpoints.get(endpoint)
         except ResourceNotFoundError:
@@ -451,7 +417,7 @@ class AzureTarget(DeploymentTarget):
         action = f"regenerate the {which} key of endpoint {endpoint!r}"
         with azure_errors(action, endpoint=endpoint), sdk_output():
             poller = self.client.online_endpoints.begin_regenerate_keys(endpoint, key_type=which)
-            _wait(poller, action, progress or _quiet)
+            wait(poller, action, progress or quiet)
         return self.get_keys(endpoint)
 
     def get_logs(self, name: str, endpoint: str, lines: int = 100) -> str:
@@ -472,7 +438,7 @@ class AzureTarget(DeploymentTarget):
         format ({"input_data": ...}) or a payloads.ModelInput."""
         from azure.core.exceptions import HttpResponseError
 
-        from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+        from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
 
         if endpoint is None:
             raise AzureSpecError("Name the Azure endpoint to score on.")
@@ -522,188 +488,12 @@ class AzureTarget(DeploymentTarget):
         except ValueError:
             return [text]
 
-    # -- restart -----------------------------------------------------------------------------
-
     def resume_pending(self, progress: Progress | None = None) -> list[AzureRecord]:
-        """Finish watching operations a previous app run started: poll each stored operation
-        (no request is sent again). Returns the records as they ended."""
-        say = progress or _quiet
-        finished: list[AzureRecord] = []
-        pending = self.records.pending() + self.batch_records.pending()
-        for record in sorted(pending, key=lambda r: r.updated_at):
-            records = self._records(record.kind)
-            action = f"{record.operation or 'change'} {_described(record)}"
-            say(f"Resuming: {action}")
-            try:
-                with sdk_output():
-                    self._resume(record, action, say)
-            except DeployStudioError as exc:
-                records.finish(
-                    record.endpoint_name, record.deployment_name, azure_records.FAILED, str(exc)
-                )
-            after = records.get(record.endpoint_name, record.deployment_name)
-            finished.append(after or record)
-        return finished
-
-    def _records(self, kind: str) -> AzureRecords:
-        return self.batch_records if kind == BATCH else self.records
-
-    def _resume(self, record: AzureRecord, action: str, say: Progress) -> None:
-        from azure.core.polling import LROPoller
-        from azure.mgmt.core.polling.arm_polling import ARMPolling
-
-        records = self._records(record.kind)
-        endpoint, deployment = record.endpoint_name, record.deployment_name
-        if record.continuation_token is None:
-            # The app stopped between writing the record and Azure's answer: whether the
-            # request arrived is unknown, so look at the resource instead of guessing.
-            self._settle_from_resource(record)
-            return
-        context = {"endpoint": endpoint, "deployment": deployment or None, "kind": record.kind}
-        try:
-            poller = LROPoller.from_continuation_token(
-                ARMPolling(RESUME_POLL_S),
-                record.continuation_token,
-                client=self._pipeline(),
-                deserialization_callback=lambda response: None,
-            )
-            _wait(poller, action, say)
-        except Exception as exc:
-            error = translate(exc, action, log_tail=self._tail(record), **context)
-            records.finish(endpoint, deployment, azure_records.FAILED, str(error))
-            say(f"Failed: {error}")
-            return
-        self._succeeded(record.operation, endpoint, deployment, records)
-        say(f"Finished: {action}")
-
-    def _read_resource(self, record: AzureRecord) -> Any:
-        endpoint, deployment = record.endpoint_name, record.deployment_name
-        if record.kind == BATCH:
-            if deployment:
-                return self.client.batch_deployments.get(deployment, endpoint)
-            return self.client.batch_endpoints.get(endpoint)
-        if deployment:
-            return self.client.online_deployments.get(deployment, endpoint)
-        return self.client.online_endpoints.get(endpoint)
-
-    def _settle_from_resource(self, record: AzureRecord) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        records = self._records(record.kind)
-        endpoint, deployment = record.endpoint_name, record.deployment_name
-        try:
-            entity = self._read_resource(record)
-        except ResourceNotFoundError:
-            if record.operation == "delete":
-                records.remove(endpoint, deployment or None)
-            else:
-                records.finish(
-                    endpoint,
-                    deployment,
-                    azure_records.FAILED,
-                    f"The app stopped before Azure confirmed the {record.operation}: nothing "
-                    "was created. Submit it again.",
-                )
-            return
-        state = _state(entity.provisioning_state)
-        if state is DeploymentState.READY:
-            self._succeeded(record.operation, endpoint, deployment, records)
-        elif state is DeploymentState.FAILED:
-            records.finish(
-                endpoint, deployment, azure_records.FAILED, "Azure reports the operation failed."
-            )
-        # Still running: the row stays pending and the next resume looks again.
+        """Finish watching operations a previous app run started, online and batch: poll each
+        stored operation (no request is sent again). Returns the records as they ended."""
+        return self.operations.resume_pending(progress)
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _submit(
-        self,
-        operation: str,
-        endpoint: str,
-        deployment: str,
-        begin: Callable[[], Any],
-        action: str,
-        progress: Progress | None,
-        *,
-        model_uri: str | None = None,
-        bundle: str | None = None,
-        settings: dict[str, Any] | None = None,
-        instance: str | None = None,
-        kind: str = ONLINE,
-    ) -> None:
-        """Record pending, send the request, keep its continuation token, wait; record the
-        outcome. Failures are recorded and raised as DeployStudioErrors. `kind` (ONLINE or
-        BATCH) says which records (and which error wording) the operation belongs to; the
-        AzureBatch of this target submits through here too."""
-        say = progress or _quiet
-        records = self._records(kind)
-        before = records.get(endpoint, deployment)
-        records.begin(
-            endpoint, deployment, operation, model_uri=model_uri, bundle=bundle, settings=settings
-        )
-        context = {
-            "endpoint": endpoint,
-            "deployment": deployment or None,
-            "instance": instance,
-            "kind": kind,
-        }
-        poller = None
-        try:
-            say(f"Sending: {action}")
-            with sdk_output():
-                poller = begin()
-                records.set_token(endpoint, deployment, _token(poller))
-                _wait(poller, action, say)
-        except Exception as exc:
-            record = records.get(endpoint, deployment)
-            error = translate(
-                exc, action, log_tail=self._tail(record) if deployment else None, **context
-            )
-            if poller is None and never_started(exc):
-                # Azure refused the request or never got it: nothing runs there, so the store
-                # keeps what it had (no row is left for a resource that was never created).
-                records.restore(endpoint, deployment, before)
-            else:
-                log_tail = getattr(error, "log_tail", None)
-                records.finish(endpoint, deployment, azure_records.FAILED, str(error), log_tail)
-            say(f"Failed: {error}")
-            raise error from exc
-        self._succeeded(operation, endpoint, deployment, records)
-        say(f"Done: {action}")
-
-    def _succeeded(
-        self, operation: str | None, endpoint: str, deployment: str, records: AzureRecords
-    ) -> None:
-        if operation == "delete":
-            records.remove(endpoint, deployment or None)
-        else:
-            records.finish(endpoint, deployment, azure_records.READY)
-
-    def _tail(self, record: AzureRecord | None) -> Callable[[], str | None] | None:
-        # Batch deployments have no server log: their jobs have logs instead.
-        if record is None or not record.deployment_name or record.kind == BATCH:
-            return None
-        return lambda: self.client.online_deployments.get_logs(
-            record.deployment_name, record.endpoint_name, LOG_TAIL_LINES
-        )
-
-    def _pipeline(self) -> Any:
-        """An azure-core pipeline for polling a stored operation URL, with the same credential
-        and transport as the MLClient (MLClient has no public way to resume an operation)."""
-        from azure.core import PipelineClient
-        from azure.core.pipeline import policies
-        from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
-
-        return PipelineClient(
-            base_url=ARM_URL,
-            policies=[
-                policies.HeadersPolicy(),
-                policies.UserAgentPolicy("deploystudio"),
-                policies.RetryPolicy(),
-                ARMChallengeAuthenticationPolicy(self._credential, ARM_SCOPE),
-            ],
-            transport=self._transport,
-        )
 
     def _get_endpoint_entity(self, endpoint: str) -> Any:
         with azure_errors(f"read endpoint {endpoint!r}", endpoint=endpoint):
@@ -743,7 +533,7 @@ class AzureTarget(DeploymentTarget):
     def _endpoint(self, entity: Any) -> Endpoint:
         record = self.records.get(entity.name)
         now = datetime.now(UTC)
-        state = _state(entity.provisioning_state)
+        state = resource_state(entity.provisioning_state)
         if record is not None and record.state == azure_records.FAILED:
             state, reason = DeploymentState.FAILED, record.reason
         else:
@@ -756,7 +546,7 @@ class AzureTarget(DeploymentTarget):
             traffic.setdefault(name, 0)
         return Endpoint(
             name=entity.name,
-            auth_mode=AuthMode(_value(entity.auth_mode).lower() or AuthMode.KEY),
+            auth_mode=AuthMode(enum_text(entity.auth_mode).lower() or AuthMode.KEY),
             scoring_uri=entity.scoring_uri,
             front_pid=None,
             front_port=None,
@@ -793,7 +583,7 @@ class AzureTarget(DeploymentTarget):
     def _deployment(self, entity: Any) -> Deployment:
         record = self.records.get(entity.endpoint_name, entity.name)
         now = datetime.now(UTC)
-        state = _state(entity.provisioning_state)
+        state = resource_state(entity.provisioning_state)
         reason = log_tail = None
         if record is not None and record.state == azure_records.FAILED:
             reason, log_tail = record.reason, record.log_tail
@@ -803,7 +593,7 @@ class AzureTarget(DeploymentTarget):
             endpoint_name=entity.endpoint_name,
             name=entity.name,
             model_uri=(record.model_uri if record and record.model_uri else None)
-            or _azure_model_name(entity.model)
+            or azure_model_name(entity.model)
             or "",
             runtime=Runtime.AZUREML,
             bundle=record.bundle if record else None,
@@ -831,29 +621,3 @@ def _recorded_settings(spec: OnlineDeploymentSpec) -> dict[str, Any]:
     }
 
 
-def _described(record: AzureRecord) -> str:
-    """`ep/dep` for online resources, `batch ep/dep` for batch ones."""
-    return f"batch {record.target}" if record.kind == BATCH else record.target
-
-
-def _token(poller: Any) -> str | None:
-    try:
-        return poller.continuation_token()
-    except Exception:  # a poller without one (already done): nothing to resume later
-        return None
-
-
-def _wait(poller: Any, action: str, progress: Progress) -> Any:
-    """Wait for the SDK's poller (it polls on its own thread, honouring Retry-After), telling
-    `progress` each status it goes through and how long it has been running."""
-    started = time.monotonic()
-    last = None
-    while not poller.done():
-        status = poller.status()
-        if status != last:
-            progress(f"{action}: {status} ({time.monotonic() - started:.0f} s)")
-            last = status
-        poller.wait(WAIT_STEP_S)
-    result = poller.result()  # raises the operation's failure
-    progress(f"{action}: {poller.status()} ({time.monotonic() - started:.1f} s)")
-    return result

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from deploystudio.config import Settings
+from deploystudio.deployment.azure.model_reference import azure_model_reference
 from deploystudio.deployment.base import AZURE_AUTH_MODES, AuthMode, Deployment
 from deploystudio.deployment.local.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.names import validate_name
-from deploystudio.deployment.store import ENV_SETTING, MAX_MIRROR_PERCENT, _check_percent
-from deploystudio.errors import AzureSpecError, InvalidModelUriError, TrafficError
+from deploystudio.deployment.store_records import ENV_SETTING
+from deploystudio.deployment.traffic import checked_traffic, single_mirror
+from deploystudio.errors import AzureSpecError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 
 AUTH_MODES = tuple(mode.value for mode in AZURE_AUTH_MODES)
@@ -101,44 +103,10 @@ def validate_traffic(
     traffic: Mapping[str, int],
     mirror_traffic: Mapping[str, int] | None = None,
 ) -> None:
-    """Azure's traffic rules, as the local store enforces them: whole percentages of known
-    deployments summing to 100 (or all 0); at most one mirror target, at most 50 %, and not a
-    deployment that gets live traffic. Raises TrafficError naming the broken rule.
-
-    The store checks the same rules inside its SQLite transaction (DeploymentStore.set_traffic);
-    this is the same check on plain values, for Azure endpoints the store does not hold.
+    """Azure's traffic rules (deployment/traffic.py), as the local store enforces them, on an
+    Azure endpoint's `traffic` and `mirror_traffic`. Raises TrafficError naming the broken rule.
     """
-    known = {name.lower(): name for name in deployments}
-    listed = ", ".join(repr(n) for n in known.values()) or "none"
-    for given, weight in traffic.items():
-        if given.lower() not in known:
-            raise TrafficError(
-                f"Cannot send traffic to {given!r}: no such deployment (deployments: {listed})."
-            )
-        _check_percent(f"Traffic for {given!r}", weight, 100)
-    total = sum(traffic.values())
-    if total not in (0, 100):
-        raise TrafficError(
-            f"Traffic weights sum to {total}%: they must sum to 100 (or all be 0 to send no "
-            "live traffic)."
-        )
-    mirrored = {name: percent for name, percent in (mirror_traffic or {}).items() if percent}
-    if len(mirrored) > 1:
-        raise TrafficError(
-            f"Mirror traffic names {len(mirrored)} deployments: Azure mirrors to one only."
-        )
-    for given, percent in mirrored.items():
-        _check_percent("The mirror percentage", percent, MAX_MIRROR_PERCENT)
-        if given.lower() not in known:
-            raise TrafficError(
-                f"Cannot mirror traffic to {given!r}: no such deployment (deployments: {listed})."
-            )
-        live = {k.lower(): v for k, v in traffic.items()}.get(given.lower(), 0)
-        if live:
-            raise TrafficError(
-                f"Deployment {given!r} gets {live}% of live traffic, so it cannot also get "
-                "mirrored traffic (Azure: a deployment gets live or mirrored traffic, not both)."
-            )
+    checked_traffic(deployments, traffic, single_mirror(mirror_traffic))
 
 
 def endpoint_entity(spec: OnlineEndpointSpec, deployments: Iterable[str] = ()) -> Any:
@@ -286,8 +254,7 @@ def model_source(
     and version (`azureml:NAME:VERSION`). Otherwise the model's files are fetched from our
     registry (cached) and Azure uploads them as an mlflow_model asset of the same name/version.
     """
-    # Imported here: bundles imports azure.ai.ml (about 5 s), and the CLI parser imports us.
-    from deploystudio.customization.bundles import _azure_model_reference
+    # Imported here: the CLI parser imports us, and prediction is slow to import.
     from deploystudio.prediction import local_model_path
 
     try:
@@ -295,7 +262,7 @@ def model_source(
     except InvalidModelUriError as exc:
         raise AzureSpecError(str(exc)) from exc
     if reference_in_azure:
-        azure = _azure_model_reference(model_uri)
+        azure = azure_model_reference(model_uri)
         if azure is None:
             raise AzureSpecError(
                 f"'{model_uri}' cannot be referenced in Azure: only a registered version "

@@ -24,7 +24,7 @@ from azure.ai.ml.entities import (
 )
 from azure.ai.ml.entities._load_functions import load_model_batch_deployment
 
-from deploystudio.customization.bundles import _azure_model_reference
+from deploystudio.deployment.azure.model_reference import azure_model_reference
 from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.deployment.names import validate_name
 from deploystudio.errors import BatchSettingsError
@@ -46,7 +46,7 @@ def batch_deployment(
     `azureml:NAME:VERSION`; any other model URI must be registered in Azure first."""
     validate_name(endpoint_name, "endpoint")
     validate_name(deployment_name, "deployment")
-    model = _azure_model_reference(model_uri)
+    model = azure_model_reference(model_uri)
     if model is None:
         raise BatchSettingsError(
             f"'{model_uri}' is not a registered model version Azure can name: export from a "

@@ -32,7 +32,7 @@ from mlflow.types import Schema
 from threadpoolctl import threadpool_limits
 
 from deploystudio.deployment.batch.inputs import CSV_SUFFIXES
-from deploystudio.payloads import ROWS_COUNTED
+from deploystudio.payload_messages import ROWS_COUNTED
 from deploystudio.prediction import ModelCache, predictions_frame, readable_enforcement_error
 
 ROW_COLUMN = "row"

@@ -51,7 +51,9 @@ from deploystudio.deployment.local.transitions import (
     stop_front,
 )
 from deploystudio.deployment.names import validate_name
-from deploystudio.deployment.store import ENV_SETTING, DeploymentStore
+from deploystudio.deployment.store import DeploymentStore
+from deploystudio.deployment.store_records import ENV_SETTING
+from deploystudio.deployment.traffic import endpoint_share
 from deploystudio.errors import (
     DeploymentConfigError,
     DeploymentNotFoundError,
@@ -395,10 +397,8 @@ class LocalTarget(DeploymentTarget):
             return
         owner = self.store.get_endpoint(current.endpoint_name)
         label = f"{current.endpoint_name}/{current.name}"
-        share = owner.traffic.get(current.name, 0)
-        mirrored = owner.mirror is not None and owner.mirror[0].lower() == current.name.lower()
-        if share or mirrored:
-            what = f"{share}% of live traffic" if share else "mirrored traffic"
+        what = endpoint_share(owner, current.name)
+        if what:
             raise ResourceInUseError(
                 f"Deployment {label} still gets {what}. Move its traffic to other deployments "
                 "(and remove the mirror) first, then delete it."

@@ -1,8 +1,9 @@
-"""Request bodies and ready-to-edit HTTP calls for one model input (pure: no Streamlit).
+"""Request bodies and ready-to-edit HTTP calls for one model input (the Predict page's
+snippets and the Endpoints page's calls).
 
-The bodies come from `deploystudio.payloads.write_payload`, so they are exactly what this app
-parses; the calls fill in placeholders (PORT, <KEY>, <endpoint>, <region>, <deployment>) that
-the user replaces with their endpoint's values.
+The bodies come from `payload_formats.write_payload`, so they are exactly what this app parses;
+the calls fill in placeholders (PORT, <KEY>, <endpoint>, <region>, <deployment>) that the user
+replaces with their endpoint's values.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+from deploystudio.payload_formats import ModelInput, PayloadFormat, write_payload
 
 LOCAL_SCORING_URL = "http://127.0.0.1:PORT/score"
 AZURE_SCORING_URL = "https://<endpoint>.<region>.inference.ml.azure.com/score"
