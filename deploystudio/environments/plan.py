@@ -317,13 +317,26 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
         elif requirement.name in inputs.loader_distributions:
             blockers.append(f"{requirement.line}: {choice[2]}. The model's loader imports it.")
         else:
+            # The nearest later release with a wheel, rather than the newest: closest to what
+            # the model was saved with (numpy 1.21.6 -> 1.23.2, not 2.x, whose ABI differs).
+            later, _ = compiler.compile(
+                [f"{requirement.name}>{requirement.exact_version}"],
+                no_deps=True,
+                wheels_only=True,
+                lowest=True,
+            )
+            version = (later or {}).get(requirement.name)
+            instead = (
+                f"the nearest later release with a wheel, {version}, is installed instead"
+                if version
+                else "the version that fits the others is installed instead"
+            )
             decided[requirement.name] = (
                 Choice.RELAXED,
-                None,
-                f"{choice[2]}; the model's loader does not import it, so the version that fits "
-                "the others is installed instead",
+                version,
+                f"{choice[2]}; the model's loader does not import it, so {instead}",
             )
-            final_lines.append(requirement.name)
+            final_lines.append(f"{requirement.name}=={version}" if version else requirement.name)
     locked: dict[str, str] = {}
     if not blockers:
         resolved, cause = compiler.compile(final_lines)
@@ -356,7 +369,7 @@ def _planned(
     if decided is not None:
         choice, version, reason = decided
         chosen = chosen or version
-        if choice is Choice.RELAXED and chosen:
+        if choice is Choice.RELAXED and chosen and not version:
             reason = f"{reason} ({chosen})"
     elif blocked:
         choice, reason = Choice.RESOLVED, "not resolved: the plan is blocked"
