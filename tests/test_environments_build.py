@@ -190,3 +190,28 @@ def test_env_list_and_prune(home, tmp_path, monkeypatch, capsys):
     assert env_folders(home) == []
     assert list((environments_root(home) / "plans").glob("*.json")) == []
     assert lookup(PlanInputs.from_folder(folder), home) is None
+
+
+SKLEARN_FIT = (
+    "import numpy, sklearn; from sklearn.linear_model import LogisticRegression; "
+    "model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]); "
+    "print(sklearn.__version__, numpy.__version__.split('.')[0], model.predict([[2.5]])[0])"
+)
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="wheels differ by Python")
+def test_real_sklearn_model_environment_and_the_import_check(home, tmp_path):
+    flavors = "  sklearn:\n    sklearn_version: 1.1.2\n    serialization_format: cloudpickle\n"
+    folder = write_model(tmp_path / "sk", "scikit-learn==1.1.2\n", flavors=flavors)
+    plan = plan_environment(PlanInputs.from_folder(folder), environments_root(home))
+    assert any("released before NumPy 2" in note for note in plan.notes)
+    numpy_pin = next(p for p in plan.locked if p.startswith("numpy=="))
+    assert numpy_pin.startswith("numpy==1.")
+    environment = ensure(plan, home)
+    assert run_in(environment, SKLEARN_FIT) == "1.1.3 1 1"
+    # The same packages next to NumPy 2 install fine but cannot import: not ready, and said so.
+    locked = [p for p in plan.locked if not p.startswith("numpy==")] + ["numpy==2.2.6"]
+    numpy2 = dataclasses.replace(plan, locked=locked)
+    with pytest.raises(EnvironmentBuildError, match=r"cannot import.*scikit-learn.*numpy<2"):
+        ensure(numpy2, home)
+    assert {r.key: r.state for r in list_environments(home)}[numpy2.key] == "failed"

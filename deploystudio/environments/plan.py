@@ -34,6 +34,8 @@ from deploystudio.environments.sources import (
 from deploystudio.environments.uv import index_settings, run_uv, uv_environment
 
 PLAN_FORMAT = 1
+# numpy 2.0.0 was uploaded to PyPI on 2024-06-16.
+NUMPY_2_RELEASED = "2024-06-16T00:00:00Z"
 
 
 class Choice(Enum):
@@ -208,6 +210,7 @@ class _Compiler:
     def compile(
         self, lines: list[str], *, no_deps: bool = False, wheels_only: bool = False,
         lowest: bool = False,
+        uploaded_before: str | None = None,
     ) -> tuple[dict[str, str] | None, str]:
         with tempfile.TemporaryDirectory(prefix="deploystudio-plan-") as folder:
             source = Path(folder) / "requirements.in"
@@ -219,6 +222,7 @@ class _Compiler:
             args += ["--no-deps"] if no_deps else []
             args += ["--only-binary", ":all:"] if wheels_only else []
             args += ["--resolution", "lowest-direct"] if lowest else []
+            args += ["--exclude-newer", uploaded_before] if uploaded_before else []
             result = run_uv(args, self.env)
         if result.returncode != 0:
             return None, result.cause
@@ -338,6 +342,12 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
             )
             final_lines.append(f"{requirement.name}=={version}" if version else requirement.name)
     locked: dict[str, str] = {}
+    numpy_cap = _numpy_cap(asked, decided, inputs, compiler)
+    if numpy_cap and not blockers:
+        capped, _ = compiler.compile([*final_lines, "numpy<2"])
+        if capped is not None:
+            final_lines.append("numpy<2")
+            notes.append(numpy_cap)
     if not blockers:
         resolved, cause = compiler.compile(final_lines)
         if resolved is None:
@@ -356,6 +366,36 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
         notes=notes,
         index=index_settings().describe(),
     )
+
+
+def _numpy_cap(
+    asked: list[AskedRequirement],
+    decided: dict[str, tuple[Choice, str | None, str]],
+    inputs: PlanInputs,
+    compiler: _Compiler,
+) -> str | None:
+    """Why numpy must stay below 2, or None. NumPy 2 changed its binary interface: a compiled
+    package released before it (scikit-learn 1.1.3, say) fails to import next to NumPy 2, and
+    its metadata does not say so (no upper bound). The resolver cannot know; its release date
+    does. Only when the model itself does not ask for a numpy version."""
+    if any(a.name == "numpy" for a in asked):
+        return None
+    for requirement in asked:
+        choice = decided.get(requirement.name)
+        if requirement.name in ("mlflow", "cloudpickle") or choice is None or not choice[1]:
+            continue
+        if requirement.name not in inputs.loader_distributions:
+            continue
+        line = f"{requirement.name}=={choice[1]}"
+        older, _ = compiler.compile(
+            [line], no_deps=True, wheels_only=True, uploaded_before=NUMPY_2_RELEASED
+        )
+        if older:
+            return (
+                f"{requirement.name} {choice[1]} was released before NumPy 2, whose binary "
+                "interface differs; numpy is kept below 2 so that it imports."
+            )
+    return None
 
 
 def _planned(
