@@ -208,3 +208,30 @@ def test_cli_plan_json(tmp_path, monkeypatch, capsys):
     assert main(["env", "plan", str(AZURE_DIABETES_MODEL)]) == 0
     out = capsys.readouterr().out
     assert "asked 3.12.3 (python_env.yaml)" in out and "sklearn_version 1.1.2" in out
+
+
+def test_flavor_versions_are_read_generically():
+    flavors = {
+        "python_function": {"loader_module": "mlflow.xgboost", "python_version": "3.10.4"},
+        "xgboost": {"xgb_version": "1.7.6", "code": None},
+        "pytorch": {"pytorch_version": "2.1.0", "serialization_format": "cloudpickle"},
+        "lightgbm": {"lgb_version": "4.1.0"},
+    }
+    inputs = PlanInputs.from_texts("m", {"requirements.txt": "xgboost==1.7.6\n"}, flavors)
+    assert inputs.saved_with == {
+        "xgboost": ("xgb_version", "1.7.6"),
+        "torch": ("pytorch_version", "2.1.0"),
+        "lightgbm": ("lgb_version", "4.1.0"),
+    }
+    assert set(inputs.loader_distributions) == {
+        "mlflow", "xgboost", "torch", "lightgbm", "cloudpickle"
+    }
+    assert inputs.flavor_python == "3.10.4"
+
+
+def test_conda_pip_section_is_used_without_python_env():
+    conda = "dependencies:\n- python=3.11.7\n- pip:\n  - six==1.16.0\n  - packaging\n"
+    inputs = PlanInputs.from_texts("m", {"conda.yaml": conda, "requirements.txt": "x==1\n"}, {})
+    source, lines = requirement_lines(inputs)
+    assert source == "conda.yaml"
+    assert [line for _, line in lines] == ["six==1.16.0", "packaging"]
