@@ -45,6 +45,10 @@ def test_azure_fixture_plan_shows_both_sklearn_versions(azure_plan):
     assert azure_plan.source == "python_env.yaml + requirements.txt"
     assert any("azureml-inference-server-http" in n for n in azure_plan.notes)
     assert "scikit-learn==1.6.1" in azure_plan.locked and azure_plan.key
+    # scikit-learn 1.6.1 came after NumPy 2: numpy is not held back.
+    assert not any("NumPy 2" in n for n in azure_plan.notes)
+    numpy = next(p for p in azure_plan.locked if p.startswith("numpy=="))
+    assert int(numpy.removeprefix("numpy==").split(".")[0]) >= 2
 
 
 def test_azure_fixture_plan_is_honest_about_python(azure_plan):

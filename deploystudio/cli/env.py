@@ -134,7 +134,10 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     ]
     _print_table(("environment", "state", "python", "packages", "size", "used", "models"), rows)
     total = sum(r.size_bytes for r in records)
-    print(f"{len(records)} environment(s), {format_bytes(total)} on disk.")
+    print(
+        f"{len(records)} environment(s), {format_bytes(total)} on disk (files uv hard-links "
+        "from its cache count in each environment that has them)."
+    )
     for record in records:
         if record.state in ("failed", "unfinished"):
             print(f"{record.key}: {record.reason or record.state}; log {record.log}")

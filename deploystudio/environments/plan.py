@@ -313,10 +313,10 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
     final_lines = []
     for requirement in asked:
         choice = decided.get(requirement.name)
+        marker = f"; {requirement.requirement.marker}" if requirement.requirement.marker else ""
         if choice is None or choice[0] in (Choice.EXACT, Choice.FROM_SOURCE):
             final_lines.append(requirement.line)
         elif choice[0] is Choice.NEAREST:
-            marker = f"; {requirement.requirement.marker}" if requirement.requirement.marker else ""
             final_lines.append(f"{requirement.name}=={choice[1]}{marker}")
         elif requirement.name in inputs.loader_distributions:
             blockers.append(f"{requirement.line}: {choice[2]}. The model's loader imports it.")
@@ -340,7 +340,8 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
                 version,
                 f"{choice[2]}; the model's loader does not import it, so {instead}",
             )
-            final_lines.append(f"{requirement.name}=={version}" if version else requirement.name)
+            pinned_line = f"{requirement.name}=={version}" if version else requirement.name
+            final_lines.append(pinned_line + marker)
     locked: dict[str, str] = {}
     numpy_cap = _numpy_cap(asked, decided, inputs, compiler)
     if numpy_cap and not blockers:
