@@ -239,3 +239,23 @@ def test_conda_pip_section_is_used_without_python_env():
     source, lines = requirement_lines(inputs)
     assert source == "conda.yaml"
     assert [line for _, line in lines] == ["six==1.16.0", "packaging"]
+
+
+def test_pip_conf_is_read_through_pip(tmp_path, monkeypatch):
+    from deploystudio.environments.uv import pip_config
+
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = https://me:pw@mirror.example/simple\n")
+    for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    pip_config.cache_clear()
+    try:
+        settings = index_settings()
+        env = uv_environment(settings)
+    finally:
+        pip_config.cache_clear()
+    assert settings.origin == "pip settings"
+    assert settings.index_url == "https://me:pw@mirror.example/simple"
+    assert env["UV_DEFAULT_INDEX"] == settings.index_url
+    assert "pw" not in settings.describe()

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploystudio.config import redact_uri
 from deploystudio.errors import PackageIndexUnreachableError
 from deploystudio.worker.isolation import scrubbed_environment
 
-# A URL's user:password@ part.
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"]+")
 _UNREACHABLE = (
     "Failed to fetch",
     "error sending request",
@@ -34,8 +34,9 @@ _UNREACHABLE = (
 
 
 def redact_urls(text: str) -> str:
-    """`text` with the credentials of every URL in it replaced by ***."""
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
+    """`text` with the credentials of every URL in it replaced by *** (uv's messages and logs
+    quote index URLs, which may carry a user and password)."""
+    return _URL.sub(lambda match: redact_uri(match.group(0)), text)
 
 
 def uv_binary() -> Path:
@@ -64,7 +65,7 @@ class IndexSettings:
 
 
 @functools.cache
-def _pip_config() -> dict[str, str]:
+def pip_config() -> dict[str, str]:
     """pip's merged settings as `pip config list` prints them (files and PIP_* variables); read
     once per process, through pip itself rather than by re-implementing its file lookup."""
     try:
@@ -107,7 +108,7 @@ def index_settings(environ: dict[str, str] | None = None) -> IndexSettings:
             origin="uv settings",
         )
     if environ is None:
-        config = _pip_config()
+        config = pip_config()
     else:  # the PIP_* variables of `environ` only, named as `pip config list` names them
         config = {
             f":env:.{k[4:].lower().replace('_', '-')}": v for k, v in env.items() if k[:4] == "PIP_"
