@@ -215,3 +215,19 @@ def test_real_sklearn_model_environment_and_the_import_check(home, tmp_path):
     with pytest.raises(EnvironmentBuildError, match=r"cannot import.*scikit-learn.*numpy<2"):
         ensure(numpy2, home)
     assert {r.key: r.state for r in list_environments(home)}[numpy2.key] == "failed"
+
+
+def test_unreachable_index_in_a_build_is_a_failed_build_with_its_log(home, tmp_path, monkeypatch):
+    folder = write_model(tmp_path / "offline", "six==1.16.0\nidna==3.4\n")
+    plan = plan_environment(PlanInputs.from_folder(folder), environments_root(home))
+    monkeypatch.setenv("UV_DEFAULT_INDEX", "http://user:s3cret-pw@127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "empty-cache"))
+    from deploystudio.errors import PackageIndexUnreachableError
+
+    with pytest.raises(PackageIndexUnreachableError, match="--env app"):
+        ensure(plan, home)
+    record = {r.key: r for r in list_environments(home)}[plan.key]
+    assert record.state == "failed" and "could not be reached" in record.reason
+    assert "s3cret-pw" not in record.log.read_text() + record.reason
+    assert lookup(PlanInputs.from_folder(folder), home) is None

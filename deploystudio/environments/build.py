@@ -31,7 +31,11 @@ from pathlib import Path
 from deploystudio.environments.plan import EnvironmentPlan, cached_plan
 from deploystudio.environments.sources import PlanInputs
 from deploystudio.environments.uv import index_settings, redact_urls, run_uv, uv_environment
-from deploystudio.errors import EnvironmentBlockedError, EnvironmentBuildError
+from deploystudio.errors import (
+    EnvironmentBlockedError,
+    EnvironmentBuildError,
+    PackageIndexUnreachableError,
+)
 
 READY = "ready.json"
 FAILED = "failed.json"
@@ -149,6 +153,14 @@ def _build(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment:
         say("Removing an unfinished or failed build of this environment.")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    try:
+        return _build_in(plan, folder, say)
+    except PackageIndexUnreachableError as exc:
+        _failed(folder, str(exc))  # recorded as failed, with its log; the message says why
+        raise
+
+
+def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment:
     started = time.monotonic()
     env = uv_environment()
     with open(folder / LOG, "w", encoding="utf-8") as log:
