@@ -187,3 +187,21 @@ class RolesConfigError(DeployStudioError):
 
 class AccessDeniedError(DeployStudioError):
     """The signed-in user's role does not allow the change asked for (e.g. a viewer deploying)."""
+
+
+class RequirementsRefusedError(DeployStudioError):
+    """A model's requirement files hold lines that would choose a package index, include other
+    files, or install from a URL, a VCS or a local path: nothing is installed from them."""
+
+
+class PackageIndexUnreachableError(DeployStudioError):
+    """The package index (PyPI or the one configured for pip/uv) did not answer."""
+
+
+class EnvironmentBlockedError(DeployStudioError):
+    """A model environment that cannot be built here: a requirement the model's loader imports
+    has no release installable on this machine's Python."""
+
+
+class EnvironmentBuildError(DeployStudioError):
+    """uv failed to create or fill a model environment; the message names the build log."""

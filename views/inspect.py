@@ -3,6 +3,7 @@
 import streamlit as st
 
 from components import services
+from components.environment_plan import render_environment_plan
 from components.model_address import model_uri_input
 from components.model_details import (
     render_environment,
@@ -88,6 +89,7 @@ with tabs[1]:
 with tabs[2]:
     render_flavors(inspection.flavors)
 with tabs[3]:
+    render_environment_plan(inspection, settings)
     render_environment(inspection.environment)
 with tabs[4]:
     if inspection.artifacts_truncated:

@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     from deploystudio.cli.azure import add_azure_commands
 
     add_azure_commands(commands)
+    from deploystudio.cli.env import add_env_commands
+
+    add_env_commands(commands)
     return parser
 
 

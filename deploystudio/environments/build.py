@@ -1,0 +1,278 @@
+"""Build a plan's environment with uv, once, into the data folder; find it again quickly.
+
+Layout under `<home>/environments/`:
+    plans/<digest>.json         a model's plan, keyed by its environment files (see plan.py)
+    <key>.lock                  flock'd while <key>/ is built or changed
+    <key>/venv/                 the virtualenv
+    <key>/build.log             uv's output, kept after the build (and after a failure)
+    <key>/requirements.lock     exactly what was installed
+    <key>/models.json           the models that asked for this environment
+    <key>/ready.json            written last: without it the folder is not an environment
+
+Two builders of one environment take the lock in turn: the second finds `ready.json` and uses
+the first one's environment. A builder killed half way leaves a folder without `ready.json`,
+which the next builder (holding the lock, so no one else is building it) removes and redoes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploystudio.environments.plan import EnvironmentPlan, cached_plan
+from deploystudio.environments.sources import PlanInputs
+from deploystudio.environments.uv import index_settings, redact_urls, run_uv, uv_environment
+from deploystudio.errors import (
+    EnvironmentBlockedError,
+    EnvironmentBuildError,
+    PackageIndexUnreachableError,
+)
+
+READY = "ready.json"
+FAILED = "failed.json"
+MODELS = "models.json"
+LAST_USED = "last-used"
+LOG = "build.log"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A ready environment: run model code with `python`."""
+
+    key: str
+    root: Path
+    python: Path
+    python_version: str
+    packages: int
+    log: Path
+    built_now: bool = False  # this call built it (False: it was there, or another built it)
+
+
+def environments_root(home: Path) -> Path:
+    return home / "environments"
+
+
+def lookup(inputs: PlanInputs, home: Path) -> Environment | None:
+    """The ready environment for a model's inputs, or None; no subprocess, a few small reads
+    (the plan was cached when the environment was built)."""
+    root = environments_root(home)
+    plan = cached_plan(root, inputs)
+    key = plan.key if plan is not None else None
+    return _ready(root, key) if key else None
+
+
+def lookup_key(home: Path, key: str) -> Environment | None:
+    return _ready(environments_root(home), key)
+
+
+def _ready(root: Path, key: str) -> Environment | None:
+    folder = root / key
+    try:
+        data = json.loads((folder / READY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(folder / LAST_USED)
+    return Environment(
+        key=key,
+        root=folder,
+        python=folder / "venv" / "bin" / "python",
+        python_version=data.get("python_version", ""),
+        packages=int(data.get("packages", 0)),
+        log=folder / LOG,
+    )
+
+
+@contextlib.contextmanager
+def _locked(root: Path, key: str, progress: Progress) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("Another process is building this environment; waiting for it.")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure(plan: EnvironmentPlan, home: Path, progress: Progress | None = None) -> Environment:
+    """The plan's environment, built if it is not there yet. Raises EnvironmentBlockedError for
+    a plan that cannot be built, EnvironmentBuildError when uv fails (the log is kept)."""
+    say = progress or (lambda message: None)
+    key = plan.key
+    if key is None:
+        raise EnvironmentBlockedError(
+            "This model's environment cannot be built here: " + " ".join(plan.blockers)
+            + " Run it in the app's environment with --env app, or re-log it with versions "
+            "installable on this machine."
+        )
+    root = environments_root(home)
+    with _locked(root, key, say):
+        environment = _ready(root, key)
+        built_now = environment is None
+        if environment is None:
+            environment = _build(plan, root / key, say)
+        _record_model(root / key, plan.model_uri)
+    if built_now:
+        return Environment(**{**environment.__dict__, "built_now": True})
+    say(f"Using the environment {key} (built before).")
+    return environment
+
+
+def _record_model(folder: Path, model_uri: str) -> None:
+    path = folder / MODELS
+    try:
+        models = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        models = []
+    if model_uri not in models:
+        _write_json(path, [*models, redact_urls(model_uri)])
+
+
+def _write_json(path: Path, data: object) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _build(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment:
+    if folder.exists():
+        say("Removing an unfinished or failed build of this environment.")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    try:
+        return _build_in(plan, folder, say)
+    except PackageIndexUnreachableError as exc:
+        _failed(folder, str(exc))  # recorded as failed, with its log; the message says why
+        raise
+
+
+def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment:
+    started = time.monotonic()
+    env = uv_environment()
+    with open(folder / LOG, "w", encoding="utf-8") as log:
+
+        def line(text: str) -> None:
+            log.write(text + "\n")
+            log.flush()
+            if text.strip():
+                say(text)
+
+        line(f"# {datetime.now(UTC).isoformat(timespec='seconds')} environment {plan.key}")
+        line(f"# model {redact_urls(plan.model_uri)}; requirements from {plan.source}")
+        line(f"# packages from {index_settings().describe()}")
+        line(f"Creating a Python {plan.python.used} virtualenv ({plan.python.path}).")
+        venv = folder / "venv"
+        created = run_uv(
+            ["venv", str(venv), "--python", plan.python.path, "--no-python-downloads",
+             "--no-project"],
+            env,
+            on_line=line,
+        )
+        if created.returncode != 0:
+            raise _failed(folder, f"uv could not create the virtualenv: {created.cause}")
+        lock = folder / "requirements.lock"
+        lock.write_text("\n".join(plan.locked) + "\n", encoding="utf-8")
+        line(f"Installing {len(plan.locked)} package(s).")
+        installed = run_uv(
+            ["pip", "sync", str(lock), "--python", str(venv / "bin" / "python")],
+            env,
+            on_line=line,
+        )
+        if installed.returncode != 0:
+            raise _failed(folder, f"uv could not install the packages: {installed.cause}")
+        broken = _import_failures(plan, venv / "bin" / "python", env)
+        if broken:
+            line(f"Import check failed: {broken}")
+            reason = f"The new environment cannot import what the model needs: {broken}"
+            raise _failed(folder, reason)
+        seconds = time.monotonic() - started
+        line(f"Ready: {len(plan.locked)} package(s) in {seconds:.1f} s.")
+    _write_json(folder / "plan.json", plan.to_dict())
+    (folder / LAST_USED).touch()
+    _write_json(
+        folder / READY,
+        {
+            "key": plan.key,
+            "python_version": plan.python.used,
+            "packages": len(plan.locked),
+            "built": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+        },
+    )
+    environment = _ready(folder.parent, folder.name)
+    assert environment is not None
+    return environment
+
+
+# Imports, in the new environment, the top-level modules of the distributions the model's loader
+# imports: an environment that cannot import its framework is not ready (a package compiled for
+# NumPy 1 next to NumPy 2 installs fine and fails only here).
+_IMPORT_CHECK = """
+import importlib, importlib.metadata as md, json, sys
+wanted = set(json.loads(sys.argv[1]))
+modules = {}
+for module, dists in md.packages_distributions().items():
+    for dist in dists:
+        name = dist.lower().replace("_", "-").replace(".", "-")
+        if name in wanted and module.isidentifier() and not module.startswith("_"):
+            modules.setdefault(name, set()).add(module)
+failed = []
+for dist, names in sorted(modules.items()):
+    for module in sorted(names):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            failed.append(f"{dist} (import {module}): {type(exc).__name__}: {exc}")
+            break
+print(json.dumps(failed))
+"""
+
+
+def _import_failures(plan: EnvironmentPlan, python: Path, env: dict[str, str]) -> str:
+    wanted = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
+    if not wanted:
+        return ""
+    try:
+        done = subprocess.run(
+            [str(python), "-c", _IMPORT_CHECK, json.dumps(wanted)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        return "importing the model's packages took more than 300 s"
+    try:
+        failed = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return redact_urls(done.stderr.strip()[-500:]) or f"the check exited {done.returncode}"
+    text = "; ".join(failed)
+    if "numpy" in text.lower() and ("dtype size changed" in text or "NumPy 1.x" in text):
+        text += " (a package built for NumPy 1 next to NumPy 2: add numpy<2 to its requirements)"
+    return text
+
+
+def _failed(folder: Path, reason: str) -> EnvironmentBuildError:
+    # The half-filled virtualenv goes (it is never used); the log stays to be read.
+    shutil.rmtree(folder / "venv", ignore_errors=True)
+    _write_json(folder / FAILED, {"reason": reason, "at": datetime.now(UTC).isoformat()})
+    log = folder / LOG
+    tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+    return EnvironmentBuildError(
+        f"{reason}. Build log: {log} (last lines: {' | '.join(tail)}). Fix the requirement "
+        "named there, or run the model in the app's environment with --env app."
+    )
