@@ -9,12 +9,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from deploystudio.errors import InvalidModelUriError
+from deploystudio.model_location import checked_artifact_path
 
 ACCEPTED_FORMS = (
     "models:/NAME/VERSION, models:/NAME@ALIAS, models:/m-ID (a logged model), "
     "runs:/RUN_ID/PATH, or a local model folder"
 )
 _RUN_ID = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+# MLflow names logged models m-<32 hex digits>; the ID goes into REST paths and store queries.
+_LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-zA-Z]{1,64}$")
 
 
 class ModelUriKind(Enum):
@@ -72,7 +75,12 @@ def _local(path: Path) -> ModelReference:
 
 def _parse_models_uri(uri: str) -> ModelReference:
     body = uri[len("models:/") :].strip("/")
-    if body.startswith("m-") and "/" not in body:
+    if body.startswith("m-") and "/" not in body and "@" not in body:
+        if not _LOGGED_MODEL_ID.match(body):
+            raise InvalidModelUriError(
+                f"'{uri}' is not a logged model URI: use models:/m-ID, where the ID is the "
+                "letters and digits MLflow gave the model (models:/m-0123abcd...)."
+            )
         return ModelReference(ModelUriKind.LOGGED_MODEL, uri=f"models:/{body}")
     if "@" in body and "/" not in body:
         name, alias = body.split("@", 1)
@@ -100,4 +108,7 @@ def _parse_runs_uri(uri: str) -> ModelReference:
     run_id, _, path = body.partition("/")
     if not _RUN_ID.match(run_id) or not path:
         raise InvalidModelUriError(f"'{uri}' is not a run model URI: use runs:/RUN_ID/PATH.")
+    # Checked here so that a bad path is refused before any registry call, and checked again
+    # where it is joined to the run's artifact root (Registry.artifact_location).
+    path = checked_artifact_path(path, uri)
     return ModelReference(ModelUriKind.RUN_ARTIFACT, uri=f"runs:/{run_id}/{path}", run_id=run_id)

@@ -30,6 +30,7 @@ from mlflow.types.schema import DataType
 from deploystudio.config import Settings
 from deploystudio.errors import InvalidModelError, PayloadError, PredictionError, UnsafePathError
 from deploystudio.model_files import links_leaving, local_artifact_folder
+from deploystudio.model_location import contained_folder
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.payloads import (
     ROWS_COUNTED,
@@ -97,17 +98,26 @@ class ModelCache:
         return model, seconds, False
 
 
-def local_model_path(uri: str, settings: Settings, registry: Registry | None = None) -> Path:
-    """A local folder holding the model's files, downloaded once per immutable version."""
+def local_model_path(
+    uri: str,
+    settings: Settings,
+    registry: Registry | None = None,
+    allowed_local_roots: tuple[Path, ...] | None = None,
+) -> Path:
+    """A local folder holding the model's files, downloaded once per immutable version.
+    With `allowed_local_roots`, a local folder must lie inside one of them (pages pass the
+    configured roots; the CLI passes None, its user may open any folder)."""
     reference = parse_model_uri(uri)
     if reference.kind is ModelUriKind.LOCAL_FOLDER:
-        if not (reference.local_path / "MLmodel").is_file():
+        folder = contained_folder(reference.local_path, allowed_local_roots)
+        if not (folder / "MLmodel").is_file():
             raise InvalidModelError(f"'{reference.local_path}' has no MLmodel file.")
-        return reference.local_path
+        return folder
     registry = registry or Registry(settings.tracking_uri, settings.registry_uri)
     if reference.kind is ModelUriKind.REGISTERED_ALIAS:
         version = registry.resolve_alias(reference.name, reference.alias)
         reference = parse_model_uri(f"models:/{reference.name}/{version}")
+    # artifact_location checks the location with model_location.contained_location.
     location = registry.artifact_location(reference)
     target = settings.home / "cache" / "models" / hashlib.sha256(location.encode()).hexdigest()[:24]
     marker = target / _COMPLETE_MARKER
