@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from deploystudio.config import Settings
 from deploystudio.errors import (
     DeployStudioError,
     InvalidModelUriError,
     ModelNotFoundError,
     UnsafePathError,
 )
-from deploystudio.inspection import inspect_model
 from deploystudio.model_location import (
     check_location,
     checked_artifact_path,
@@ -27,13 +25,13 @@ from deploystudio.model_location import (
 )
 from deploystudio.model_uri import parse_model_uri
 from deploystudio.prediction import local_model_path
-from deploystudio.registry import Registry
-from tests.conftest import settings_for
 from tests.uri_traversal import (
     INSIDE_LOADER,
     RunWithModel,
-    log_run_with_model,
+    TraversalStudio,
+    inspect,
     outside_reads,
+    predict_path,
     traversal_uris,
 )
 
@@ -41,41 +39,15 @@ PLACEHOLDER_RUN = RunWithModel("r", Path("/m"), Path("/o"), "../o")  # for the p
 TRICKS = list(traversal_uris(PLACEHOLDER_RUN))
 
 
-class Studio:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.settings: Settings = settings_for(base / "home")
-        self.registry = Registry(self.settings.tracking_uri, self.settings.registry_uri)
-        self.run = log_run_with_model(self.registry, self.settings, base)
-        self.roots = (base / "roots",)
-        self.roots[0].mkdir()
-
-    def uri(self, trick: str) -> str:
-        return traversal_uris(self.run)[trick]
-
-    def register(self, name: str, source: str, run_id: str | None = None) -> str:
-        client = self.registry.client
-        client.create_registered_model(name)
-        return f"models:/{name}/{client.create_model_version(name, source, run_id=run_id).version}"
-
-
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory) -> Studio:
-    return Studio(tmp_path_factory.mktemp("uri-location"))
+def studio(tmp_path_factory) -> TraversalStudio:
+    return TraversalStudio(tmp_path_factory.mktemp("uri-location"))
 
 
 @pytest.fixture(autouse=True)
 def nothing_read_outside(studio):
     yield
     assert outside_reads(studio.settings.home) == []
-
-
-def inspect(studio: Studio, uri: str):
-    return inspect_model(uri, studio.settings, studio.registry, allowed_local_roots=studio.roots)
-
-
-def predict_path(studio: Studio, uri: str) -> Path:
-    return local_model_path(uri, studio.settings, studio.registry, allowed_local_roots=studio.roots)
 
 
 @pytest.mark.parametrize("trick", TRICKS)

@@ -8,6 +8,7 @@ Shared by the unit tests (tests/test_model_location.py), the page tests and the 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import yaml
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from deploystudio.config import Settings
+from deploystudio.inspection import ModelInspection, inspect_model
+from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
+from tests.conftest import settings_for
 from tests.reliability.model_corpus import SENTINEL_TEXT, files_containing, sentinel_folder
 
 EXPERIMENT = "uri-traversal"
@@ -76,3 +80,35 @@ def outside_reads(*roots: Path) -> list[Path]:
     """Copies of the outside folder's files under `roots` (the caches): proof it was read."""
     existing = [root for root in roots if root.exists()]
     return [found for root in existing for found in files_containing(root, SENTINEL_TEXT)]
+
+
+class TraversalStudio:
+    """Its own data folder and registry (odd versions stay out of other tests' listings), the
+    run, and an allowed model root for local folders."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.settings: Settings = settings_for(base / "home")
+        self.registry = Registry(self.settings.tracking_uri, self.settings.registry_uri)
+        self.run = log_run_with_model(self.registry, self.settings, base)
+        self.roots = (base / "roots",)
+        # Inside the allowed root: a model folder, and a link that leads out of the root.
+        (self.roots[0] / "model").mkdir(parents=True)
+        shutil.copy(self.run.model_folder / "MLmodel", self.roots[0] / "model" / "MLmodel")
+        (self.roots[0] / "link-out").symlink_to(self.run.outside)
+
+    def uri(self, trick: str) -> str:
+        return traversal_uris(self.run)[trick]
+
+    def register(self, name: str, source: str, run_id: str | None = None) -> str:
+        client = self.registry.client
+        client.create_registered_model(name)
+        return f"models:/{name}/{client.create_model_version(name, source, run_id=run_id).version}"
+
+
+def inspect(studio: TraversalStudio, uri: str) -> ModelInspection:
+    return inspect_model(uri, studio.settings, studio.registry, allowed_local_roots=studio.roots)
+
+
+def predict_path(studio: TraversalStudio, uri: str) -> Path:
+    return local_model_path(uri, studio.settings, studio.registry, allowed_local_roots=studio.roots)
