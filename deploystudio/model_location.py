@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlparse
 from mlflow.exceptions import MlflowException
 from mlflow.utils.uri import validate_path_is_safe, validate_path_within_directory
 
-from deploystudio.errors import UnsafePathError
+from deploystudio.errors import InvalidModelError, UnsafePathError
 from deploystudio.model_files import local_artifact_folder, safe_relative_path
 
 ARTIFACT_PATH_RULE = (
@@ -121,12 +121,19 @@ def contained_folder(path: Path, allowed_roots: tuple[Path, ...] | None) -> Path
         resolved = path.expanduser().resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL byte
         raise UnsafePathError(f"'{path}' cannot be opened as a model folder: {exc}.") from exc
-    if allowed_roots is None:
-        return resolved
-    if not any(resolved.is_relative_to(root.resolve()) for root in allowed_roots):
+    if allowed_roots is not None and not any(
+        resolved.is_relative_to(root.resolve()) for root in allowed_roots
+    ):
         roots = ", ".join(str(r) for r in allowed_roots) or "none configured"
         raise UnsafePathError(
             f"Local model folders must be inside the configured model roots ({roots}). "
             "Set DEPLOYSTUDIO_MODEL_ROOTS to allow a folder."
         )
+    try:
+        resolved.is_dir()  # raises for a name the OS cannot take (too long), not a missing one
+    except OSError as exc:
+        raise InvalidModelError(
+            f"'{str(path)[:80]}' cannot be opened as a model folder ({exc.strerror}): give "
+            "the folder that contains the MLmodel file."
+        ) from exc
     return resolved

@@ -122,7 +122,7 @@ def local_model_path(
     target = settings.home / "cache" / "models" / hashlib.sha256(location.encode()).hexdigest()[:24]
     marker = target / _COMPLETE_MARKER
     if marker.is_file():
-        return target / marker.read_text().strip()
+        return _downloaded_model(target, marker, uri)
     _refuse_links_leaving(location, uri)
     # Download next to the target, then rename: a half-downloaded model is never used.
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,20 @@ def local_model_path(
         shutil.rmtree(staging, ignore_errors=True)
     if not marker.is_file():
         raise InvalidModelError(f"Could not store the download of {uri} in {target}.")
-    return target / marker.read_text().strip()
+    return _downloaded_model(target, marker, uri)
+
+
+def _downloaded_model(target: Path, marker: Path, uri: str) -> Path:
+    """The model folder a finished download left in `target`: inside it, with an MLmodel."""
+    folder = (target / marker.read_text().strip()).resolve()
+    if not folder.is_relative_to(target.resolve()):
+        raise UnsafePathError(f"The cached download of {uri} points outside its folder {target}.")
+    if not (folder / "MLmodel").is_file():
+        raise InvalidModelError(
+            f"{uri} has no MLmodel file, so it is not an MLflow model: point at the folder the "
+            "model was logged to (often a subfolder named 'model')."
+        )
+    return folder
 
 
 def _refuse_links_leaving(location: str, uri: str) -> None:
