@@ -59,17 +59,37 @@ def parse_model_uri(text: str) -> ModelReference:
     if uri.startswith("runs:/"):
         return _parse_runs_uri(uri)
     if uri.startswith("file://"):
-        return _local(Path(unquote(urlparse(uri).path)))
+        return _local(_file_uri_path(uri))
     if "://" in uri or uri.startswith(("models:", "runs:")):
         raise InvalidModelUriError(f"Unsupported model URI '{uri}'. Use {ACCEPTED_FORMS}.")
     return _local(Path(uri))
+
+
+def _file_uri_path(uri: str) -> Path:
+    """The folder a file:// URI names on this machine; a URI naming another host (which
+    urlparse would quietly read as a path here) or one urlparse refuses is an error."""
+    try:
+        parsed = urlparse(uri)
+    except ValueError as exc:  # e.g. a host that changes under NFKC normalisation
+        raise InvalidModelUriError(f"'{uri}' is not a file URI: {exc}.") from exc
+    if parsed.netloc not in ("", "localhost"):
+        raise InvalidModelUriError(
+            f"'{uri}' names a folder on the host '{parsed.netloc}': a file URI must name a "
+            "folder on this machine, as file:///path/to/model."
+        )
+    return Path(unquote(parsed.path))
 
 
 def _local(path: Path) -> ModelReference:
     if "\x00" in str(path):
         # The OS cannot take a NUL byte in a path: resolve() would raise ValueError.
         raise InvalidModelUriError(f"{str(path)!r} contains a NUL byte: give a real model folder.")
-    resolved = path.expanduser().resolve()
+    try:
+        resolved = path.expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # ~user of an unknown user, a link loop
+        raise InvalidModelUriError(
+            f"'{path}' cannot be opened as a model folder ({exc}): give the folder's full path."
+        ) from exc
     return ModelReference(ModelUriKind.LOCAL_FOLDER, uri=str(resolved), local_path=resolved)
 
 

@@ -148,3 +148,12 @@ def test_contained_location_joins_plain_paths_only():
 def test_contained_folder_refuses_a_nul_byte_with_a_message(tmp_path):
     with pytest.raises(DeployStudioError):
         contained_folder(Path("a\x00b"), (tmp_path,))
+
+
+@pytest.mark.parametrize(
+    "uri", ["~%2f", "~no-such-user-here/model", "file://model\uff0f", "file://elsewhere/tmp"]
+)
+def test_local_uris_the_os_cannot_open_are_messages(uri):
+    # Found by the fuzz suite: RuntimeError from expanduser, ValueError from urlparse.
+    with pytest.raises(InvalidModelUriError):
+        parse_model_uri(uri)
