@@ -165,8 +165,11 @@ def _downloaded_model(target: Path, marker: Path, uri: str) -> Path:
 
 def _refuse_links_leaving(location: str, uri: str) -> None:
     folder = local_artifact_folder(location)
-    if folder is None or not folder.is_dir():
-        return
+    try:
+        if folder is None or not folder.is_dir():
+            return
+    except OSError as exc:  # a name the OS cannot take (too long): no such model here
+        raise InvalidModelError(f"{uri} is stored at a path that cannot be opened: {exc}") from exc
     leaving = links_leaving(folder)
     if leaving:
         shown = ", ".join(f"'{p}'" for p in leaving[:3]) + (" ..." if len(leaving) > 3 else "")

@@ -157,3 +157,11 @@ def test_local_uris_the_os_cannot_open_are_messages(uri):
     # Found by the fuzz suite: RuntimeError from expanduser, ValueError from urlparse.
     with pytest.raises(InvalidModelUriError):
         parse_model_uri(uri)
+
+
+def test_a_version_stored_at_a_name_too_long_for_the_os_is_a_message(studio):
+    # Found by the long fuzz run: an OSError (ENAMETOOLONG) from Predict's download.
+    uri = studio.register("long-source", f"{studio.run.model_folder}/{'x' * 300}")
+    for call in (inspect, predict_path):
+        with pytest.raises(DeployStudioError):
+            call(studio, uri)
