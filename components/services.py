@@ -83,7 +83,10 @@ def prediction_worker() -> PredictionWorker:
 def model_path(registry_uri: str, resolved_uri: str) -> Path:
     """The model's local folder. `resolved_uri` names a fixed version (or a folder), never an
     alias, so the answer never goes stale; the download itself is cached on disk."""
-    return local_model_path(resolved_uri, get_settings(), registry())
+    settings = get_settings()
+    return local_model_path(
+        resolved_uri, settings, registry(), allowed_local_roots=settings.local_model_roots
+    )
 
 
 @st.cache_resource(show_spinner=False)

@@ -36,6 +36,7 @@ from deploystudio.model_files import (
     RegistryModelFiles,
     safe_relative_path,
 )
+from deploystudio.model_location import contained_folder
 from deploystudio.model_uri import ModelReference, ModelUriKind, parse_model_uri
 from deploystudio.registry import Registry, RunSummary, VersionSummary
 
@@ -195,16 +196,8 @@ def _open_files(
     allowed_local_roots: tuple[Path, ...] | None,
 ) -> ModelFiles:
     if reference.kind is ModelUriKind.LOCAL_FOLDER:
-        path = reference.local_path
-        if allowed_local_roots is not None and not any(
-            path.is_relative_to(root) for root in allowed_local_roots
-        ):
-            roots = ", ".join(str(r) for r in allowed_local_roots) or "none configured"
-            raise UnsafePathError(
-                f"Local model folders must be inside the configured model roots ({roots}). "
-                "Set DEPLOYSTUDIO_MODEL_ROOTS to allow a folder."
-            )
-        return LocalModelFiles(path)
+        return LocalModelFiles(contained_folder(reference.local_path, allowed_local_roots))
+    # artifact_location checks the location with model_location.contained_location.
     location = registry.artifact_location(parse_model_uri(resolved))
     return RegistryModelFiles(resolved, location, settings.inspection_cache, settings.tracking_uri)
 

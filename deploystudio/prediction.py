@@ -30,6 +30,7 @@ from mlflow.types.schema import DataType
 from deploystudio.config import Settings
 from deploystudio.errors import InvalidModelError, PayloadError, PredictionError, UnsafePathError
 from deploystudio.model_files import links_leaving, local_artifact_folder
+from deploystudio.model_location import contained_folder
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.payloads import (
     ROWS_COUNTED,
@@ -97,22 +98,31 @@ class ModelCache:
         return model, seconds, False
 
 
-def local_model_path(uri: str, settings: Settings, registry: Registry | None = None) -> Path:
-    """A local folder holding the model's files, downloaded once per immutable version."""
+def local_model_path(
+    uri: str,
+    settings: Settings,
+    registry: Registry | None = None,
+    allowed_local_roots: tuple[Path, ...] | None = None,
+) -> Path:
+    """A local folder holding the model's files, downloaded once per immutable version.
+    With `allowed_local_roots`, a local folder must lie inside one of them (pages pass the
+    configured roots; the CLI passes None, its user may open any folder)."""
     reference = parse_model_uri(uri)
     if reference.kind is ModelUriKind.LOCAL_FOLDER:
-        if not (reference.local_path / "MLmodel").is_file():
+        folder = contained_folder(reference.local_path, allowed_local_roots)
+        if not (folder / "MLmodel").is_file():
             raise InvalidModelError(f"'{reference.local_path}' has no MLmodel file.")
-        return reference.local_path
+        return folder
     registry = registry or Registry(settings.tracking_uri, settings.registry_uri)
     if reference.kind is ModelUriKind.REGISTERED_ALIAS:
         version = registry.resolve_alias(reference.name, reference.alias)
         reference = parse_model_uri(f"models:/{reference.name}/{version}")
+    # artifact_location checks the location with model_location.contained_location.
     location = registry.artifact_location(reference)
     target = settings.home / "cache" / "models" / hashlib.sha256(location.encode()).hexdigest()[:24]
     marker = target / _COMPLETE_MARKER
     if marker.is_file():
-        return target / marker.read_text().strip()
+        return _downloaded_model(target, marker, uri)
     _refuse_links_leaving(location, uri)
     # Download next to the target, then rename: a half-downloaded model is never used.
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,13 +147,29 @@ def local_model_path(uri: str, settings: Settings, registry: Registry | None = N
         shutil.rmtree(staging, ignore_errors=True)
     if not marker.is_file():
         raise InvalidModelError(f"Could not store the download of {uri} in {target}.")
-    return target / marker.read_text().strip()
+    return _downloaded_model(target, marker, uri)
+
+
+def _downloaded_model(target: Path, marker: Path, uri: str) -> Path:
+    """The model folder a finished download left in `target`: inside it, with an MLmodel."""
+    folder = (target / marker.read_text().strip()).resolve()
+    if not folder.is_relative_to(target.resolve()):
+        raise UnsafePathError(f"The cached download of {uri} points outside its folder {target}.")
+    if not (folder / "MLmodel").is_file():
+        raise InvalidModelError(
+            f"{uri} has no MLmodel file, so it is not an MLflow model: point at the folder the "
+            "model was logged to (often a subfolder named 'model')."
+        )
+    return folder
 
 
 def _refuse_links_leaving(location: str, uri: str) -> None:
     folder = local_artifact_folder(location)
-    if folder is None or not folder.is_dir():
-        return
+    try:
+        if folder is None or not folder.is_dir():
+            return
+    except OSError as exc:  # a name the OS cannot take (too long): no such model here
+        raise InvalidModelError(f"{uri} is stored at a path that cannot be opened: {exc}") from exc
     leaving = links_leaving(folder)
     if leaving:
         shown = ", ".join(f"'{p}'" for p in leaving[:3]) + (" ..." if len(leaving) > 3 else "")

@@ -17,8 +17,14 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.tracking import MlflowClient
 
 from deploystudio.config import redact_uri
-from deploystudio.errors import DeployStudioError, ModelNotFoundError, RegistryUnavailableError
-from deploystudio.model_uri import ModelReference, ModelUriKind
+from deploystudio.errors import (
+    DeployStudioError,
+    ModelNotFoundError,
+    RegistryUnavailableError,
+    UnsafePathError,
+)
+from deploystudio.model_location import checked_artifact_path, contained_location
+from deploystudio.model_uri import ModelReference, ModelUriKind, parse_model_uri
 
 # MLflow's REST client retries for minutes by default; a page must answer well before that.
 # Its download progress bars would go to the server's log and the CLI's output.
@@ -247,40 +253,68 @@ class Registry:
             self.client.set_model_version_tag(name, str(version), key, value)
 
     def artifact_location(self, reference: ModelReference) -> str:
-        """Where a model's artifacts are stored (a file:// path, s3://, mlflow-artifacts:/ ...).
+        """Where a model's artifacts are stored (a file:// path, s3://, mlflow-artifacts:/ ...),
+        checked by `contained_location`: every registry URI goes through it before anything
+        is listed or downloaded.
 
         Resolved with this registry's own client: MLflow's models:/ artifact repository reads
         the process-wide registry URI instead, which is wrong when several registries are used.
         """
         with self._errors(f"Model {reference.uri}"):
             if reference.kind is ModelUriKind.REGISTERED_VERSION:
-                return self.client.get_model_version_download_uri(reference.name, reference.version)
+                source = self.client.get_model_version_download_uri(
+                    reference.name, reference.version
+                )
+                return self._source_location(source, reference.uri)
             if reference.kind is ModelUriKind.LOGGED_MODEL:
                 model_id = reference.uri.removeprefix("models:/")
-                return self.client.get_logged_model(model_id).artifact_location
+                location = self.client.get_logged_model(model_id).artifact_location
+                return contained_location(location, "", reference.uri)
             if reference.kind is ModelUriKind.RUN_ARTIFACT:
                 return self._run_model_location(reference)
         raise DeployStudioError(f"{reference.uri} has no artifact location in a registry.")
 
+    def _source_location(self, source: str, uri: str) -> str:
+        """A version's download URI. MLflow hands a runs:/ source back as it was registered
+        (its artifact repository resolves it later, with the process-wide tracking URI): it is
+        resolved here, through the same check as a runs:/ URI typed by a user."""
+        if source.startswith(("runs:", "models:")):
+            try:
+                target = parse_model_uri(source)
+            except DeployStudioError as exc:
+                message = f"{uri} is stored at '{source}', which is refused: {exc}"
+                raise UnsafePathError(message) from exc
+            if target.kind is ModelUriKind.RUN_ARTIFACT:
+                return self._run_model_location(target)
+            if target.kind is ModelUriKind.LOGGED_MODEL:
+                return self.artifact_location(target)
+            raise UnsafePathError(
+                f"{uri} is stored at '{source}', another registered version, which is not "
+                "followed: register the model from its run's or logged model's artifacts."
+            )
+        return contained_location(source, "", uri)
+
     def _run_model_location(self, reference: ModelReference) -> str:
         """runs:/RUN/NAME as MLflow 3 resolves it: the run's own artifacts if NAME is there,
-        else the model named NAME logged from that run (MLflow 3 stores those apart).
+        else the model named NAME logged from that run (MLflow 3 stores those apart). Either
+        way the path must stay inside that root (`contained_location`).
 
         MLflow's RunsArtifactRepository does the same but opens the logged model with the
         process-wide tracking URI, so it fails for any registry but the default one.
         """
-        run = self.client.get_run(reference.run_id)
         path = reference.uri.removeprefix(f"runs:/{reference.run_id}/")
+        path = checked_artifact_path(path, reference.uri)
+        run = self.client.get_run(reference.run_id)
         name, _, rest = path.partition("/")
         if any(f.path == name for f in self.client.list_artifacts(reference.run_id)):
-            return f"{run.info.artifact_uri}/{path}"
+            return contained_location(run.info.artifact_uri, path, reference.uri)
         logged = self.client.search_logged_models(
             experiment_ids=[run.info.experiment_id], filter_string=f"name = {_quote(name)}"
         )
         model = next((m for m in logged if m.source_run_id == reference.run_id), None)
         if model is None:
             raise ModelNotFoundError(f"Run {reference.run_id} has no model named '{name}'.")
-        return f"{model.artifact_location}/{rest}" if rest else model.artifact_location
+        return contained_location(model.artifact_location, rest, reference.uri)
 
     def get_run(self, run_id: str) -> RunSummary | None:
         """The source run's params and metrics, or None when the run is gone or unreadable."""
