@@ -419,6 +419,16 @@ def test_a_body_above_the_limit_is_413_with_or_without_a_length(setup):
     assert setup.score(setup.body).status == 200  # the limit is per request
 
 
+def test_a_request_without_content_type_is_415_at_the_front(setup):
+    """MLflow's scoring server answered such a request with a 500 (a 424 here)."""
+    for headers in ({}, {"Content-Type": " "}):
+        sent = {"Authorization": f"Bearer {setup.key}", **headers}
+        answer = setup.client.request("POST", "/score", json.dumps(setup.body).encode(), sent)
+        assert answer.status == 415, answer
+        assert "Content-Type: application/json" in answer.json["message"]
+        assert answer.headers["x-request-id"]
+
+
 def test_every_answer_carries_a_request_id(setup):
     given = setup.score(setup.body, headers={"x-request-id": "my-trace-123"})
     assert given.headers["x-request-id"] == "my-trace-123"
@@ -675,6 +685,7 @@ def test_sigterm_lets_a_request_in_flight_finish_then_exits_0(setup, tmp_path):
                 {
                     "Authorization": f"Bearer {setup.key}",
                     "azureml-model-deployment": "toy",
+                    "Content-Type": "application/json",
                 },
             )
         )
