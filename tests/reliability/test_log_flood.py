@@ -33,8 +33,7 @@ def malformed(index: int) -> bytes:
         b"POST /score HTTP/1.1\r\nHost: x\r\nX-Fill: " + filler + b"\r\n\r\n",
         b"POST /score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz" + filler,
         b"GET /\x01" + filler + b" HTTP/1.1\r\n\r\n",
-        b"POST /score HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + filler,
+        b"POST /score HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + filler,
     )
     return kinds[index % len(kinds)]
 
