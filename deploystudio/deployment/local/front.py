@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from deploystudio.deployment.base import AuthMode, DeploymentState
+from deploystudio.deployment.base import AuthMode, DeploymentState, Runtime
 from deploystudio.deployment.local import front_logging, upstream
 from deploystudio.deployment.local.front_answers import (
     DROP_RESPONSE,
@@ -65,6 +65,7 @@ from deploystudio.deployment.local.front_answers import (
     json_response,
     model_message,
     tag_request_id,
+    with_input_data_hint,
 )
 from deploystudio.deployment.local.health import HealthMonitor, log_tail
 from deploystudio.deployment.local.metrics import FrontMetrics
@@ -424,13 +425,16 @@ class Front:
                 view.name,
                 {MODEL_STATUS_HEADER: str(status), MODEL_REASON_HEADER: header_safe(detail)},
             )
+        if status == 400 and view.runtime is Runtime.MLFLOW:
+            payload = with_input_data_hint(payload, body) or payload
         counters.record(
             status,
             latency,
             message=model_message(payload) if status >= 400 else None,
             request_id=request_id,
         )
-        # 2xx and the model's own 4xx go back as the server sent them.
+        # 2xx and the model's own 4xx go back as the server sent them (MLflow's refusal of an
+        # input_data body with a hint).
         response_headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in answer.headers

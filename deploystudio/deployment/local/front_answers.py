@@ -95,3 +95,30 @@ async def tag_request_id(request: web.Request, response: web.StreamResponse) -> 
         response.headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_HEADER) or request.headers.get(
             REQUEST_ID_HEADER, str(uuid.uuid4())
         )
+
+
+# MLflow's scoring server drops keys it does not know before it complains, so Azure's
+# `input_data` body gets "Received dictionary with input fields: []" and no word about why.
+_MLFLOW_NO_FORMAT = b"Received dictionary with input fields"
+_AZURE_INPUT_KEY = b'"input_data"'
+INPUT_DATA_HINT = (
+    " This deployment runs MLflow's scoring server, which reads dataframe_split, "
+    "dataframe_records, instances or inputs. Azure ML's input_data body is what the Azure ML "
+    "inference server reads: deploy with the azureml runtime, or send "
+    '{"dataframe_split": {"columns": [...], "data": [[...]]}} here.'
+)
+
+
+def with_input_data_hint(answer: bytes, request_body: bytes | bytearray) -> bytes | None:
+    """MLflow's 400 for a body with Azure's `input_data`, with a hint added to its message;
+    None when the answer is anything else."""
+    if _MLFLOW_NO_FORMAT not in answer or _AZURE_INPUT_KEY not in request_body:
+        return None
+    try:
+        decoded = json.loads(answer)
+    except ValueError:
+        return None
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("message"), str):
+        return None
+    decoded["message"] += INPUT_DATA_HINT
+    return json.dumps(decoded).encode()
