@@ -21,7 +21,7 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/deploystudio seed-demo --if-empty
-	$(BIN)/streamlit run app.py --server.port 8501
+	$(BIN)/streamlit run studio.py --server.port 8501
 
 # Two processes (pytest-xdist, a test file per process at a time): most tests wait on servers,
 # browsers and subprocesses, so two share two cores well. The secret scan must read the logs of

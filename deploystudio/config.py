@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_HOME = ".studio"
+# Host names the app answers to (the Host header, port ignored). A DNS rebinding page reaches a
+# server on 127.0.0.1 under its own name: refusing other names refuses it.
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 
 
@@ -26,6 +29,8 @@ class Settings:
     # Folders a page may read batch inputs from (empty: the data folder's batch-inputs/ only);
     # the CLI may read any path its user names.
     batch_input_roots: tuple[Path, ...] = field(default_factory=tuple)
+    # Host names the web app accepts in the Host header (studio.py); "*" accepts any.
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
 
     @property
     def allowed_batch_input_roots(self) -> tuple[Path, ...]:
@@ -71,6 +76,8 @@ def load_settings(
 
     def setting(env_name: str, secret_name: str) -> str | None:
         value = env.get(env_name) or studio_secrets.get(secret_name)
+        if isinstance(value, list):  # a TOML array, for the settings that are lists
+            value = ",".join(str(item) for item in value)
         return str(value) if value else None
 
     home = Path(setting("DEPLOYSTUDIO_HOME", "home") or DEFAULT_HOME).expanduser().resolve()
@@ -81,6 +88,8 @@ def load_settings(
     page_size = int(setting("DEPLOYSTUDIO_PAGE_SIZE", "page_size") or 50)
     batch_text = setting("DEPLOYSTUDIO_BATCH_INPUT_ROOTS", "batch_input_roots") or ""
     batch_roots = tuple(Path(p).expanduser().resolve() for p in batch_text.split(os.pathsep) if p)
+    hosts_text = setting("DEPLOYSTUDIO_ALLOWED_HOSTS", "allowed_hosts")
+    hosts = tuple(h.strip() for h in (hosts_text or "").split(",") if h.strip())
     return Settings(
         home=home,
         tracking_uri=tracking_uri,
@@ -89,6 +98,7 @@ def load_settings(
         local_model_roots=roots,
         registry_page_size=page_size,
         batch_input_roots=batch_roots,
+        allowed_hosts=hosts or DEFAULT_ALLOWED_HOSTS,
     )
 
 

@@ -150,6 +150,9 @@ def _json_format(parsed: Any) -> PayloadFormat:
 def _input_key(body: dict) -> PayloadFormat:
     """The one input key of a JSON object body; unknown keys are errors (a typo such as
     'param' would otherwise be dropped without a word, as MLflow's server does)."""
+    if looks_split(body):
+        # A bare table in split orientation: how MLflow 1.x saved input_example.json.
+        return PayloadFormat.DATAFRAME_SPLIT
     unknown = [k for k in body if k not in FORMAT_BY_KEY and k != PARAMS_KEY]
     if unknown:
         raise PayloadError(
@@ -229,7 +232,8 @@ def parse_payload(
                 f"'{PARAMS_KEY}' must be a JSON object such as {{\"threshold\": 0.7}}, but it is "
                 f"{json_type(params)}."
             )
-        mlflow_body = _mlflow_body(payload_format, parsed[payload_format.value])
+        value = parsed if looks_split(parsed) else parsed[payload_format.value]
+        mlflow_body = _mlflow_body(payload_format, value)
     param_warnings = check_params(params, params_schema) if params_declared else []
     data, warnings = _parse_with_mlflow(mlflow_body, schema, payload_format)
     return ModelInput(data=data, params=params, warnings=param_warnings + warnings)

@@ -152,6 +152,42 @@ def test_bad_values_are_refused_before_writing(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"AZURE_CLIENT_SECRET": "not-a-real-one"},
+        {"DB_PASSWORD": "hunter2-long-value"},
+        {"OPENAI_API_KEY": "sk-test-value-123"},
+        {"STORAGE": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc=="},
+        {"DATA_URL": "https://a.blob.core.windows.net/c?sv=2022-11-02&sig=abc"},
+    ],
+)
+def test_secret_looking_variables_are_refused_with_how_to_pass_secrets(
+    tmp_path: Path, variables: dict[str, str]
+) -> None:
+    spec = _local(
+        Path("unused"),
+        model=ModelSource(azure_reference="azureml:diabetes:3"),
+        environment_variables=variables,
+    )
+    with pytest.raises(AzureExportError, match="looks like a secret") as refused:
+        export_online(tmp_path / "out", OnlineEndpointSpec("my-endpoint"), spec)
+    assert "Key Vault" in str(refused.value)
+    assert not any(value in str(refused.value) for value in variables.values())
+    assert not (tmp_path / "out").exists()
+
+
+def test_plain_settings_are_exported(tmp_path: Path) -> None:
+    spec = _local(
+        Path("unused"),
+        model=ModelSource(azure_reference="azureml:diabetes:3"),
+        environment_variables={"KEY_COLUMN": "id", "LOG_LEVEL": "INFO"},
+    )
+    result = export_online(tmp_path / "out", OnlineEndpointSpec("my-endpoint"), spec)
+    written = yaml.safe_load((result.folder / "deployment.yml").read_text())
+    assert written["environment_variables"] == {"KEY_COLUMN": "id", "LOG_LEVEL": "INFO"}
+
+
 def test_traffic_rules_match_the_local_ones() -> None:
     validate_traffic(["blue", "green"], {"blue": 100}, {"green": 50})
     with pytest.raises(TrafficError, match="sum to 90"):

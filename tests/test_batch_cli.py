@@ -144,3 +144,74 @@ def test_run_waits_and_reports(capsys, settings, seeded, tmp_path):
     assert "azureml:iris-classifier:2" in out
     finished = wait_for_batch_job(settings, job_id, timeout_seconds=1)
     assert finished.state == "completed"
+
+
+def wrong_columns(path: Path) -> None:
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(path, index=False)
+
+
+def test_a_run_where_every_file_failed_exits_non_zero_and_names_no_output(
+    capsys, settings, seeded, tmp_path
+):
+    for name in ("one.csv", "two.csv"):
+        wrong_columns(tmp_path / name)
+    out_dir = tmp_path / "out"
+    code, out, _ = run_cli(
+        capsys, "batch", "run", "models:/iris-classifier/2", "--input", str(tmp_path),
+        "--output", str(out_dir), "--error-threshold", "-1",
+    )  # fmt: skip
+    assert code == 1, out
+    assert "0 file(s) scored, 2 failed" in out
+    assert "Predictions:" not in out and "no predictions file was written" in out
+    code, out, _ = run_cli(
+        capsys, "batch", "run", "models:/iris-classifier/2", "--input", str(tmp_path),
+        "--output", str(out_dir), "--error-threshold", "0", "--workers", "1",
+    )  # fmt: skip
+    assert code == 1, out
+    assert "predictions.csv" not in out, out
+    assert not (out_dir / "predictions.csv").exists()
+
+
+def test_a_model_that_does_not_load_reports_the_files_not_scored(capsys, tmp_path):
+    model = tmp_path / "broken"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: no_such_xyz\n")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(3):
+        wrong_columns(inputs / f"f{index}.csv")
+    code, out, _ = run_cli(
+        capsys, "batch", "run", str(model), "--input", str(inputs), "--output",
+        str(tmp_path / "out"), "--workers", "1", "--mini-batch-size", "1",
+    )  # fmt: skip
+    assert code == 1, out
+    assert "failed: 0/3 file(s) (0 failed)" not in out
+    assert "3 not scored" in out or "2 not scored" in out, out
+    assert "predictions.csv" not in out
+
+
+def test_links_are_neither_read_as_inputs_nor_written_as_outputs(
+    capsys, settings, seeded, tmp_path
+):
+    private = tmp_path / "private.txt"
+    private.write_text("PRIVATE-FIRST-LINE,x\n1,2\n")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "linked.csv").symlink_to(private)
+    pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2]],
+        columns=["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    ).to_csv(inputs / "iris.csv", index=False)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    elsewhere = tmp_path / "elsewhere.csv"
+    (out_dir / "predictions.csv").symlink_to(elsewhere)  # dangling
+    code, out, err = run_cli(
+        capsys, "batch", "run", "models:/iris-classifier/2", "--input", str(inputs),
+        "--output", str(out_dir),
+    )  # fmt: skip
+    assert code == 1, out
+    assert "PRIVATE-FIRST-LINE" not in out + err
+    assert "linked.csv: this file is a symbolic link" in out
+    assert "is a symbolic link; batch outputs are never written through links" in out
+    assert not elsewhere.exists()

@@ -175,6 +175,28 @@ def test_predict_checks_params_against_the_signature_as_it_reads_the_payload(
     assert "Param 'threshold' expects" in err and "'high'" in err
 
 
+def test_predict_example_finds_an_input_example_json_mlmodel_does_not_list(
+    capsys, azure_diabetes_model, tmp_path
+):
+    """The Azure example model with an MLflow 1.x style (bare split) input_example.json that
+    its MLmodel does not list."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(azure_diabetes_model, model)
+    assert "saved_input_example_info" not in (model / "MLmodel").read_text()
+    request = json.loads((azure_diabetes_model.parent / "sample-request.json").read_text())
+    (model / "input_example.json").write_text(json.dumps(request["input_data"]))
+    code, out, err = run_cli(capsys, "predict", str(model), "--example")
+    assert code == 0, err
+    assert "prediction" in out and "1 row(s)" in err + out, (out, err)
+    (model / "input_example.json").unlink()
+    (model / "input_example.json").symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text(json.dumps(request["input_data"]))
+    code, _, err = run_cli(capsys, "predict", str(model), "--example")
+    assert code == EXIT_USER_ERROR and "outside the model folder" in err
+
+
 def test_predict_missing_file_and_missing_example(capsys, seeded, tmp_path):
     code, _, err = run_cli(
         capsys, "predict", "models:/iris-classifier/1", "--input", str(tmp_path / "nope.json")

@@ -38,6 +38,7 @@ from deploystudio.customization.scoring_script import (
 )
 from deploystudio.deployment.base import AuthMode, DeploymentState, Runtime
 from deploystudio.deployment.local import upstream
+from deploystudio.deployment.local.front_answers import with_input_data_hint
 from deploystudio.deployment.local.health import HealthMonitor
 from deploystudio.deployment.local.routing import DeploymentView, RoutingTable
 from deploystudio.deployment.store import DeploymentStore
@@ -419,6 +420,42 @@ def test_a_body_above_the_limit_is_413_with_or_without_a_length(setup):
     assert setup.score(setup.body).status == 200  # the limit is per request
 
 
+def test_a_request_without_content_type_is_415_at_the_front(setup):
+    """MLflow's scoring server answered such a request with a 500 (a 424 here)."""
+    for headers in ({}, {"Content-Type": " "}):
+        sent = {"Authorization": f"Bearer {setup.key}", **headers}
+        answer = setup.client.request("POST", "/score", json.dumps(setup.body).encode(), sent)
+        assert answer.status == 415, answer
+        assert "Content-Type: application/json" in answer.json["message"]
+        assert answer.headers["x-request-id"]
+
+
+def test_mlflows_refusal_of_azures_input_data_says_which_runtime_reads_it(
+    settings, registry, seeded
+):
+    """MLflow's scoring server (its own parsing, on the real iris model) says only "Received
+    dictionary with input fields: []"; the front adds which runtime takes input_data."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc.scoring_server import invocations
+
+    model = mlflow.pyfunc.load_model(
+        local_model_path("models:/iris-classifier/1", settings, registry)
+    )
+    azure_body = json.dumps({"input_data": {"columns": ["a"], "data": [[1.0]]}})
+    # The server's app answers such an exception with its serialize_as_json() and its status.
+    with pytest.raises(MlflowException) as refused:
+        invocations(azure_body, "application/json", model, None)
+    assert refused.value.get_http_status_code() == 400
+    answer = refused.value.serialize_as_json().encode()
+    hinted = with_input_data_hint(answer, azure_body.encode())
+    assert hinted is not None
+    message = json.loads(hinted)["message"]
+    assert "Received dictionary with input fields: []" in message
+    assert "azureml runtime" in message and "dataframe_split" in message
+    assert with_input_data_hint(answer, b'{"instances": [1]}') is None
+
+
 def test_every_answer_carries_a_request_id(setup):
     given = setup.score(setup.body, headers={"x-request-id": "my-trace-123"})
     assert given.headers["x-request-id"] == "my-trace-123"
@@ -675,6 +712,7 @@ def test_sigterm_lets_a_request_in_flight_finish_then_exits_0(setup, tmp_path):
                 {
                     "Authorization": f"Bearer {setup.key}",
                     "azureml-model-deployment": "toy",
+                    "Content-Type": "application/json",
                 },
             )
         )

@@ -659,3 +659,14 @@ def test_missing_value_in_an_integer_parquet_column_names_the_row():
     body = frame.to_parquet()
     with pytest.raises(PayloadError, match=r"row 2 \(data rows counted from 1\) is"):
         parse_payload(body, schema, filename="rows.parquet")
+
+
+def test_mlflow_1_split_layout_of_input_example_json_is_a_dataframe_split():
+    """MLflow 1.x saved input_example.json as a bare {"columns", "data"} table."""
+    schema = Schema([ColSpec("double", name) for name in IRIS_COLUMNS])
+    body = json.dumps({"columns": IRIS_COLUMNS, "data": [[5.1, 3.5, 1.4, 0.2]], "index": [0]})
+    assert detect_format(body) is F.DATAFRAME_SPLIT
+    parsed = parse_payload(body, schema, filename="input_example.json")
+    assert list(parsed.data.columns) == IRIS_COLUMNS and parsed.data.iloc[0, 0] == 5.1
+    with pytest.raises(PayloadError, match="Unknown top-level key 'columns', 'rows'"):
+        parse_payload(json.dumps({"columns": IRIS_COLUMNS, "rows": [[1, 2, 3, 4]]}), schema)

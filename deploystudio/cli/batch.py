@@ -18,10 +18,12 @@ def _print_json(value: Any) -> None:
 
 
 def _line(job) -> str:
-    return (
-        f"{job.state.value}: {job.files_done + job.files_failed}/{job.files_total} file(s) "
-        f"({job.files_failed} failed), {job.rows_done} row(s)"
-    )
+    finished = job.files_done + job.files_failed
+    line = f"{job.state.value}: {finished}/{job.files_total} file(s) ({job.files_failed} failed"
+    if job.finished and finished < job.files_total:
+        # A job that stopped early (its model did not load, a cancel) left files unscored.
+        line += f", {job.files_total - finished} not scored"
+    return line + f"), {job.rows_done} row(s)"
 
 
 def _settings(args: argparse.Namespace):
@@ -78,7 +80,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(job, as_json: bool) -> int:
-    code = 0 if job.state.value == "completed" else EXIT_FAILED
+    # A job that scored none of its files failed, whatever error_threshold let it complete.
+    scored_none = job.files_total > 0 and job.files_done == 0
+    code = 0 if job.state.value == "completed" and not scored_none else EXIT_FAILED
     if as_json:
         _print_json(job.as_dict())
         return code
@@ -95,8 +99,10 @@ def _report(job, as_json: bool) -> int:
             print(f"  failed: {failed['error']}")
         if summary.get("not_scored_files"):
             print(f"  not scored: {', '.join(summary['not_scored_files'])}")
-    if job.output_path is not None and job.output_path.exists():
+    if job.output_path is not None and job.output_path.is_file() and job.files_done:
         print(f"Predictions: {job.output_path}")
+    elif scored_none:
+        print("No file was scored, so no predictions file was written.")
     return code
 
 

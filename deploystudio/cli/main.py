@@ -14,6 +14,8 @@ from deploystudio.errors import DeployStudioError
 from deploystudio.jsonable import to_jsonable
 
 EXIT_USER_ERROR = 2
+# The input example MLflow writes; found in a model folder even when MLmodel does not list it.
+UNLISTED_EXAMPLE = "input_example.json"
 
 
 def _registry(settings: Settings):
@@ -114,16 +116,28 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
 
     from deploystudio.errors import PayloadError
     from deploystudio.payload_formats import ModelInput, PayloadFormat
-    from deploystudio.payloads import parse_payload
+    from deploystudio.payloads import DEFAULT_MAX_BYTES, parse_payload
     from deploystudio.prediction import ModelCache, local_model_path, predict_in_process
 
     model_path = local_model_path(args.model_uri, settings)
     model = Model.load(str(model_path / "MLmodel"))
     if args.example:
         example = model.load_input_example(str(model_path))
-        if example is None:
-            raise PayloadError("This model has no input example: pass --input FILE.")
-        model_input = ModelInput(example, model.load_input_example_params(str(model_path)))
+        if example is not None:
+            model_input = ModelInput(example, model.load_input_example_params(str(model_path)))
+        else:
+            # MLmodel may not list an input_example.json the folder holds (models saved by
+            # hand, or by other tools); read it as a request body, inside the model only.
+            from deploystudio.model_files import LocalModelFiles
+
+            found = LocalModelFiles(model_path).fetch(UNLISTED_EXAMPLE)
+            if found is None:
+                raise PayloadError("This model has no input example: pass --input FILE.")
+            if found.stat().st_size > DEFAULT_MAX_BYTES:
+                raise PayloadError(f"{UNLISTED_EXAMPLE} is too large to read: pass --input FILE.")
+            model_input = parse_payload(
+                found.read_bytes(), model.signature, filename=UNLISTED_EXAMPLE
+            )
     else:
         try:
             body = Path(args.input).read_bytes()

@@ -1,4 +1,4 @@
-"""A real `streamlit run app.py` on a free loopback port, and a real Chromium to drive it."""
+"""A real `streamlit run studio.py` on a free loopback port, and a real Chromium to drive it."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def chromium_path() -> Path:
 
 @contextmanager
 def running_app(home: Path, log_dir: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free loopback port against `home`; yields its URL."""
+    """`streamlit run studio.py` (what `make run` starts: app.py behind the Host allow list) on a
+    free loopback port against `home`; yields its URL."""
     port = free_port()
     log_path = log_dir / "streamlit.log"
     env = {**os.environ, "DEPLOYSTUDIO_HOME": str(home)}
@@ -62,7 +63,7 @@ def running_app(home: Path, log_dir: Path) -> Iterator[str]:
                 "-m",
                 "streamlit",
                 "run",
-                "app.py",
+                "studio.py",
                 "--server.port",
                 str(port),
                 "--server.address",

@@ -49,7 +49,10 @@ class FrontSetup:
 
 
 @contextlib.contextmanager
-def running_front(settings, registry, root: Path, suite: str) -> Iterator[FrontSetup]:
+def running_front(
+    settings, registry, root: Path, suite: str, *front_args: str
+) -> Iterator[FrontSetup]:
+    """`front_args` go to the front after the defaults (a later option wins)."""
     iris = local_model_path("models:/iris-classifier/1", settings, registry)
     script = root / "iris" / "score.py"
     script.parent.mkdir(parents=True)
@@ -78,7 +81,9 @@ def running_front(settings, registry, root: Path, suite: str) -> Iterator[FrontS
         store.set_traffic(ENDPOINT, {"blue": 100})
         port = inference_server.free_port()
         front_log = root / "front.log"
-        front = start_front(store.path, port, front_log, "--max-body-bytes", str(MAX_BODY))
+        front = start_front(
+            store.path, port, front_log, "--max-body-bytes", str(MAX_BODY), *front_args
+        )
         pids.append(front.pid)
         ports.append(port)
         yield FrontSetup(

@@ -17,8 +17,9 @@ folder itself before the export counts as done. Batch deployments have their own
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def export_online(
             f"Deployment {deployment.name!r} belongs to endpoint {deployment.endpoint_name!r}, "
             f"not {endpoint.name!r}: export them together with the same endpoint name."
         )
+    refuse_secret_variables(deployment.environment_variables)
     out = _prepare_folder(Path(folder), allowed_roots)
     # Both entities are built (every value checked) before anything is written. The endpoint
     # has no traffic: Azure refuses traffic to a deployment that does not exist yet, and
@@ -89,6 +91,39 @@ def export_online(
     except BaseException:
         _clean(out, remove_folder=created_here)
         raise
+
+
+# Names that hold credentials by convention, and values shaped like one (a storage connection
+# string or SAS token, a PEM key, a JWT). A name part such as KEY alone is too common
+# (KEY_COLUMN) to refuse; the compound forms are not.
+_SECRET_NAME = re.compile(
+    r"(^|_)(SECRET|PASSWORD|PASSWD|PWD|TOKEN|CREDENTIALS?|CONNECTION_?STRING|SAS|"
+    r"(API|ACCESS|ACCOUNT|PRIVATE|SECRET|SUBSCRIPTION|SIGNING|ENCRYPTION|MASTER)_?KEY)(_|$)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(
+    r"AccountKey=|SharedAccessKey=|SharedAccessSignature=|[?&]sig=|-----BEGIN [A-Z ]*PRIVATE"
+    r"|\beyJ[\w-]{8,}\.[\w-]{8,}\.",
+)
+SECRETS_ON_AZURE = (
+    "Keep secrets out of deployment.yml: store them in an Azure Key Vault and read them in the "
+    "scoring script's init() with the endpoint's managed identity (azure-identity and "
+    "azure-keyvault-secrets; pass only the vault URL and the secret's name with --env), or use "
+    "Azure ML's secret injection, which resolves a reference to a workspace connection or a "
+    "Key Vault secret when the deployment starts: "
+    "https://learn.microsoft.com/azure/machine-learning/concept-secret-injection"
+)
+
+
+def refuse_secret_variables(variables: Mapping[str, str]) -> None:
+    """Raise AzureExportError for a variable whose name or value looks like a credential: the
+    export writes values in plain text into deployment.yml, which goes into CI and git."""
+    for name, value in variables.items():
+        if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value or ""):
+            raise AzureExportError(
+                f"Environment variable {name} looks like a secret, and the export would write "
+                f"its value in plain text into deployment.yml. {SECRETS_ON_AZURE}"
+            )
 
 
 def _write(out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any) -> ExportResult:

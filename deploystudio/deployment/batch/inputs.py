@@ -27,6 +27,13 @@ def unsupported_reason(path: Path | str) -> str:
     )
 
 
+def link_reason(path: Path | str) -> str:
+    return (
+        f"{Path(path).name}: this file is a symbolic link, and batch jobs read only plain files; "
+        "it was not read. Copy the file itself into the input folder."
+    )
+
+
 def input_files(input_path: Path) -> list[Path]:
     """The files a job over `input_path` scores, sorted by name: the file itself, or the files
     directly inside the folder (sub-folders are ignored, as Azure does)."""

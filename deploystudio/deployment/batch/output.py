@@ -8,7 +8,9 @@ keeps every file it finished and nothing of a file it did not.
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,24 @@ from deploystudio.deployment.batch.records import BatchJob, FileState, JobFile
 
 class OutputColumnsError(Exception):
     """A part whose columns differ from those the predictions file started with."""
+
+
+class OutputLinkError(OSError):
+    """The predictions file is a symbolic link (maybe dangling): it is never written through."""
+
+
+def _open_output(path: Path, flags: int) -> int:
+    """os.open that refuses a symlink at `path`: a link placed there (even one that points
+    nowhere yet) would otherwise make the job write wherever it points."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise OutputLinkError(
+                f"the output '{path}' is a symbolic link; batch outputs are never written "
+                "through links. Remove it, or choose another output folder."
+            ) from None
+        raise
 
 
 @dataclass
@@ -35,14 +55,17 @@ class PredictionsFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             header = io.StringIO()
             csv.writer(header, lineterminator="\n").writerow(columns)
-            self.path.write_text(header.getvalue(), encoding="utf-8")
+            fd = _open_output(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with os.fdopen(fd, "w", encoding="utf-8") as target:
+                target.write(header.getvalue())
             self.columns = list(columns)
         elif columns != self.columns:
             raise OutputColumnsError(
                 f"its output has the columns {columns}, but the predictions file has "
                 f"{self.columns} from the files before it"
             )
-        with part.open("rb") as source, self.path.open("ab") as target:
+        fd = _open_output(self.path, os.O_WRONLY | os.O_APPEND)
+        with part.open("rb") as source, os.fdopen(fd, "ab") as target:
             shutil.copyfileobj(source, target, 1 << 20)
         self.rows += rows
 

@@ -28,7 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-from deploystudio.deployment.batch.inputs import is_scorable, unsupported_reason
+from deploystudio.deployment.batch.inputs import is_scorable, link_reason, unsupported_reason
 from deploystudio.deployment.batch.output import (
     OutputColumnsError,
     PredictionsFile,
@@ -83,8 +83,12 @@ class _Runner:
         scorable: Batch = []
         refused = []
         for f in files:
+            if Path(f.path).is_symlink():
+                # A link may lead out of the folder the job may read, and a failure message
+                # quotes what the file holds (its header): links are not read at all.
+                refused.append((f.position, FileState.FAILED, 0, link_reason(f.path), 0))
             # A bundle's script decides what it reads; the model's own scorer reads CSV/Parquet.
-            if self.job.script_path is None and not is_scorable(f.path):
+            elif self.job.script_path is None and not is_scorable(f.path):
                 refused.append((f.position, FileState.FAILED, 0, unsupported_reason(f.path), 0))
             else:
                 scorable.append((f.position, str(f.path)))
@@ -124,8 +128,12 @@ class _Runner:
             worker.stop()
         files = self.jobs.files(self.job.id)
         done = sum(f.state is FileState.DONE for f in files)
-        where = f" in {self.job.output_path}" if self.job.output_path else ""
-        kept = f"{done} of {len(files)} file(s) finished and are kept{where}."
+        output = self.job.output_path
+        if done and output is not None and output.is_file() and not output.is_symlink():
+            kept = f"{done} of {len(files)} file(s) finished and are kept in {output}."
+        else:
+            # Name no predictions file that was never written.
+            kept = f"No file of {len(files)} finished: no predictions file was written."
         if self.cancelled:
             state, reason = JobState.CANCELLED, f"Cancelled. {kept}"
         elif self.fail_reason:

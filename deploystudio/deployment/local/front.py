@@ -6,10 +6,12 @@ Run as its own process, one per endpoint (started detached by the local target):
 
 It behaves like an Azure ML managed online endpoint's front door: key auth (primary and
 secondary), weighted traffic, the `azureml-model-deployment` header, mirrored traffic, Azure's
-status codes for its own errors (401, 404, 408, 413, 424, 503), the model's 4xx passed through
+status codes for its own errors (401, 404, 408, 413, 415, 424, 503), the model's 4xx passed through
 unchanged, `x-request-id` and `azureml-model-deployment` on every answer, per-deployment
 counters at `GET /_deploystudio/metrics`, and health checks that move a crashed or hung
-deployment to `failed` (health.py). Routing decisions live in routing.py, counters in metrics.py.
+deployment to `failed` (health.py). Routing decisions live in routing.py, counters in metrics.py,
+answers and forwarded headers in front_answers.py, body reading in request_body.py, the
+bounded log in front_logging.py.
 
 The store is the one source of truth: the front re-reads it whenever SQLite's `data_version`
 says another connection committed (checked 4 times a second, costs one PRAGMA), so a traffic
@@ -33,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import random
@@ -52,10 +53,29 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from deploystudio.deployment.base import AuthMode, DeploymentState
-from deploystudio.deployment.local import upstream
+from deploystudio.deployment.base import AuthMode, DeploymentState, Runtime
+from deploystudio.deployment.local import front_logging, upstream
+from deploystudio.deployment.local.front_answers import (
+    DROP_RESPONSE,
+    MODEL_REASON_HEADER,
+    MODEL_STATUS_HEADER,
+    REQUEST_ID_HEADER,
+    forwarded_headers,
+    header_safe,
+    json_response,
+    model_message,
+    tag_request_id,
+    with_input_data_hint,
+)
 from deploystudio.deployment.local.health import HealthMonitor, log_tail
 from deploystudio.deployment.local.metrics import FrontMetrics
+from deploystudio.deployment.local.request_body import (
+    BODY_READ_SECONDS,
+    BodySlot,
+    BodyTooLarge,
+    LargeBodyGate,
+    read_body,
+)
 from deploystudio.deployment.local.routing import (
     DEPLOYMENT_HEADER,
     DeploymentView,
@@ -83,42 +103,16 @@ REFRESH_SECONDS = 0.25
 # A full re-read now and then, whatever data_version says (e.g. the file was replaced).
 FULL_RELOAD_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 3.0
+# A connection must send its request headers within this time, and may stay idle between
+# requests as long (gunicorn's default keep-alive is 2 s, uvicorn's 5 s).
+HEADER_SECONDS = 10.0
 # Mirrored copies in flight at once; beyond that copies are dropped (and counted), so a slow
 # mirror deployment cannot make the front hoard request bodies.
 MAX_MIRROR_IN_FLIGHT = 64
 METRICS_PATH = "/_deploystudio/metrics"
-REQUEST_ID_HEADER = "x-request-id"
-# Azure's headers on a 424: the model server's status and a short reason.
-MODEL_STATUS_HEADER = "ms-azureml-model-error-statuscode"
-MODEL_REASON_HEADER = "ms-azureml-model-error-reason"
-MAX_REASON_HEADER = 200
-
-# Hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself. Authorization
-# holds the endpoint key: it never reaches the model server.
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-_DROP_REQUEST = frozenset(
-    name.encode() for name in _HOP_BY_HOP | {"host", "content-length", "authorization", "expect"}
-)
-# The front sets x-request-id and azureml-model-deployment itself.
-_DROP_RESPONSE = frozenset(
-    name.encode()
-    for name in _HOP_BY_HOP
-    | {"content-length", "date", "server", REQUEST_ID_HEADER, DEPLOYMENT_HEADER}
-)
-_REQUEST_ID = REQUEST_ID_HEADER.encode()
 
 log = logging.getLogger("deploystudio.front")
+Body = bytes | bytearray
 T = TypeVar("T")
 
 
@@ -131,10 +125,12 @@ class Front:
         endpoint: str,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         rng: random.Random | None = None,
+        body_seconds: float = BODY_READ_SECONDS,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
         self._max_body = max_body_bytes
+        self._body_seconds = body_seconds
         self._rng = rng or random.Random()
         self._metrics = FrontMetrics()
         # One thread for SQLite: its connections must stay on the thread that opened them, and
@@ -148,6 +144,7 @@ class Front:
         self._loaded_at_wall: datetime | None = None
         self._probe: aiohttp.ClientSession | None = None
         self._upstream = upstream.Upstream()
+        self._large_bodies = LargeBodyGate()
         self._health: HealthMonitor | None = None
         self._tasks: set[asyncio.Task] = set()
         self._mirrors: set[asyncio.Task] = set()
@@ -287,7 +284,7 @@ class Front:
         app.router.add_get("/", self.handle_ready)
         app.router.add_post("/score", self.handle_score)
         app.router.add_get(METRICS_PATH, self.handle_metrics)
-        app.on_response_prepare.append(_tag_request_id)
+        app.on_response_prepare.append(tag_request_id)
         return app
 
     async def handle_ready(self, request: web.Request) -> web.Response:
@@ -307,12 +304,48 @@ class Front:
                 request_id,
                 extra={"WWW-Authenticate": "Bearer"},
             )
+        if not request.headers.get("Content-Type", "").strip():
+            # MLflow's scoring server fails with a 500 on a request without one (it splits
+            # None); the caller's mistake is a 415 with what to send.
+            return self._own_error(
+                415,
+                "The request has no Content-Type: send 'Content-Type: application/json' "
+                "(or text/csv where the model's server reads CSV).",
+                request_id,
+            )
         if request.content_length is not None and request.content_length > self._max_body:
             return self._too_large(request_id)
+        slot = None
+        if self._large_bodies.needs_slot(request.content_length):
+            try:
+                slot = await self._large_bodies.enter()
+            except TimeoutError:
+                return self._own_error(
+                    503,
+                    "Too many large requests are in flight at this endpoint. Retry later, or "
+                    "send fewer rows per request.",
+                    request_id,
+                    extra={"Retry-After": "5"},
+                )
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+            return await self._score(request, table, request_id, slot)
+        finally:
+            if slot is not None:
+                slot.let_go()
+
+    async def _score(
+        self, request: web.Request, table: RoutingTable, request_id: str, slot: BodySlot | None
+    ) -> web.Response:
+        try:
+            body = await read_body(request, self._max_body, self._body_seconds)
+        except BodyTooLarge:
             return self._too_large(request_id)
+        except TimeoutError:
+            return self._own_error(
+                408,
+                f"The request body did not arrive within {self._body_seconds:g} s.",
+                request_id,
+            )
         decision = route(table, request.headers.get(DEPLOYMENT_HEADER), self._rng)
         if not decision.ok:
             assert decision.status is not None and decision.message is not None
@@ -329,13 +362,13 @@ class Front:
             )
         view = decision.deployment
         assert view is not None
-        headers = _forwarded_headers(request, request_id)
+        headers = forwarded_headers(request, request_id)
         if decision.mirror is not None:
-            self._mirror(decision.mirror, body, headers, request_id)
+            self._mirror(decision.mirror, body, headers, request_id, slot)
         return await self._forward(view, body, headers, request_id)
 
     async def _post(
-        self, view: DeploymentView, body: bytes, headers: list[tuple[bytes, bytes]]
+        self, view: DeploymentView, body: Body, headers: list[tuple[bytes, bytes]]
     ) -> _Outcome:
         """Send one request to `view`'s server; the health monitor hears how it went."""
         assert self._health is not None
@@ -355,7 +388,7 @@ class Front:
             self._health.end(view.name, answered=answer is not None)
 
     async def _forward(
-        self, view: DeploymentView, body: bytes, headers: list[tuple[bytes, bytes]], request_id: str
+        self, view: DeploymentView, body: Body, headers: list[tuple[bytes, bytes]], request_id: str
     ) -> web.Response:
         counters = self._metrics.deployment(view.name)
         outcome = await self._post(view, body, headers)
@@ -381,34 +414,42 @@ class Front:
             return self._own_error(status, message, request_id, view, model_status=model_status)
         status, payload = answer.status, answer.body
         if status >= 500:
-            detail = _model_message(payload)
+            detail = model_message(payload)
             message = f"The model of deployment {view.name!r} failed with status {status}: {detail}"
             counters.record(status, latency, message=message, request_id=request_id)
             self._metrics.front_error(424)
-            return _json_response(
+            return json_response(
                 424,
                 {"message": message, "model_status_code": status},
                 request_id,
                 view.name,
-                {MODEL_STATUS_HEADER: str(status), MODEL_REASON_HEADER: _header_safe(detail)},
+                {MODEL_STATUS_HEADER: str(status), MODEL_REASON_HEADER: header_safe(detail)},
             )
+        if status == 400 and view.runtime is Runtime.MLFLOW:
+            payload = with_input_data_hint(payload, body) or payload
         counters.record(
             status,
             latency,
-            message=_model_message(payload) if status >= 400 else None,
+            message=model_message(payload) if status >= 400 else None,
             request_id=request_id,
         )
-        # 2xx and the model's own 4xx go back as the server sent them.
+        # 2xx and the model's own 4xx go back as the server sent them (MLflow's refusal of an
+        # input_data body with a hint).
         response_headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in answer.headers
-            if name not in _DROP_RESPONSE
+            if name not in DROP_RESPONSE
         ]
         response_headers += [(REQUEST_ID_HEADER, request_id), (DEPLOYMENT_HEADER, view.name)]
         return web.Response(body=payload, status=status, headers=response_headers)
 
     def _mirror(
-        self, view: DeploymentView, body: bytes, headers: list[tuple[bytes, bytes]], request_id: str
+        self,
+        view: DeploymentView,
+        body: Body,
+        headers: list[tuple[bytes, bytes]],
+        request_id: str,
+        slot: BodySlot | None,
     ) -> None:
         if len(self._mirrors) >= MAX_MIRROR_IN_FLIGHT:
             self._metrics.mirror_dropped += 1
@@ -416,9 +457,13 @@ class Front:
         task = asyncio.create_task(self._send_mirror(view, body, headers, request_id))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
+        if slot is not None:
+            # The copy holds the body too: the slot is free when both are done.
+            slot.hold()
+            task.add_done_callback(lambda _: slot.let_go())
 
     async def _send_mirror(
-        self, view: DeploymentView, body: bytes, headers: list[tuple[bytes, bytes]], request_id: str
+        self, view: DeploymentView, body: Body, headers: list[tuple[bytes, bytes]], request_id: str
     ) -> None:
         """Send a copy to the mirror deployment; only its counters ever see the outcome."""
         counters = self._metrics.deployment(view.name)
@@ -441,7 +486,7 @@ class Front:
             status,
             outcome.latency_ms,
             mirrored=True,
-            message=_model_message(payload) if status >= 400 else None,
+            message=model_message(payload) if status >= 400 else None,
             request_id=request_id,
         )
 
@@ -493,9 +538,9 @@ class Front:
         headers = dict(extra or {})
         if model_status is not None:
             headers[MODEL_STATUS_HEADER] = str(model_status)
-            headers[MODEL_REASON_HEADER] = _header_safe(message)
+            headers[MODEL_REASON_HEADER] = header_safe(message)
         name = deployment.name if deployment is not None else None
-        return _json_response(status, {"message": message}, request_id, name, headers)
+        return json_response(status, {"message": message}, request_id, name, headers)
 
     def _too_large(self, request_id: str) -> web.Response:
         return self._own_error(
@@ -521,59 +566,6 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _forwarded_headers(request: web.Request, request_id: str) -> list[tuple[bytes, bytes]]:
-    """The caller's headers as sent (raw bytes), less hop-by-hop ones and the key."""
-    headers = [
-        (name, value)
-        for name, value in request.raw_headers
-        if name.lower() not in _DROP_REQUEST and name.lower() != _REQUEST_ID
-    ]
-    headers.append((_REQUEST_ID, request_id.encode("latin-1", errors="replace")))
-    return headers
-
-
-def _json_response(
-    status: int,
-    body: dict[str, Any],
-    request_id: str,
-    deployment: str | None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
-    if deployment is not None:
-        all_headers[DEPLOYMENT_HEADER] = deployment
-    return web.Response(
-        status=status,
-        text=json.dumps(body),
-        content_type="application/json",
-        headers=all_headers,
-    )
-
-
-def _model_message(payload: bytes) -> str:
-    """The model server's error message: the JSON `message` (azmlinfsrv, MLflow) or the text."""
-    text = payload.decode("utf-8", errors="replace")
-    with contextlib.suppress(ValueError):
-        decoded = json.loads(text)
-        if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
-            return decoded["message"]
-    return text.strip()[:2000] or "(empty answer)"
-
-
-def _header_safe(text: str) -> str:
-    """One printable ASCII line, short enough for a response header."""
-    flat = " ".join(text.split()).encode("ascii", errors="replace").decode("ascii")
-    return flat[:MAX_REASON_HEADER]
-
-
-async def _tag_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer carries x-request-id, including the router's own 404 and 405."""
-    if REQUEST_ID_HEADER not in response.headers:
-        response.headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_HEADER) or request.headers.get(
-            REQUEST_ID_HEADER, str(uuid.uuid4())
-        )
-
-
 # -- process -------------------------------------------------------------------------------
 
 
@@ -594,6 +586,8 @@ async def serve(
     port: int,
     host: str = DEFAULT_HOST,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    header_seconds: float = HEADER_SECONDS,
+    body_seconds: float = BODY_READ_SECONDS,
 ) -> None:
     """Serve `endpoint`'s front on host:port until SIGTERM or SIGINT, then stop gracefully."""
     _check_loopback(host)
@@ -601,13 +595,18 @@ async def serve(
         raise EndpointFrontError(
             f"The deployment store {db_path} does not exist. Create the endpoint first."
         )
-    front = Front(DeploymentStore(db_path, actor="endpoint-front"), endpoint, max_body_bytes)
+    store = DeploymentStore(db_path, actor="endpoint-front")
+    front = Front(store, endpoint, max_body_bytes, body_seconds=body_seconds)
     try:
         await front.start()
     except BaseException:
         await front.close()
         raise
-    runner = web.AppRunner(front.app(), access_log=None, handle_signals=False)
+    # keepalive_timeout also closes a connection whose request headers are not complete by
+    # then (aiohttp arms it when the connection opens): the front's timeout for slow headers.
+    runner = web.AppRunner(
+        front.app(), access_log=None, handle_signals=False, keepalive_timeout=header_seconds
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     try:
@@ -654,16 +653,32 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MAX_BODY_BYTES,
         help="largest request body accepted; larger ones get 413 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--header-seconds",
+        type=float,
+        default=HEADER_SECONDS,
+        help="time a connection has to send its request headers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--body-seconds",
+        type=float,
+        default=BODY_READ_SECONDS,
+        help="time a request has to send its whole body (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    front_logging.configure(args.log_level)
     try:
         asyncio.run(
-            serve(args.db, args.endpoint, args.port, args.host, max(1, args.max_body_bytes))
+            serve(
+                args.db,
+                args.endpoint,
+                args.port,
+                args.host,
+                max(1, args.max_body_bytes),
+                max(0.1, args.header_seconds),
+                max(0.1, args.body_seconds),
+            )
         )
     except DeployStudioError as exc:
         log.error("%s", exc)

@@ -29,6 +29,7 @@ import h11
 
 HOST = "127.0.0.1"
 _READ_SIZE = 256 * 1024
+_WRITE_SIZE = 1024 * 1024
 # A connection idle for longer is closed rather than reused: well under uvicorn's default
 # keep-alive timeout (5 s), so that we are not the one sending while the server closes it.
 IDLE_SECONDS = 2.0
@@ -69,7 +70,7 @@ class _Connection:
 async def post(
     port: int,
     path: str,
-    body: bytes,
+    body: bytes | bytearray,
     headers: Iterable[tuple[bytes, bytes]],
     timeout: float,
 ) -> UpstreamResponse:
@@ -104,7 +105,7 @@ class Upstream:
         self,
         port: int,
         path: str,
-        body: bytes,
+        body: bytes | bytearray,
         headers: Iterable[tuple[bytes, bytes]],
         timeout: float,
     ) -> UpstreamResponse:
@@ -212,7 +213,7 @@ async def _exchange(
     connection: _Connection,
     port: int,
     path: str,
-    body: bytes,
+    body: bytes | bytearray,
     headers: Iterable[tuple[bytes, bytes]],
     keep_alive: bool,
 ) -> UpstreamResponse:
@@ -221,9 +222,15 @@ async def _exchange(
     if not keep_alive:
         sent.append((b"connection", b"close"))
     request = h11.Request(method="POST", target=path, headers=[*sent, *headers])
-    connection.writer.write(
-        conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
-    )
+    # The body goes in slices with a drain after each: one `write(head + body)` would copy the
+    # body twice (the join, then asyncio's send buffer when the server reads slower).
+    writer = connection.writer
+    writer.write(conn.send(request))
+    with memoryview(body) as view:
+        for start in range(0, len(view), _WRITE_SIZE):
+            writer.write(conn.send(h11.Data(data=view[start : start + _WRITE_SIZE])))
+            await writer.drain()
+    writer.write(conn.send(h11.EndOfMessage()))
     response: h11.Response | None = None
     chunks: list[bytes] = []
     while True:
