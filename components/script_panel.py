@@ -198,11 +198,15 @@ def _render_save(
         help="3-32 characters: letters, digits and single dashes, starting with a letter.",
     )
     note = right.text_input("Note (optional)", key=f"{key}_bundle_note")
+    passed = validated is not None and validated.result.ok and validated.script == script
+    # Attaching is offered ticked only for a script that passed: an attached bundle is what
+    # Deploy, Batch and Azure ML offer for the version.
     attach = inspection.version is not None and st.checkbox(
         f"Attach to {inspection.version.name} version {inspection.version.version}",
-        value=True,
-        key=f"{key}_attach",
-        help="Sets the version's deploystudio.scoring_bundle tag to this bundle.",
+        value=passed,
+        key=f"{key}_attach__{'validated' if passed else 'not_validated'}",
+        help="Sets the version's deploystudio.scoring_bundle tag to this bundle."
+        + ("" if passed else " The script has not passed validation in this form."),
     )
     if st.button(
         "Save bundle",
@@ -210,7 +214,6 @@ def _render_save(
         key=f"{key}_save",
         **access.button_args(Action.CUSTOMIZE),
     ) and access.permitted(Action.CUSTOMIZE):
-        passed = validated is not None and validated.result.ok and validated.script == script
         try:
             bundle = store.save(
                 name.strip(),
@@ -220,6 +223,7 @@ def _render_save(
                 template.value,
                 note=note,
                 validated=passed,
+                saved_by=services.current_actor(),
             )
             if attach:
                 attach_bundle(services.registry(), bundle, inspection.resolved_uri)
@@ -247,6 +251,7 @@ def _render_bundles(store: BundleStore, model_uri: str, key: str) -> None:
                 "template": [b.template for b in bundles],
                 "validated": [b.validated for b in bundles],
                 "created": [b.created_at for b in bundles],
+                "saved by": [b.saved_by for b in bundles],
                 "note": [b.note for b in bundles],
             }
         ),
