@@ -158,6 +158,27 @@ def test_script_validates_in_the_real_server_and_saves_a_bundle(seeded, settings
     bundle = BundleStore(settings.home / "bundles").get("test-page-iris-script")
     assert bundle.validated and bundle.script() == script
     assert any(b.key == f"{key}_download" for b in at.get("download_button"))
+    saved = next(d.value for d in at.dataframe if "saved by" in d.value.columns)
+    assert list(saved["saved by"]) == [local_user()]
+
+    # Saving the same script again would only add a copy: the page asks first.
+    assert at.button(key=f"{key}_save").disabled
+    assert any("already holds this script" in i.value for i in at.info), [i.value for i in at.info]
+    at.checkbox(key=f"{key}_save_copy__test-page-iris-script:1").check()
+    rerun(at)
+    at.button(key=f"{key}_save").click()
+    rerun(at)
+    versions = BundleStore(settings.home / "bundles").versions("test-page-iris-script")
+    assert [b.version for b in versions] == [2, 1]
+    assert at.button(key=f"{key}_save").disabled  # and again for the copy just made
+
+
+def test_attaching_an_unvalidated_script_is_not_offered_ticked(seeded):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_script"
+    attach = at.checkbox(key=f"{key}_attach__not_validated")
+    assert attach.value is False
+    assert "not passed validation" in attach.help
 
 
 def test_a_script_with_a_syntax_error_fails_before_any_server_starts(seeded):

@@ -188,6 +188,25 @@ class BundleStore:
                     raise
                 version += 1
 
+    def identical(
+        self, name: str, script: str, environment: EnvironmentSpec, model_uri: str
+    ) -> Bundle | None:
+        """The newest version of `name` with this very script, environment and model, if any:
+        saving again would only add a copy (the page asks first)."""
+        for bundle in self.versions(name):
+            try:
+                same = (
+                    bundle.model_uri == model_uri.strip()
+                    and bundle.base_image == environment.base_image.strip()
+                    and bundle.script() == script
+                    and bundle.conda_yaml() == environment.conda_yaml
+                )
+            except BundleError:  # deleted while this ran
+                continue
+            if same:
+                return bundle
+        return None
+
     def list_bundles(self) -> list[Bundle]:
         """Every bundle, by name, newest version first within a name."""
         if not self.root.is_dir():
