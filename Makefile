@@ -21,6 +21,7 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/deploystudio seed-demo --if-empty
+	@echo "Deploy Studio: open http://localhost:8501 in your browser"
 	$(BIN)/streamlit run studio.py --server.port 8501
 
 # Two processes (pytest-xdist, a test file per process at a time): most tests wait on servers,

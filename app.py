@@ -1,11 +1,18 @@
 """Deploy Studio entry point: page navigation and the registry connection in the sidebar."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from components.access import sign_in_gate
 from deploystudio.config import load_settings, redact_uri
 
-st.set_page_config(page_title="Deploy Studio", page_icon="🚀", layout="wide")
+PRODUCT = "Deploy Studio"
+ASSETS = Path(__file__).parent / "assets"
+ICON = str(ASSETS / "icon.svg")
+
+st.set_page_config(page_title=PRODUCT, page_icon=ICON, layout="wide")
+st.logo(str(ASSETS / "logo.svg"), icon_image=ICON, size="large")
 # With sign-in configured in secrets.toml ([auth]), nothing below runs until the user signs in.
 sign_in_gate()
 
@@ -24,6 +31,9 @@ navigation = st.navigation(
         st.Page("views/azure.py", title="Azure ML", icon=":material/cloud:"),
     ]
 )
+# Every tab reads "<page> · Deploy Studio": st.navigation alone titles the tab with the page's
+# name only, and the product's name went missing.
+st.set_page_config(page_title=f"{navigation.title} · {PRODUCT}")
 
 settings = load_settings()
 with st.sidebar:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from components import services
+from components.bundle_choice import marked, unvalidated_labels, warn_if_unvalidated
 from components.deploy_form import ModelChoice, bundles_for
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.deployment.azure.specs import (
@@ -67,13 +68,16 @@ def render_deployment_fields(prefix: str, choice: ModelChoice) -> DeploymentFiel
         key=f"{prefix}_auth_mode",
     )
     bundles = bundles_for(bundle_store(services.get_settings()), choice.name)
-    labels = [NO_BUNDLE] + [f"{b.name}:{b.version}" for b in bundles]
+    labels = [NO_BUNDLE] + [b.label for b in bundles]
+    unvalidated = unvalidated_labels(bundles)
     bundle = st.selectbox(
         "Scoring bundle",
         labels,
+        format_func=lambda label: marked(label, unvalidated),
         key=f"{prefix}_bundle__{choice.name}",
         help="A score.py and its environment saved on the Customize page.",
     )
+    warn_if_unvalidated(bundle, unvalidated)
     reference = st.checkbox(
         f"The model is registered in the workspace as azureml:{choice.name}:"
         f"{choice.version.version}",

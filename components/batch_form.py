@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from components.bundle_choice import marked, unvalidated_labels, warn_if_unvalidated
 from components.deploy_form import ModelChoice, bundles_for
 from deploystudio.config import Settings
 from deploystudio.customization.bundles import BundleStore
@@ -44,19 +45,24 @@ class InputChoice:
 
 def render_bundle(choice: ModelChoice, store: BundleStore) -> str | None:
     """A saved batch bundle of this model ("name:version"), or None for the model's predict."""
-    labels = [
-        b.label for b in bundles_for(store, choice.name) if b.template == ScriptTemplate.BATCH.value
+    bundles = [
+        b for b in bundles_for(store, choice.name) if b.template == ScriptTemplate.BATCH.value
     ]
-    return st.selectbox(
+    labels = [b.label for b in bundles]
+    unvalidated = unvalidated_labels(bundles)
+    chosen = st.selectbox(
         "Batch scoring bundle",
         labels,
         index=None,
+        format_func=lambda label: marked(label, unvalidated),
         placeholder="None: the model's own predict" if labels else "No batch bundle for this model",
         disabled=not labels,
         help="A batch score.py (run(mini_batch) over file paths) saved on the Customize page "
         "from the batch template.",
         key=f"batch_bundle__{choice.name}",
     )
+    warn_if_unvalidated(chosen, unvalidated)
+    return chosen
 
 
 def render_input(settings: Settings) -> InputChoice | None:

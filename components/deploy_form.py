@@ -9,11 +9,13 @@ comes from instead of keeping the value typed for another one.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import streamlit as st
 
 from components import services
+from components.bundle_choice import marked, unvalidated_labels, warn_if_unvalidated
 from deploystudio.customization.bundles import SCORING_BUNDLE_TAG, Bundle, BundleStore
 from deploystudio.customization.wrap_registration import WRAPPED_FROM_TAG, WRAPPER_KIND_TAG
 from deploystudio.deployment.base import (
@@ -66,14 +68,14 @@ def _preset(key: str, value: object) -> None:
         st.session_state[key] = value
 
 
-def _version_label(version: VersionSummary) -> str:
+def _version_label(version: VersionSummary, unvalidated: Collection[str] = ()) -> str:
     parts = [f"version {version.version}"]
     if version.aliases:
         parts.append("@" + ", @".join(version.aliases))
     if WRAPPED_FROM_TAG in version.tags:
         parts.append("wrapper")
     if SCORING_BUNDLE_TAG in version.tags:
-        parts.append(f"bundle {version.tags[SCORING_BUNDLE_TAG]}")
+        parts.append(f"bundle {marked(version.tags[SCORING_BUNDLE_TAG], unvalidated)}")
     return " · ".join(parts)
 
 
@@ -113,10 +115,11 @@ def render_model_choice() -> ModelChoice:
     version_key = f"deploy_version__{name}"
     if name == wanted:
         _preset(version_key, _wanted_version(params, versions))
+    unvalidated = unvalidated_labels(bundles_for(_bundle_store(), name))
     number = version_column.selectbox(
         "Version",
         list(by_number),
-        format_func=lambda n: _version_label(by_number[n]),
+        format_func=lambda n: _version_label(by_number[n], unvalidated),
         key=version_key,
     )
     version = by_number[number]
@@ -158,6 +161,10 @@ def _describe_version(version: VersionSummary) -> None:
         )
 
 
+def _bundle_store() -> BundleStore:
+    return BundleStore(services.get_settings().home / "bundles")
+
+
 def bundles_for(store: BundleStore, model_name: str) -> list[Bundle]:
     """Saved bundles written for any version of `model_name` (a score.py written for one
     version usually serves the next), newest first within a name."""
@@ -180,28 +187,39 @@ class WhatToDeploy:
 
 
 def render_what(choice: ModelChoice) -> WhatToDeploy:
-    """Scoring bundle (preset to the version's attached one), runtime and instance count."""
-    store = BundleStore(services.get_settings().home / "bundles")
-    labels = [b.label for b in bundles_for(store, choice.name)]
+    """Scoring bundle (preset to the version's attached one when it passed validation),
+    runtime and instance count."""
+    bundles = bundles_for(_bundle_store(), choice.name)
+    labels = [b.label for b in bundles]
+    unvalidated = unvalidated_labels(bundles)
     attached = choice.version.tags.get(SCORING_BUNDLE_TAG)
     if attached and attached not in labels:
         st.warning(
             f"This version's attached scoring bundle {attached} is not saved here any more: "
             "it deploys without it unless you choose another."
         )
+    elif attached in unvalidated:
+        st.warning(
+            f"This version's attached scoring bundle {attached} did not pass validation, so it "
+            "is not chosen for you: it deploys without it unless you choose it below.",
+            icon=":material/warning:",
+        )
     bundle_key = f"deploy_bundle__{choice.name}__{choice.version.version}"
-    _preset(bundle_key, attached if attached in labels else None)
+    _preset(bundle_key, attached if attached in labels and attached not in unvalidated else None)
     bundle_column, runtime_column, count_column = st.columns([2, 3, 1])
     bundle = bundle_column.selectbox(
         "Scoring bundle",
         labels,
         index=None,
+        format_func=lambda label: marked(label, unvalidated),
         placeholder="None: no-code deployment" if labels else "No bundle saved for this model",
         disabled=not labels,
         help="A score.py and environment saved on the Customize page. "
         + (f"Version {choice.version.version} has {attached} attached." if attached else ""),
         key=bundle_key,
     )
+    with bundle_column:
+        warn_if_unvalidated(bundle, unvalidated)
     if bundle:
         runtime = Runtime.AZUREML
         runtime_column.markdown("**Runtime**: azureml")

@@ -25,6 +25,9 @@ class PreviewResult:
     source: str
     model_input: ModelInput
     prediction: Prediction
+    # What the user waited for the answer: worker start and transfer included, which the
+    # prediction's own load and predict times leave out.
+    waited_seconds: float | None = None
 
 
 def environment_problems(checks: list[Check]) -> list[Check]:
@@ -43,10 +46,19 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def render_timing(prediction: Prediction) -> None:
+def render_timing(prediction: Prediction, waited_seconds: float | None = None) -> None:
+    """The wait first (what the user sat through), then the parts the worker measured."""
     load = "from cache" if prediction.from_cache else format_seconds(prediction.load_seconds)
+    if waited_seconds is not None:
+        st.metric("Waited", format_seconds(waited_seconds))
     st.metric("Model load", load)
     st.metric("Predict", format_seconds(prediction.predict_seconds))
+    if waited_seconds is not None:
+        other = waited_seconds - prediction.load_seconds - prediction.predict_seconds
+        st.caption(
+            f"The other {format_seconds(max(other, 0.0))} went to starting the worker and "
+            "passing the input and predictions between it and this app."
+        )
 
 
 def render_environment_problems(checks: list[Check]) -> None:

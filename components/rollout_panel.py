@@ -2,7 +2,9 @@
 call to the new deployment, one button for the next step, and Rollback always at hand.
 
 The step comes from the endpoint's traffic and mirror (`deployment.rollout`), so it is right
-after a reload, for every user, and after a change made elsewhere. The pair of deployments is
+after a reload, for every user, and after a change made elsewhere; the steps before it are
+ticked only when the endpoint's history shows them (a mirror set, a share of traffic seen, a
+direct test call made), else marked skipped. The pair of deployments is
 kept in the address (?old=&new=) so that the page is linkable.
 """
 
@@ -18,8 +20,12 @@ from deploystudio.deployment import invoke, rollout
 from deploystudio.deployment.base import AuthMode, Deployment, Endpoint
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import Progress
-from deploystudio.deployment.rollout import Change, Step
+from deploystudio.deployment.rollout import Change, ChecklistItem, Step, StepStatus
+from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError, RolloutError
+
+# Enough of an endpoint's history to cover a rollout (each step writes one or two entries).
+HISTORY_ENTRIES = 1000
 
 
 def render_rollout(endpoint: Endpoint, deployments: Sequence[Deployment]) -> None:
@@ -51,39 +57,59 @@ def render_rollout(endpoint: Endpoint, deployments: Sequence[Deployment]) -> Non
     if (asked_old, asked_new) != (old, new):
         st.query_params["old"], st.query_params["new"] = old, new
     target = services.local_endpoints().target
+    created = next((d.created_at for d in deployments if d.name == new), None)
+    history = target.store.history(endpoint.name, limit=HISTORY_ENTRIES)
     try:
         step = rollout.current_step(endpoint, old, new)
+        items = rollout.checklist(
+            endpoint, old, new, rollout.reached_steps(history, endpoint.name, new, created)
+        )
     except RolloutError as exc:
         st.warning(str(exc))
         _render_rollback(target, endpoint, old, prefix)
         return
-    _render_steps(step, old, new)
+    _render_steps(items)
     if step is Step.TEST:
-        _render_test_call(endpoint, deployments, new, prefix)
+        _render_test_call(target, endpoint, deployments, new, prefix)
     _render_next(target, endpoint, old, new, step, prefix)
     _render_rollback(target, endpoint, old, prefix)
 
 
-def _render_steps(current: Step, old: str, new: str) -> None:
+def _render_steps(items: Sequence[ChecklistItem]) -> None:
     lines = []
-    for step, text in rollout.steps(old, new):
-        if step < current:
-            lines.append(f"- :green[:material/check_circle:] {text}")
-        elif step == current:
-            lines.append(f"- :blue-background[:material/arrow_right: **{text}** (now)]")
+    for item in items:
+        if item.status is StepStatus.DONE:
+            lines.append(f"- :green[:material/check_circle:] {item.text}")
+        elif item.status is StepStatus.SKIPPED:
+            lines.append(f"- :orange[:material/block: {item.text}] (skipped: {item.note})")
+        elif item.status is StepStatus.NOW:
+            lines.append(f"- :blue-background[:material/arrow_right: **{item.text}** (now)]")
         else:
-            lines.append(f"- :gray[:material/radio_button_unchecked: {text}]")
+            lines.append(f"- :gray[:material/radio_button_unchecked: {item.text}]")
     st.markdown("\n".join(lines))
 
 
 def _render_test_call(
-    endpoint: Endpoint, deployments: Sequence[Deployment], new: str, prefix: str
+    target: LocalTarget,
+    endpoint: Endpoint,
+    deployments: Sequence[Deployment],
+    new: str,
+    prefix: str,
 ) -> None:
     result_key = f"{prefix}_test_{new}"
     if st.button(f"Test {new} directly", icon=":material/science:", key=f"{prefix}_test"):
         st.session_state.pop(result_key, None)
         try:
-            st.session_state[result_key] = _test_call(endpoint, deployments, new)
+            answer = _test_call(endpoint, deployments, new)
+            st.session_state[result_key] = answer
+            # Recorded so the checklist can tick the test step later, for every user.
+            with acting_as(services.current_actor()):
+                target.store.audit(
+                    rollout.TEST_CALL_ACTION,
+                    f"{endpoint.name}/{new}",
+                    endpoint=endpoint.name,
+                    new={"answered_by": answer.deployment or new},
+                )
         except DeployStudioError as exc:
             st.error(str(exc))
     answer: invoke.Answer | None = st.session_state.get(result_key)

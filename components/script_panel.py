@@ -198,19 +198,37 @@ def _render_save(
         help="3-32 characters: letters, digits and single dashes, starting with a letter.",
     )
     note = right.text_input("Note (optional)", key=f"{key}_bundle_note")
+    passed = validated is not None and validated.result.ok and validated.script == script
+    # Attaching is offered ticked only for a script that passed: an attached bundle is what
+    # Deploy, Batch and Azure ML offer for the version.
     attach = inspection.version is not None and st.checkbox(
         f"Attach to {inspection.version.name} version {inspection.version.version}",
-        value=True,
-        key=f"{key}_attach",
-        help="Sets the version's deploystudio.scoring_bundle tag to this bundle.",
+        value=passed,
+        key=f"{key}_attach__{'validated' if passed else 'not_validated'}",
+        help="Sets the version's deploystudio.scoring_bundle tag to this bundle."
+        + ("" if passed else " The script has not passed validation in this form."),
     )
+    saved_key = f"{key}_saved"
+    copy = _identical_bundle(store, name.strip(), script, environment, inspection.resolved_uri)
+    confirmed = True
+    if copy is not None:
+        st.info(
+            f"Bundle {copy.label} already holds this script, environment and model: saving "
+            "again only adds an identical version.",
+            icon=":material/content_copy:",
+        )
+        confirmed = st.checkbox(
+            "Save another identical version anyway",
+            value=False,
+            key=f"{key}_save_copy__{copy.label}",
+        )
     if st.button(
         "Save bundle",
         icon=":material/save:",
         key=f"{key}_save",
-        **access.button_args(Action.CUSTOMIZE),
-    ) and access.permitted(Action.CUSTOMIZE):
-        passed = validated is not None and validated.result.ok and validated.script == script
+        **access.button_args(Action.CUSTOMIZE, disabled=not confirmed),
+    ) and access.permitted(Action.CUSTOMIZE) and confirmed:  # fmt: skip
+        st.session_state.pop(saved_key, None)
         try:
             bundle = store.save(
                 name.strip(),
@@ -220,18 +238,33 @@ def _render_save(
                 template.value,
                 note=note,
                 validated=passed,
+                saved_by=services.current_actor(),
             )
             if attach:
                 attach_bundle(services.registry(), bundle, inspection.resolved_uri)
                 services.refresh_registry_listings()
-            st.success(
+            st.session_state[saved_key] = (
                 f"Saved bundle **{bundle.name}** version **{bundle.version}**"
                 + (" and attached it." if attach else ".")
                 + ("" if passed else " It has not passed validation in this form.")
             )
         except DeployStudioError as exc:
             st.error(str(exc))
+        else:
+            # Drawn again from the store: the button now sees the version just saved.
+            st.rerun()
+    if saved_key in st.session_state:
+        st.success(st.session_state[saved_key])
     _render_bundles(store, inspection.resolved_uri, key)
+
+
+def _identical_bundle(
+    store: BundleStore, name: str, script: str, environment: EnvironmentSpec, model_uri: str
+) -> Bundle | None:
+    try:
+        return store.identical(name, script, environment, model_uri)
+    except DeployStudioError:  # a name the rule refuses: saving says why
+        return None
 
 
 def _render_bundles(store: BundleStore, model_uri: str, key: str) -> None:
@@ -247,6 +280,7 @@ def _render_bundles(store: BundleStore, model_uri: str, key: str) -> None:
                 "template": [b.template for b in bundles],
                 "validated": [b.validated for b in bundles],
                 "created": [b.created_at for b in bundles],
+                "saved by": [b.saved_by for b in bundles],
                 "note": [b.note for b in bundles],
             }
         ),

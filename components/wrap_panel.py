@@ -6,6 +6,7 @@ registering runs here and only uploads the folder the worker saved.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from components import access, services
 from components.model_address import query_params_for
 from components.wrap_options import KIND_HELP, KIND_LABELS, render_wrap_options
 from deploystudio.access import Action
-from deploystudio.customization.wrap_registration import RegisteredWrap, register_wrapped_model
+from deploystudio.customization.wrap_registration import (
+    RegisteredWrap,
+    identical_versions,
+    register_wrapped_model,
+)
 from deploystudio.customization.wrapping import (
     WrapperKind,
     WrapPreview,
@@ -37,6 +42,18 @@ class BuiltWrap:
     source_uri: str
     spec: WrapSpec
     preview: WrapPreview
+    # What the user waited, worker start included; preview.seconds is the build alone.
+    waited_seconds: float
+
+
+def build_label(waited_seconds: float, building_seconds: float) -> str:
+    """ "Built in 31.7 s (4.6 s building and comparing, 27.1 s starting the worker…)": the
+    time the user waited first, then where it went."""
+    other = max(waited_seconds - building_seconds, 0.0)
+    return (
+        f"Built in {waited_seconds:.1f} s ({building_seconds:.1f} s building and comparing, "
+        f"{other:.1f} s starting the worker and passing the model to it)"
+    )
 
 
 def side_by_side(preview: WrapPreview) -> pd.DataFrame:
@@ -76,6 +93,7 @@ def render_wrap_panel(inspection: ModelInspection, model_path: Path, key: str) -
         st.session_state.pop(built_key, None)
         try:
             with st.status("Building the wrapped model in the worker…", expanded=False) as status:
+                started = time.monotonic()
                 preview = services.prediction_worker().call(
                     build_wrapped_model,
                     model_path,
@@ -83,8 +101,9 @@ def render_wrap_panel(inspection: ModelInspection, model_path: Path, key: str) -
                     services.customize_work_dir(),
                     timeout_seconds=BUILD_TIMEOUT_SECONDS,
                 )
-                status.update(label=f"Built in {preview.seconds:.1f} s", state="complete")
-            st.session_state[built_key] = BuiltWrap(inspection.resolved_uri, spec, preview)
+                waited = time.monotonic() - started
+                status.update(label=build_label(waited, preview.seconds), state="complete")
+            st.session_state[built_key] = BuiltWrap(inspection.resolved_uri, spec, preview, waited)
         except DeployStudioError as exc:
             st.error(str(exc))
 
@@ -93,6 +112,7 @@ def render_wrap_panel(inspection: ModelInspection, model_path: Path, key: str) -
         st.caption("Build the wrapper to compare its predictions with the original's.")
         return
     st.markdown("#### Original and wrapped, on the input example")
+    st.caption(build_label(built.waited_seconds, built.preview.seconds))
     st.dataframe(side_by_side(built.preview), hide_index=True)
     with st.expander("The new version's signature", icon=":material/schema:"):
         st.json(built.preview.signature)
@@ -108,14 +128,36 @@ def _render_register(inspection: ModelInspection, built: BuiltWrap, key: str) ->
         "Register as (an existing model gets a new version; a new name creates the model)",
         value=default_target_name(inspection),
         key=f"{key}_target",
-    )
+    ).strip()
     registered_key = f"{key}_registered"
+    try:
+        copies = (
+            identical_versions(services.registry(), target, built.source_uri, built.spec)
+            if target
+            else []
+        )
+    except DeployStudioError as exc:
+        st.error(str(exc))
+        return
+    confirmed = True
+    if copies:
+        listed = ", ".join(copies)
+        st.info(
+            f"{target} already has this wrapper (the same source and options) as version "
+            f"{listed}: registering again only adds an identical copy.",
+            icon=":material/content_copy:",
+        )
+        confirmed = st.checkbox(
+            "Register another identical version anyway",
+            value=False,
+            key=f"{key}_register_copy__{target}__{listed}",
+        )
     if st.button(
         "Register new version",
         type="primary",
         key=f"{key}_register",
-        **access.button_args(Action.CUSTOMIZE),
-    ) and access.permitted(Action.CUSTOMIZE):
+        **access.button_args(Action.CUSTOMIZE, disabled=not target or not confirmed),
+    ) and access.permitted(Action.CUSTOMIZE) and target and confirmed:  # fmt: skip
         st.session_state.pop(registered_key, None)
         try:
             with st.status("Registering the wrapped model…", expanded=True) as status:
@@ -125,12 +167,17 @@ def _render_register(inspection: ModelInspection, built: BuiltWrap, key: str) ->
                     built.preview,
                     built.source_uri,
                     built.spec,
-                    target.strip(),
+                    target,
                     progress=status.write,
+                    registered_by=services.current_actor(),
                 )
                 status.update(label="Registered", state="complete", expanded=False)
         except DeployStudioError as exc:
             st.error(f"Nothing was registered. {exc}")
+        else:
+            services.refresh_registry_listings()
+            # Drawn again from the registry: the button now sees the version just made.
+            st.rerun()
         services.refresh_registry_listings()
     registered: RegisteredWrap | None = st.session_state.get(registered_key)
     if registered is not None:

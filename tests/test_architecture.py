@@ -53,6 +53,7 @@ ALLOWED_LOCAL_USES: frozenset[tuple[str, str]] = frozenset(
         ("components.endpoint_metrics", "deploystudio.deployment.local"),
         ("components.rollout_panel", "LocalTarget"),
         ("components.rollout_panel", "deploystudio.deployment.local"),
+        ("components.rollout_panel", "deploystudio.deployment.store"),
         ("components.services", "LocalTarget"),
         ("components.services", "deploystudio.deployment.local"),
         ("components.traffic_editor", "LocalTarget"),

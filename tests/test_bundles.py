@@ -28,6 +28,7 @@ from deploystudio.customization.script_environment import (
     EnvironmentSpec,
     generate_environment,
 )
+from deploystudio.deployment.store import local_user
 from deploystudio.errors import BundleError, DeployStudioError, ModelNotFoundError
 from deploystudio.model_uri import parse_model_uri
 from deploystudio.registry import Registry
@@ -347,3 +348,11 @@ def test_zip_of_a_deleted_bundle(store, environment):
     store.delete(bundle.name, bundle.version)
     with pytest.raises(DeployStudioError, match="was it deleted"):
         bundle_zip(bundle)
+
+
+def test_a_bundle_records_who_saved_it(store, environment):
+    assert _save(store, environment).saved_by == local_user()  # the CLI's signature
+    signed = _save(store, environment, saved_by="ana@example.com")
+    assert store.get("iris-score", signed.version).saved_by == "ana@example.com"
+    readme = zipfile.ZipFile(io.BytesIO(bundle_zip(signed))).read("README.md").decode()
+    assert "Saved by: ana@example.com." in readme

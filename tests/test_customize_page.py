@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import time
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from components import services
 from components.wrap_options import KIND_LABELS, pairs_to_mapping
 from components.wrap_panel import side_by_side
 from deploystudio.customization.bundles import BundleStore
 from deploystudio.customization.wrapping import WrapperKind
+from deploystudio.deployment.store import local_user
 from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,
@@ -61,14 +65,28 @@ def test_page_lists_the_wrappers_and_why_one_does_not_apply(seeded):
     assert not [b for b in at.button if b.key == f"{key}_build"]
 
 
-def test_probabilities_build_compares_then_registers_a_new_model(seeded, registry):
+def test_probabilities_build_compares_then_registers_a_new_model(seeded, registry, monkeypatch):
     at = open_customize(iris_query())
     key = f"{page_key(IRIS_URI)}_wrap"
     at.radio(key=f"{key}_kind").set_value(WrapperKind.PROBABILITIES)
     rerun(at)
+    # A worker that takes 2 s to answer, as a cold one does: the page must count them.
+    worker = services.prediction_worker()
+    call = worker.call
+
+    def slow_call(*args, **kwargs):
+        time.sleep(2)
+        return call(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "call", slow_call)
     at.button(key=f"{key}_build").click()
     rerun(at)
+    monkeypatch.undo()
     assert not at.error, [e.value for e in at.error]
+    building = at.session_state[f"{key}_built"].preview.seconds
+    shown = next(c.value for c in at.caption if c.value.startswith("Built in "))
+    waited = float(re.match(r"Built in ([\d.]+) s", shown).group(1))
+    assert waited >= building + 2, shown
     table = next(d.value for d in at.dataframe if "original: prediction" in d.value.columns)
     assert [f"wrapped: {c}" for c in IRIS_CLASSES] == [
         c for c in table.columns if c.startswith("wrapped: ")
@@ -87,6 +105,19 @@ def test_probabilities_build_compares_then_registers_a_new_model(seeded, registr
     version = registry.client.get_model_version("test-page-iris-proba", "1")
     assert version.tags["deploystudio.wrapped_from"] == IRIS_URI
     assert version.tags["deploystudio.wrapper_kind"] == WrapperKind.PROBABILITIES.value
+    # Signed by this session's user (no sign-in: the OS user), not MLflow's "unknown".
+    assert registry.get_run(version.run_id).user_id == local_user()
+
+    # A second click would only register the same wrapper again: the page asks first.
+    register = at.button(key=f"{key}_register")
+    assert register.disabled
+    assert any("already has this wrapper" in i.value for i in at.info), [i.value for i in at.info]
+    assert [v.version for v in registry.list_versions("test-page-iris-proba")] == ["1"]
+    at.checkbox(key=f"{key}_register_copy__test-page-iris-proba__1").check()
+    rerun(at)
+    at.button(key=f"{key}_register").click()
+    rerun(at)
+    assert [v.version for v in registry.list_versions("test-page-iris-proba")] == ["2", "1"]
 
 
 def test_a_failing_custom_wrapper_shows_why_and_offers_no_registration(seeded):
@@ -127,6 +158,27 @@ def test_script_validates_in_the_real_server_and_saves_a_bundle(seeded, settings
     bundle = BundleStore(settings.home / "bundles").get("test-page-iris-script")
     assert bundle.validated and bundle.script() == script
     assert any(b.key == f"{key}_download" for b in at.get("download_button"))
+    saved = next(d.value for d in at.dataframe if "saved by" in d.value.columns)
+    assert list(saved["saved by"]) == [local_user()]
+
+    # Saving the same script again would only add a copy: the page asks first.
+    assert at.button(key=f"{key}_save").disabled
+    assert any("already holds this script" in i.value for i in at.info), [i.value for i in at.info]
+    at.checkbox(key=f"{key}_save_copy__test-page-iris-script:1").check()
+    rerun(at)
+    at.button(key=f"{key}_save").click()
+    rerun(at)
+    versions = BundleStore(settings.home / "bundles").versions("test-page-iris-script")
+    assert [b.version for b in versions] == [2, 1]
+    assert at.button(key=f"{key}_save").disabled  # and again for the copy just made
+
+
+def test_attaching_an_unvalidated_script_is_not_offered_ticked(seeded):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_script"
+    attach = at.checkbox(key=f"{key}_attach__not_validated")
+    assert attach.value is False
+    assert "not passed validation" in attach.help
 
 
 def test_a_script_with_a_syntax_error_fails_before_any_server_starts(seeded):

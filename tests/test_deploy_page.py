@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from components import services
 from components.deploy_form import bundles_for
-from deploystudio.customization.bundles import BundleStore
+from deploystudio.customization.bundles import BundleStore, attach_bundle
 from deploystudio.customization.script_environment import generate_environment
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.deploy_request import (
@@ -273,3 +273,55 @@ def test_bundles_offered_are_those_of_the_model(page_settings):
     store = BundleStore(page_settings.home / "bundles")
     assert {b.name for b in bundles_for(store, "iris-classifier")} == {"broken-init"}
     assert bundles_for(store, "wine-no-signature") == []
+
+
+UNVALIDATED_MODEL = "deploy-page-unvalidated"
+
+
+@pytest.fixture(scope="module")
+def unvalidated_bundle(page_settings, registry, iris_path) -> str:
+    """A model of its own (the registry is the session's) whose version 1 has a bundle attached
+    that was saved without passing validation, as Customize allows."""
+    source = registry.client.get_model_version("iris-classifier", "1").source
+    registry.client.create_registered_model(UNVALIDATED_MODEL)
+    registry.client.create_model_version(UNVALIDATED_MODEL, source)
+    store = BundleStore(page_settings.home / "bundles")
+    bundle = store.save(
+        "unvalidated-score",
+        BROKEN_SCRIPT,
+        generate_environment(iris_path),
+        f"models:/{UNVALIDATED_MODEL}/1",
+        template="custom",
+        validated=False,
+    )
+    attach_bundle(registry, bundle, f"models:/{UNVALIDATED_MODEL}/1")
+    services.refresh_registry_listings()
+    return bundle.label
+
+
+def test_a_bundle_that_failed_validation_is_not_chosen_and_warns_when_chosen(unvalidated_bundle):
+    at = open_deploy({"model": UNVALIDATED_MODEL, "version": "1"})
+    select = at.selectbox(key=f"deploy_bundle__{UNVALIDATED_MODEL}__1")
+    assert select.value is None
+    warnings = " ".join(w.value for w in at.warning)
+    assert f"{unvalidated_bundle} did not pass validation, so it is not chosen" in warnings
+    version_label = at.selectbox(key=f"deploy_version__{UNVALIDATED_MODEL}").options[0]
+    assert version_label == f"version 1 · bundle {unvalidated_bundle} (not validated)"
+    assert select.options == [f"{unvalidated_bundle} (not validated)"]
+
+    select.set_value(unvalidated_bundle)
+    rerun(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert f"Bundle {unvalidated_bundle} was saved without passing validation" in warnings
+
+
+@pytest.mark.parametrize("page", ["views/batch.py", "views/azure.py"])
+def test_the_version_picker_of_batch_and_azure_says_the_bundle_is_not_validated(
+    unvalidated_bundle, page
+):
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
+    at.switch_page(page)
+    at.query_params["model"], at.query_params["version"] = UNVALIDATED_MODEL, "1"
+    rerun(at)
+    version_label = at.selectbox(key=f"deploy_version__{UNVALIDATED_MODEL}").options[0]
+    assert version_label.endswith(f"bundle {unvalidated_bundle} (not validated)")

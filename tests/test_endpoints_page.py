@@ -137,6 +137,33 @@ def test_traffic_slider_is_applied_in_one_change(target):
     assert at.slider(key=f"{editor_key(target.get_endpoint(ENDPOINT))}_split").value == 30
 
 
+def test_the_overview_shows_a_change_that_ended_while_the_page_was_drawn(target, monkeypatch):
+    """The overview read before the change ended, and the change ended before the page asked
+    about it: the page then had nothing to wait for and kept the old traffic on screen."""
+    page_target = services.local_endpoints().target
+    read = page_target.list_endpoints
+
+    def read_then_let_changes_end():
+        endpoints = read()
+        for operation in endpoint_changes.running(ENDPOINT):
+            services.local_endpoints().operations.wait(operation.id, OPERATION_SECONDS)
+        return endpoints
+
+    at = open_page("Traffic")
+    key = editor_key(target.get_endpoint(ENDPOINT))
+    at.slider(key=f"{key}_split").set_value(20)
+    rerun(at)
+    monkeypatch.setattr(page_target, "list_endpoints", read_then_let_changes_end)
+    at.button(key=f"{key}_apply").click()
+    rerun(at)  # no settle(): the change ended while this run drew the page
+    assert target.get_endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
+    overview = table_with(at, "scoring URI").set_index("endpoint")
+    assert overview.loc[ENDPOINT, "traffic"] == "blue 80% · green 20%"
+    monkeypatch.undo()
+    # Back to the 70/30 of the test before, which the tests after expect.
+    target.update_endpoint(ENDPOINT, {"traffic": {"blue": 70, "green": 30}})
+
+
 def test_a_mirror_over_50_is_refused_with_the_domains_message(target):
     before = target.get_endpoint(ENDPOINT)
     at = open_page("Traffic")
@@ -155,8 +182,13 @@ def test_a_mirror_over_50_is_refused_with_the_domains_message(target):
 
 def test_rollout_moves_traffic_step_by_step_and_rollback_puts_it_back(target):
     at = open_page("Safe rollout", old="blue", new="green")
-    # 70/30 from the traffic test: the rollout stands at the canary step.
-    assert ":material/arrow_right: **Send green 10% of live traffic** (now)" in texts(at.markdown)
+    # 70/30 set by hand in the traffic test: the rollout stands at the canary step, with the
+    # share green really has, and neither the mirror nor a test call is ticked: none was made.
+    checklist = texts(at.markdown)
+    assert ":material/arrow_right: **Send green 30% of live traffic** (now)" in checklist
+    assert "Mirror live traffic to green] (skipped: no mirror was set)" in checklist
+    assert "Test green directly] (skipped: no direct test call was recorded)" in checklist
+    assert ":material/check_circle:" not in checklist
     button(at, "Rollback to blue").click()
     rerun(at)
     settle(at)
@@ -181,6 +213,16 @@ def test_rollout_moves_traffic_step_by_step_and_rollback_puts_it_back(target):
         assert operation.error is None, operation.error
         endpoint = target.get_endpoint(ENDPOINT)
         assert (endpoint.traffic, endpoint.mirror) == (traffic, mirror)
+    # Now every step before half was made on this page: each is ticked, none skipped.
+    checklist = texts(at.markdown)
+    for step in (
+        "Test green directly",
+        "Mirror 10% of live traffic to green",
+        "Send green 10% of live traffic",
+    ):
+        assert f":green[:material/check_circle:] {step}" in checklist, checklist
+    assert "skipped" not in checklist
+    assert "**Send green 50%** (now)" in checklist
 
     button(at, "Rollback to blue").click()
     rerun(at)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from components import services
 from components.payload_editor import (
     SOURCE_FORM,
     SOURCE_JSON,
@@ -89,8 +91,26 @@ def test_example_predicts_a_table_a_chart_and_timing(seeded):
     assert list(table.columns) == [*IRIS_COLUMNS, "prediction"]
     assert len(table) == 5 and set(table["prediction"]) <= {"setosa", "versicolor", "virginica"}
     assert at.get("plotly_chart")
-    assert [m.label for m in at.metric] == ["Model load", "Predict"]
+    assert [m.label for m in at.metric] == ["Waited", "Model load", "Predict"]
     assert any(b.label == "Download predictions (CSV)" for b in at.get("download_button"))
+
+
+def test_the_time_shown_first_is_the_time_the_user_waited(seeded, monkeypatch):
+    # A worker that takes 2 s more to answer, as a cold one does: the wait must show them.
+    worker = services.prediction_worker()
+    slow_predict = worker.predict
+
+    def slower(*args, **kwargs):
+        time.sleep(2)
+        return slow_predict(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "predict", slower)
+    at = open_predict(iris_query())
+    predict(at, IRIS_URI)
+    assert not at.error, [e.value for e in at.error]
+    waited = next(m.value for m in at.metric if m.label == "Waited")
+    assert waited.endswith(" s") and float(waited.removesuffix(" s")) >= 2, waited
+    assert any(c.value.startswith("The other ") for c in at.caption)
 
 
 def test_snippets_hold_the_azure_and_mlflow_bodies_and_calls(seeded):

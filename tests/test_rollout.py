@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deploystudio.deployment.base import (
+    AuditEntry,
     AuthMode,
     Deployment,
     DeploymentState,
@@ -14,11 +15,15 @@ from deploystudio.deployment.base import (
     Runtime,
 )
 from deploystudio.deployment.rollout import (
+    TEST_CALL_ACTION,
     Change,
     Step,
+    StepStatus,
+    checklist,
     current_step,
     is_rolled_back,
     next_change,
+    reached_steps,
     rollback,
     steps,
     suggest_pair,
@@ -196,3 +201,85 @@ def test_suggested_pair_follows_the_rollout():
         assert suggest_pair(endpoint(traffic), deployments[:2]) == ("blue", "green")
     assert suggest_pair(endpoint({}), []) == (None, None)
     assert suggest_pair(endpoint({"blue": 0}), deployments[:1]) == (None, "blue")
+
+
+def traffic_entry(number: int, new: dict[str, int], minutes: int = 10) -> AuditEntry:
+    return AuditEntry(
+        number, T0 + timedelta(minutes=minutes), "ana", "set_traffic", "iris", "traffic", None, new
+    )
+
+
+def mirror_entry(number: int, new: list | None, minutes: int = 10) -> AuditEntry:
+    return AuditEntry(
+        number, T0 + timedelta(minutes=minutes), "ana", "set_traffic", "iris", "mirror", None, new
+    )
+
+
+def statuses(items) -> dict[Step, StepStatus]:
+    return {item.step: item.status for item in items}
+
+
+def test_traffic_set_by_hand_ticks_no_mirror_and_says_the_real_share():
+    # blue 100% -> blue 80% / green 20% in one change: no mirror, no 10% step, no test call.
+    history = [traffic_entry(1, {"blue": 80, "green": 20})]
+    items = checklist(
+        endpoint({"blue": 80, "green": 20}),
+        "blue",
+        "green",
+        reached_steps(history, "iris", "green", T0),
+    )
+    assert statuses(items) == {
+        Step.TEST: StepStatus.SKIPPED,
+        Step.MIRROR: StepStatus.SKIPPED,
+        Step.CANARY: StepStatus.NOW,
+        Step.HALF: StepStatus.TODO,
+        Step.FULL: StepStatus.TODO,
+        Step.DONE: StepStatus.TODO,
+    }
+    now = next(item for item in items if item.status is StepStatus.NOW)
+    assert now.text == "Send green 20% of live traffic"
+    mirror = next(item for item in items if item.step is Step.MIRROR)
+    assert mirror.note == "no mirror was set"
+
+
+def test_the_guided_sequence_ticks_each_step_with_the_shares_seen():
+    history = [
+        AuditEntry(
+            1,
+            T0 + timedelta(minutes=5),
+            "ana",
+            TEST_CALL_ACTION,
+            "iris/green",
+            None,
+            None,
+            {"answered_by": "green"},
+        ),
+        mirror_entry(2, ["green", 15]),
+        traffic_entry(3, {"blue": 90, "green": 10}),
+        mirror_entry(4, None),
+        traffic_entry(5, {"blue": 50, "green": 50}),
+    ]
+    items = checklist(
+        endpoint({"blue": 50, "green": 50}),
+        "blue",
+        "green",
+        reached_steps(history, "iris", "green", T0),
+    )
+    assert [item.status for item in items[:4]] == [StepStatus.DONE] * 3 + [StepStatus.NOW]
+    assert items[1].text == "Mirror 15% of live traffic to green"
+    assert items[2].text == "Send green 10% of live traffic"
+    assert items[3].text == "Send green 50%"
+
+
+def test_history_from_before_the_new_deployment_was_created_does_not_count():
+    # An earlier "green" was mirrored to, then deleted; this one was created at minute 30.
+    history = [
+        mirror_entry(1, ["green", 10], minutes=5),
+        traffic_entry(2, {"blue": 90, "green": 10}),
+    ]
+    reached = reached_steps(history, "iris", "green", T0 + timedelta(minutes=30))
+    assert reached == {}
+    items = checklist(endpoint({"blue": 100, "green": 0}, ("green", 20)), "blue", "green", reached)
+    assert items[1].status is StepStatus.NOW
+    assert items[1].text == "Mirror 20% of live traffic to green"
+    assert items[0].status is StepStatus.SKIPPED

@@ -30,9 +30,13 @@ if not endpoints:
     st.page_link("views/deploy.py", label="Deploy a model", icon=":material/rocket_launch:")
     st.stop()
 
-st.dataframe(endpoints_frame(endpoints), hide_index=True, key="endpoints_table")
+# The overview is drawn here but filled once this session's change has been followed: read
+# before it, it showed the traffic from before a change that had finished a moment later.
+overview = st.container()
 names = [e.name for e in endpoints]
 chosen = st.selectbox("Endpoint", names, key="endpoint", bind="query-params")
+endpoint_changes.follow(chosen)
+overview.dataframe(endpoints_frame(target.list_endpoints()), hide_index=True, key="endpoints_table")
 try:
     endpoint = target.get_endpoint(chosen)
 except EndpointNotFoundError as exc:  # deleted since the list was read
@@ -40,7 +44,6 @@ except EndpointNotFoundError as exc:  # deleted since the list was read
     st.stop()
 deployments = target.list_deployments(endpoint.name)
 
-endpoint_changes.follow(endpoint.name)
 st.subheader(endpoint.name)
 state_line = f"State **{endpoint.state.value}** · auth **{endpoint.auth_mode.value}**"
 if endpoint.description:
@@ -69,9 +72,7 @@ try:
                     "Delete",
                     type="primary",
                     key=f"delete_{endpoint.name}",
-                    **access.button_args(
-                        Action.CHANGE_ENDPOINT, disabled=typed != endpoint.name
-                    ),
+                    **access.button_args(Action.CHANGE_ENDPOINT, disabled=typed != endpoint.name),
                 ):
                     endpoint_changes.submit(
                         endpoint.name,

@@ -1,5 +1,7 @@
 """Predict: preview one model version on its example, a form, an uploaded file or a JSON body."""
 
+import time
+
 import streamlit as st
 
 from components import services
@@ -94,9 +96,10 @@ with main_column:
             try:
                 model_input = builder()
                 with st.spinner("Predicting in the model's worker (the first call loads it)…"):
+                    started = time.monotonic()
                     prediction = services.prediction_worker().predict(model_path, model_input)
                 st.session_state[result_key] = PreviewResult(
-                    entered, source, model_input, prediction
+                    entered, source, model_input, prediction, time.monotonic() - started
                 )
             except DeployStudioError as exc:
                 for warning in model_input.warnings if model_input else []:
@@ -111,7 +114,7 @@ with main_column:
         render_result(result, file_stem)
 with side_column:
     if result is not None:
-        render_timing(result.prediction)
+        render_timing(result.prediction, result.waited_seconds)
     render_environment_problems(inspection.report)
 
 if result is not None:

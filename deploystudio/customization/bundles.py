@@ -32,6 +32,7 @@ from deploystudio.deployment.azure.yaml_dump import (
     deployment_yaml,
     load_back,
 )
+from deploystudio.deployment.store_file import local_user
 from deploystudio.errors import BundleError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.registry import Registry
@@ -69,6 +70,8 @@ class Bundle:
     validated: bool
     path: Path
     validation_summary: str = ""
+    # Who saved it: the signed-in user, or the OS user (as the CLI signs); "" in older bundles.
+    saved_by: str = ""
 
     @property
     def label(self) -> str:
@@ -126,8 +129,11 @@ class BundleStore:
         note: str = "",
         validated: bool = False,
         validation_summary: str = "",
+        saved_by: str | None = None,
     ) -> Bundle:
-        """Save the next version of `name`; nothing is left behind when saving fails."""
+        """Save the next version of `name`; nothing is left behind when saving fails.
+
+        `saved_by` names who saved it (the OS user when None, as audit entries are signed)."""
         check_name(name)
         problems = validate_environment(environment)
         if problems:
@@ -146,6 +152,7 @@ class BundleStore:
             "note": note,
             "validated": bool(validated),
             "validation_summary": validation_summary,
+            "saved_by": saved_by or local_user(),
         }
         folder = self.root / name
         try:
@@ -180,6 +187,25 @@ class BundleStore:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 version += 1
+
+    def identical(
+        self, name: str, script: str, environment: EnvironmentSpec, model_uri: str
+    ) -> Bundle | None:
+        """The newest version of `name` with this very script, environment and model, if any:
+        saving again would only add a copy (the page asks first)."""
+        for bundle in self.versions(name):
+            try:
+                same = (
+                    bundle.model_uri == model_uri.strip()
+                    and bundle.base_image == environment.base_image.strip()
+                    and bundle.script() == script
+                    and bundle.conda_yaml() == environment.conda_yaml
+                )
+            except BundleError:  # deleted while this ran
+                continue
+            if same:
+                return bundle
+        return None
 
     def list_bundles(self) -> list[Bundle]:
         """Every bundle, by name, newest version first within a name."""
@@ -264,6 +290,7 @@ def _load(path: Path) -> Bundle | None:
             validated=bool(data.get("validated", False)),
             path=path,
             validation_summary=data.get("validation_summary", ""),
+            saved_by=data.get("saved_by", ""),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # deleted, or being deleted, or not a bundle folder
@@ -412,6 +439,7 @@ def _readme(
 Model: `{bundle.model_uri}`. Template: {bundle.template}.
 Saved {bundle.created_at:%Y-%m-%d %H:%M} UTC.
 Validated with the Azure ML inference server before saving: {validated}.
+Saved by: {bundle.saved_by or "not recorded"}.
 {note}
 Files:
 - `{SCRIPT_FILE}`: the scoring script;

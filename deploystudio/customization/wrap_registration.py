@@ -17,9 +17,16 @@ from mlflow.entities.model_registry.model_version_status import ModelVersionStat
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils.mlflow_tags import MLFLOW_USER
 
 from deploystudio.config import Settings
-from deploystudio.errors import DeployStudioError, InvalidModelUriError, WrapError
+from deploystudio.deployment.store_file import local_user
+from deploystudio.errors import (
+    DeployStudioError,
+    InvalidModelUriError,
+    ModelNotFoundError,
+    WrapError,
+)
 from deploystudio.mlflow_scope import using_registry
 from deploystudio.model_uri import parse_model_uri, registered_version_uri
 from deploystudio.registry import Registry
@@ -60,6 +67,25 @@ def lineage_tags(source_uri: str, spec: WrapSpec) -> dict[str, str]:
     }
 
 
+def identical_versions(
+    registry: Registry, register_as: str, source_uri: str, spec: WrapSpec
+) -> list[str]:
+    """Versions of `register_as` that already are this wrapper: the same source and the same
+    options (their lineage tags say so), newest first. Empty when the model does not exist.
+
+    Registering again would only add a copy, so the page asks first (a second click on
+    "Register" used to make an identical version).
+    """
+    tags = lineage_tags(source_uri, spec)
+    try:
+        versions = registry.list_versions(register_as.strip())
+    except ModelNotFoundError:
+        return []
+    return [
+        v.version for v in versions if all(v.tags.get(key) == value for key, value in tags.items())
+    ]
+
+
 @dataclass
 class _Created:
     """What this registration has created so far, to be deleted if a later step fails."""
@@ -78,10 +104,15 @@ def register_wrapped_model(
     spec: WrapSpec,
     register_as: str,
     progress: Callable[[str], None] = lambda message: None,
+    registered_by: str | None = None,
 ) -> RegisteredWrap:
     """Log the saved wrapper as a run's artifacts and register it as a new version of
     `register_as` (created if needed), with lineage tags. On failure, delete whatever was
-    created and raise WrapError."""
+    created and raise WrapError.
+
+    `registered_by` (the signed-in user; the OS user when None, as the CLI signs) becomes the
+    run's user, which is who the registry shows as having registered the version: MLflow's
+    client otherwise records "unknown" for a run it did not start itself."""
     name = register_as.strip()
     if not name:
         raise WrapError("Give the registered model a name.")
@@ -97,7 +128,9 @@ def register_wrapped_model(
             experiment_id, experiment_name = _experiment(settings, registry, source_uri)
             progress(f"Creating a run in experiment '{experiment_name}'")
             run = client.create_run(
-                experiment_id, run_name=f"wrap-{spec.kind.value}-{name}", tags=tags
+                experiment_id,
+                run_name=f"wrap-{spec.kind.value}-{name}",
+                tags={**tags, MLFLOW_USER: registered_by or local_user()},
             )
             created.run_id, created.artifact_uri = run.info.run_id, run.info.artifact_uri
             files = [p for p in preview.saved_path.rglob("*") if p.is_file()]

@@ -12,11 +12,12 @@ target: `next_change` and `rollback` describe the change, the caller applies it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
+from datetime import datetime
+from enum import IntEnum, StrEnum
 
-from deploystudio.deployment.base import Deployment, Endpoint
+from deploystudio.deployment.base import AuditEntry, Deployment, Endpoint
 from deploystudio.errors import RolloutError
 
 DEFAULT_MIRROR_PERCENT = 10
@@ -48,6 +49,30 @@ STEP_TITLES = {
 }
 
 
+# The audit entry a direct test call of a rollout's new deployment leaves (it changes no record):
+# the checklist ticks "Test NEW directly" only when one was made.
+TEST_CALL_ACTION = "test_deployment"
+TRAFFIC_ACTION = "set_traffic"
+
+
+class StepStatus(StrEnum):
+    """How a step of the checklist stands, from the endpoint's state and its history."""
+
+    DONE = "done"  # the history shows the endpoint went through it
+    SKIPPED = "skipped"  # the traffic went past it without it
+    NOW = "now"  # the endpoint's current state
+    TODO = "todo"
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    step: Step
+    text: str
+    status: StepStatus
+    # Why a step shows as skipped (empty otherwise).
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class Change:
     """What the next step (or a rollback) does to the endpoint.
@@ -71,6 +96,104 @@ class Change:
 def steps(old: str = "the old deployment", new: str = "the new one") -> list[tuple[Step, str]]:
     """Every step in order with its title."""
     return [(step, STEP_TITLES[step].format(old=old, new=new)) for step in Step]
+
+
+def reached_steps(
+    history: Sequence[AuditEntry], endpoint: str, new: str, since: datetime | None = None
+) -> dict[Step, int | None]:
+    """The steps the audit `history` of `endpoint` shows `new` went through (from `since`, the
+    new deployment's creation, so an older deployment of the same name does not count), with
+    the share of traffic last seen at each (None for the test call).
+
+    Read from the entries themselves, not from the current traffic: traffic set by hand from
+    0% to 20% goes through no mirror and no 10%, and the checklist must not tick them.
+    """
+    wanted = new.lower()
+    reached: dict[Step, int | None] = {}
+    for entry in sorted(history, key=lambda e: e.id):
+        if since is not None and entry.at < since:
+            continue
+        if entry.action == TEST_CALL_ACTION and entry.target.lower() == f"{endpoint}/{new}".lower():
+            reached[Step.TEST] = None
+        if entry.action != TRAFFIC_ACTION:
+            continue
+        if entry.field == "mirror" and isinstance(entry.new, list) and len(entry.new) == 2:
+            name, percent = entry.new
+            if str(name).lower() == wanted and percent:
+                reached[Step.MIRROR] = int(percent)
+        elif entry.field == "traffic" and isinstance(entry.new, Mapping):
+            share = next((w for n, w in entry.new.items() if n.lower() == wanted), 0)
+            step = _step_of_share(int(share))
+            if step is not None:
+                reached[step] = int(share)
+    return reached
+
+
+def checklist(
+    endpoint: Endpoint, old: str, new: str, reached: Mapping[Step, int | None]
+) -> list[ChecklistItem]:
+    """Every step with how it stands: the current one worded with the endpoint's real shares,
+    the ones before it done or skipped as `reached` (from `reached_steps`) shows.
+
+    Raises RolloutError as `current_step` does.
+    """
+    current = current_step(endpoint, old, new)
+    items = []
+    for step in Step:
+        if step == current:
+            items.append(ChecklistItem(step, _now_text(endpoint, step, old, new), StepStatus.NOW))
+        elif step > current:
+            items.append(ChecklistItem(step, _title(step, old, new), StepStatus.TODO))
+        elif step in reached:
+            text = _seen_text(step, reached[step], old, new)
+            items.append(ChecklistItem(step, text, StepStatus.DONE))
+        else:
+            items.append(
+                ChecklistItem(step, _title(step, old, new), StepStatus.SKIPPED, _SKIPPED[step])
+            )
+    return items
+
+
+_SKIPPED = {
+    Step.TEST: "no direct test call was recorded",
+    Step.MIRROR: "no mirror was set",
+    Step.CANARY: "the traffic went past it",
+    Step.HALF: "the traffic went past it",
+    Step.FULL: "the traffic went past it",
+    Step.DONE: "",
+}
+
+
+def _title(step: Step, old: str, new: str) -> str:
+    return STEP_TITLES[step].format(old=old, new=new)
+
+
+def _now_text(endpoint: Endpoint, step: Step, old: str, new: str) -> str:
+    if step is Step.MIRROR and endpoint.mirror is not None:
+        return f"Mirror {endpoint.mirror[1]}% of live traffic to {new}"
+    if step in (Step.CANARY, Step.HALF):
+        return _seen_text(step, endpoint.traffic[new], old, new)
+    return _title(step, old, new)
+
+
+def _seen_text(step: Step, percent: int | None, old: str, new: str) -> str:
+    if percent is None:
+        return _title(step, old, new)
+    if step is Step.MIRROR:
+        return f"Mirror {percent}% of live traffic to {new}"
+    if step is Step.CANARY:
+        return f"Send {new} {percent}% of live traffic"
+    return f"Send {new} {percent}%"
+
+
+def _step_of_share(share: int) -> Step | None:
+    if share <= 0:
+        return None
+    if share < HALF_PERCENT:
+        return Step.CANARY
+    if share < 100:
+        return Step.HALF
+    return Step.FULL
 
 
 def current_step(endpoint: Endpoint, old: str, new: str) -> Step:
