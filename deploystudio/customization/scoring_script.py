@@ -6,8 +6,10 @@ they run on Azure as they run here.
 
 Validation runs the script where it will run: in the Azure ML inference server (online), or
 under a driver that calls init() and run(mini_batch) as a batch deployment does (batch); both in
-child processes without our secrets. Failures come back as a `ValidationResult` that says which
-step failed and why, with the log tail, so a page can show them.
+child processes behind `deploystudio.worker.sandbox`, with an allow-listed environment: the script
+reads its run folder (script, staged model, example) and nothing else of the data folder.
+Failures come back as a `ValidationResult` that says which step failed and why, with the log
+tail, so a page can show them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from deploystudio.errors import (
 )
 from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
 from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.sandbox import Access, sandboxed_command
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 SCRIPT_NAME = "score.py"
@@ -434,13 +437,23 @@ def _run_driver(
     log_path: Path,
     timeout_seconds: float,
 ) -> int | None:
-    """The driver's exit code, or None when it ran out of time (it is then killed)."""
-    env = {**scrubbed_environment(), "AZUREML_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    """The driver's exit code, or None when it ran out of time (it is then killed).
+
+    The driver writes `result_path`, so it may write the run folder (the script's), which holds
+    only this run's files."""
+    run_dir = script.parent
+    private = run_dir / inference_server.PRIVATE_FOLDER
+    env = scrubbed_environment(
+        home=private,
+        temp=private,
+        extra={"AZUREML_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"},
+    )
     command = [sys.executable, "-m", "deploystudio.customization.batch_driver", str(script)]
     command += [str(result_path), *map(str, files)]
+    access = Access.of(read=[model_dir, *files], write=[run_dir, private])
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command,
+            sandboxed_command(command, access),
             env=env,
             cwd=script.parent,
             stdin=subprocess.DEVNULL,

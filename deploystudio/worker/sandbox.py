@@ -18,8 +18,7 @@ app's user can.
 What the process may do once restricted:
 - read (and execute) the Python installation and environment in use, the `deploystudio` package
   folder (not the repository around it: `.streamlit/secrets.toml` lives there), the system
-  folders programs need (/usr, /lib*, /bin, a list of /etc and /proc files, its own /proc/PID,
-  /sys), and the roots the
+  folders programs need (/usr, /lib*, /bin, a list of /etc files, /proc, /sys), and the roots the
   caller names (the model folder, a scoring script's folder, batch inputs, model environments);
 - write the roots the caller names (its work folder and private temp folder); its log is an open
   file descriptor, which Landlock does not check;
@@ -28,7 +27,9 @@ What the process may do once restricted:
 - bind only the TCP ports the caller names (a server's own port), where the kernel handles
   network rules (Landlock ABI 4); outgoing connections stay allowed: model code may call APIs;
 - not signal or ptrace processes outside its domain (signals and abstract Unix sockets from
-  Landlock ABI 6), nor read other processes' /proc/PID (whose environ holds the app's secrets).
+  Landlock ABI 6), which keeps other processes' /proc/PID/environ (the app's secrets), mem and fd
+  out of reach; run as root, the launcher first drops every capability, without which root
+  would pass that ptrace rule (and read any file its mode allows root).
 Everything else, the data folder (deployments.db, mlflow.db, keys, bundles), the user's home and
 the app's secrets file, is refused with EACCES.
 
@@ -40,6 +41,7 @@ rights that kernel does not know (best effort), which is the part easy to get wr
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import shutil
@@ -58,23 +60,10 @@ log = logging.getLogger("deploystudio.sandbox")
 # System folders that programs read and run. /lib* are links to /usr/lib* on merged-/usr systems;
 # a rule on a link applies to what it points to, so listing both is harmless.
 SYSTEM_EXEC_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-SYSTEM_READ_ROOTS = ("/sys",)
-# Of /proc, the machine-wide files libraries read (CPU and memory figures), and the launched
-# process's own /proc/PID (added at launch), never all of /proc: Landlock keeps other processes'
-# mem and fd out of reach (its ptrace rule), but not their environ, whose variables (the app's,
-# the user's shell's) are what the allow list keeps from model code. A process the model forks
-# (a server's worker) can read its parent's /proc/PID, not its own.
-PROC_FILES = (
-    "cpuinfo",
-    "meminfo",
-    "stat",
-    "loadavg",
-    "uptime",
-    "version",
-    "filesystems",
-    "sys",
-    "pressure",
-)
+# Kernel views. Other processes' /proc/PID (mem, fd, environ: the app's and the user's shell's
+# variables) stay out of reach through Landlock's ptrace rule, which holds for a process without
+# CAP_SYS_PTRACE: so a launcher running as root drops its capabilities (`drop_capabilities`).
+SYSTEM_READ_ROOTS = ("/proc", "/sys")
 # Only these of /etc: what the loader, name resolution, TLS, time zones and user lookups read.
 # Not all of /etc: a process running as root (as in containers) could read /etc/shadow and keys.
 ETC_FILES = (
@@ -160,8 +149,8 @@ _warned = False
 
 
 def sandboxed_command(argv: Sequence[str], access: Access) -> list[str]:
-    """The command that runs `argv` behind the barrier with `access`. The write roots are
-    folders, created here (the restricted process could not create them)."""
+    """The command that runs `argv` behind the barrier with `access`. Write roots that do not
+    exist are created here as folders (the restricted process could not create them)."""
     global _warned
     if not _warned and landlock_abi() == 0:
         _warned = True
@@ -170,7 +159,8 @@ def sandboxed_command(argv: Sequence[str], access: Access) -> list[str]:
             "environment only, and can read what this user can."
         )
     for folder in access.write:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-P", "-m", LAUNCHER_MODULE]
     for path in access.read:
         command += ["--read", str(path)]
@@ -217,10 +207,7 @@ def python_read_roots() -> list[Path]:
 def system_read_roots() -> tuple[list[Path], list[Path]]:
     """(folders to read and execute, folders and files to read) that every process needs."""
     executable = [Path(p) for p in SYSTEM_EXEC_ROOTS]
-    readable = [Path(p) for p in SYSTEM_READ_ROOTS]
-    readable += [Path("/etc") / name for name in ETC_FILES]
-    readable += [Path("/proc") / name for name in PROC_FILES]
-    readable.append(Path(f"/proc/{os.getpid()}"))  # the process itself, after exec too
+    readable = [Path(p) for p in SYSTEM_READ_ROOTS] + [Path("/etc") / name for name in ETC_FILES]
     return executable, readable
 
 
@@ -277,6 +264,60 @@ def restrict(access: Access) -> int:
     return abi
 
 
+# prctl(2) and capset(2) through ctypes: the standard library has neither, and the one package
+# that binds them (python-prctl) is a C extension to build; these are three calls.
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def _capabilities() -> dict[str, int]:
+    """This process's capability sets (CapEff, CapPrm, CapInh, CapAmb, CapBnd) from /proc."""
+    sets = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.startswith("Cap"):
+            sets[name] = int(value.strip(), 16)
+    return sets
+
+
+def drop_capabilities() -> bool:
+    """Drop every capability of this process and of what it will exec, when it has any (it runs
+    as root); True when some were dropped. Root keeps its user id, but without CAP_SYS_PTRACE
+    Landlock's ptrace rule holds for it too, and without CAP_DAC_OVERRIDE file modes do."""
+    held = _capabilities()
+    if os.geteuid() != 0 and not any(held.get(k, 0) for k in ("CapEff", "CapPrm", "CapAmb")):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    # The bounding set first (that needs CAP_SETPCAP, still held): root's exec gets its
+    # capabilities from it, so an empty one leaves the command none.
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for capability in range(last + 1):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"cannot drop capability {capability}: {os.strerror(error)}")
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    empty = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), empty) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"cannot clear capabilities: {os.strerror(error)}")
+    return True
+
+
 def _parse(argv: Sequence[str]) -> tuple[Access, list[str]]:
     if "--" not in argv:
         raise SystemExit("usage: sandbox [--read P] [--write P] [--bind PORT] -- COMMAND...")
@@ -294,6 +335,7 @@ def _parse(argv: Sequence[str]) -> tuple[Access, list[str]]:
 
 def main(argv: Sequence[str]) -> None:
     access, command = _parse(argv)
+    drop_capabilities()
     if restrict(access) == 0:
         print(
             f"{UNAVAILABLE_PREFIX}: this process has the allow-listed environment only and can "
