@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -212,9 +212,11 @@ def validate_scoring_script(
     work_dir: Path,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     progress: Callable[[str], None] = lambda message: None,
+    read_roots: Sequence[Path] = (),
 ) -> ValidationResult:
     """Check the syntax, serve the script with the model in the real inference server on
-    127.0.0.1, POST `request_body` to /score, and stop the server (always)."""
+    127.0.0.1, POST `request_body` to /score, and stop the server (always). The server reads its
+    run folder and `read_roots` (a model environment), nothing else of the data folder."""
     started = time.monotonic()
 
     def result(ok: bool, stage: str, message: str, **fields: Any) -> ValidationResult:
@@ -245,6 +247,7 @@ def validate_scoring_script(
             log_path,
             # Longer than our wait, so that gunicorn does not restart a slow init() meanwhile.
             worker_timeout_seconds=int(timeout_seconds) + 60,
+            access=Access.of(read=read_roots),
         )
         try:
             ready_seconds = inference_server.wait_ready(handle, timeout_seconds, progress)
@@ -360,9 +363,11 @@ def validate_batch_script(
     work_dir: Path,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     progress: Callable[[str], None] = lambda message: None,
+    read_roots: Sequence[Path] = (),
 ) -> ValidationResult:
     """Run a batch script as a batch deployment would, on the example written as a CSV file:
-    init(), then run([that file]) in a child process; check one output row per input row."""
+    init(), then run([that file]) in a child process; check one output row per input row. The
+    script reads its run folder and `read_roots` (a model environment) only."""
     started = time.monotonic()
 
     def result(ok: bool, stage: str, message: str, **fields: Any) -> ValidationResult:
@@ -392,7 +397,9 @@ def validate_batch_script(
         result_path = run_dir / "result.json"
         log_path = run_dir / "batch.log"
         progress("Running init() and run() on the example file")
-        code = _run_driver(script, model_dir, result_path, [csv_path], log_path, timeout_seconds)
+        code = _run_driver(
+            script, model_dir, result_path, [csv_path], log_path, timeout_seconds, read_roots
+        )
         log = _read(log_path)
         tail = inference_server.log_tail(log_path)
         if code is None:
@@ -436,6 +443,7 @@ def _run_driver(
     files: list[Path],
     log_path: Path,
     timeout_seconds: float,
+    read_roots: Sequence[Path] = (),
 ) -> int | None:
     """The driver's exit code, or None when it ran out of time (it is then killed).
 
@@ -450,7 +458,7 @@ def _run_driver(
     )
     command = [sys.executable, "-m", "deploystudio.customization.batch_driver", str(script)]
     command += [str(result_path), *map(str, files)]
-    access = Access.of(read=[model_dir, *files], write=[run_dir, private])
+    access = Access.of(read=[model_dir, *files, *read_roots], write=[run_dir, private])
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             sandboxed_command(command, access),
