@@ -137,6 +137,8 @@ def _within(path: Path, roots: Sequence[Path]) -> bool:
 
 def landlock_abi() -> int:
     """The running kernel's Landlock ABI version; 0 where there is no Landlock."""
+    if not sys.platform.startswith("linux"):
+        return 0  # elsewhere system call 444 is another call, or none
     try:
         import landlockpy
 
@@ -298,6 +300,8 @@ def drop_capabilities() -> bool:
     """Drop every capability of this process and of what it will exec, when it has any (it runs
     as root); True when some were dropped. Root keeps its user id, but without CAP_SYS_PTRACE
     Landlock's ptrace rule holds for it too, and without CAP_DAC_OVERRIDE file modes do."""
+    if not sys.platform.startswith("linux"):
+        return False
     held = _capabilities()
     if os.geteuid() != 0 and not any(held.get(k, 0) for k in ("CapEff", "CapPrm", "CapAmb")):
         return False
