@@ -179,7 +179,8 @@ def sandboxed_command(argv: Sequence[str], access: Access) -> list[str]:
 def python_read_roots() -> list[Path]:
     """The Python installation(s) and environment this interpreter imports from, and the
     deploystudio package folder, but never a folder that holds that package folder (an
-    old-style development install puts the repository root on sys.path)."""
+    old-style development install puts the repository root on sys.path, and
+    `.streamlit/secrets.toml` lives there)."""
     package = Path(__file__).resolve().parents[1]
     roots = [
         Path(p)
@@ -196,10 +197,15 @@ def python_read_roots() -> list[Path]:
     ]
     if site.ENABLE_USER_SITE and site.getusersitepackages() in sys.path:
         roots.append(Path(site.getusersitepackages()))
+    # Nor a folder that holds the user's home (a Python installed as /, or as the home itself).
+    home = Path.home().resolve()
     kept = [package]
     for root in roots:
         resolved = root.resolve()
-        if resolved.exists() and resolved not in package.parents:
+        if resolved.exists() and resolved not in package.parents and resolved not in (
+            home,
+            *home.parents,
+        ):
             kept.append(resolved)
     # The interpreter itself may be a link out of the environment (a venv's bin/python).
     kept.append(Path(os.path.realpath(sys.executable)).parent)
