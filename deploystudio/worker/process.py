@@ -60,17 +60,18 @@ PARENT_CHECK_SECONDS = 0.5
 # that process no chance to stop it) nobody reads its answers: it ends instead of running model
 # code for nobody until its call ends, however long that is. A thread watches, since the main
 # one may be busy in model code; it starts before the heavy imports (pandas, MLflow), which
-# take seconds on a busy machine.
+# take seconds on a busy machine. The process served is named by its pid: read here, after the
+# sandbox launcher ran, getppid() may already name init if it died meanwhile.
 _BOOT = f"""
 import os, sys, threading, time
-parent = os.getppid()
+parent = int(sys.argv[1])
 def watch():
     while os.getppid() == parent:
         time.sleep({PARENT_CHECK_SECONDS})
     os._exit(3)
 threading.Thread(target=watch, daemon=True).start()
 from deploystudio.worker import process as prediction_worker
-prediction_worker.main(sys.argv[1:])
+prediction_worker.main(sys.argv[2:])
 """
 
 T = TypeVar("T")
@@ -168,6 +169,7 @@ class PredictionWorker:
             "-P",
             "-c",
             _BOOT,
+            str(os.getpid()),
             str(child_socket.fileno()),
             str(self.memory_limit_mb),
             str(-1 if requests is None else requests),
