@@ -64,14 +64,14 @@ PARENT_CHECK_SECONDS = 0.5
 # sandbox launcher ran, getppid() may already name init if it died meanwhile.
 _BOOT = f"""
 import os, sys, threading, time
-parent = int(sys.argv[1])
+parent = int(sys.argv[-1])
 def watch():
     while os.getppid() == parent:
         time.sleep({PARENT_CHECK_SECONDS})
     os._exit(3)
 threading.Thread(target=watch, daemon=True).start()
 from deploystudio.worker import process as prediction_worker
-prediction_worker.main(sys.argv[2:])
+prediction_worker.main(sys.argv[1:-1])
 """
 
 T = TypeVar("T")
@@ -169,11 +169,11 @@ class PredictionWorker:
             "-P",
             "-c",
             _BOOT,
-            str(os.getpid()),
             str(child_socket.fileno()),
             str(self.memory_limit_mb),
             str(-1 if requests is None else requests),
             str(-1 if replies is None else replies),
+            str(os.getpid()),
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
