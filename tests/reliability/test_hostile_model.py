@@ -172,7 +172,15 @@ def probes(local_settings, settings, home, tmp_path_factory, target) -> dict[str
 def model_uri(local_settings, probes, tmp_path_factory) -> str:
     code = tmp_path_factory.mktemp("hostile-code") / "hostile_model.py"
     code.write_text(textwrap.dedent(MODEL_CODE))
-    with using_registry(local_settings.tracking_uri, local_settings.registry_uri):
+    # An experiment whose artifacts go to the data folder (the default one's go to ./mlruns).
+    client = mlflow.MlflowClient(local_settings.tracking_uri, local_settings.registry_uri)
+    experiment = client.create_experiment(
+        "hostile", artifact_location=(local_settings.home / "artifacts").as_uri()
+    )
+    with (
+        using_registry(local_settings.tracking_uri, local_settings.registry_uri),
+        mlflow.start_run(experiment_id=experiment),
+    ):
         info = mlflow.pyfunc.log_model(
             name="hostile",
             python_model=str(code),
