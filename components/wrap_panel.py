@@ -31,6 +31,7 @@ from deploystudio.customization.wrapping import (
 )
 from deploystudio.errors import DeployStudioError
 from deploystudio.inspection import ModelInspection
+from deploystudio.worker.sandbox import Access
 
 BUILD_TIMEOUT_SECONDS = 300
 
@@ -94,12 +95,15 @@ def render_wrap_panel(inspection: ModelInspection, model_path: Path, key: str) -
         try:
             with st.status("Building the wrapped model in the worker…", expanded=False) as status:
                 started = time.monotonic()
+                work_dir = services.customize_work_dir()
                 preview = services.prediction_worker().call(
                     build_wrapped_model,
                     model_path,
                     spec,
-                    services.customize_work_dir(),
+                    work_dir,
                     timeout_seconds=BUILD_TIMEOUT_SECONDS,
+                    # Behind the sandbox: the source model to read, the work folder to save in.
+                    access=Access.of(read=[model_path], write=[work_dir]),
                 )
                 waited = time.monotonic() - started
                 status.update(label=build_label(waited, preview.seconds), state="complete")

@@ -7,6 +7,11 @@ and answers `GET /` once a worker has imported the script and run its `init()`.
 
 Used twice: to validate a scoring script (start, score the example, stop), and for local
 deployments (started detached, so the server outlives the app process that started it).
+
+The server runs the script's code, so it runs behind `deploystudio.worker.sandbox`: it reads the
+script's folder (which holds the staged model), the model folder and the read roots its caller
+adds, writes only its private folder (`PRIVATE_FOLDER` beside the script: HOME, TMPDIR and
+gunicorn's worker heartbeat files), binds only its own port, and gets an allow-listed environment.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from azureml_inference_server_http import __version__ as AZMLINFSRV_VERSION
 
 from deploystudio.errors import ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.sandbox import Access, sandboxed_command
 
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"
@@ -39,6 +45,8 @@ DEFAULT_LOG_TAIL_LINES = 30
 DEFAULT_WORKER_TIMEOUT_SECONDS = 300
 STOP_GRACE_SECONDS = 3.0
 _PROBE_SECONDS = 1.0
+# Beside the script: the server's HOME and TMPDIR, the only folder it may write.
+PRIVATE_FOLDER = "tmp"
 _POLL_SECONDS = 0.1
 
 
@@ -105,9 +113,11 @@ def stage_model(
 def server_environment(
     entry_script: Path, model_dir: Path, port: int, workers: int, extra_env: dict[str, str] | None
 ) -> dict[str, str]:
-    """The child's environment: ours without secrets, plus what azmlinfsrv's launcher sets
+    """The child's environment: the allow-listed part of ours (`scrubbed_environment`), HOME and
+    TMPDIR in its private folder, plus what azmlinfsrv's launcher sets
     (`amlserver.merge_configuration` and `validate_environment_variables`)."""
-    env = scrubbed_environment()
+    private = entry_script.parent / PRIVATE_FOLDER
+    env = scrubbed_environment(home=private, temp=private)
     env.update(
         {
             "AML_APP_ROOT": str(entry_script.parent),
@@ -164,18 +174,25 @@ def start(
     detached: bool = False,
     extra_env: dict[str, str] | None = None,
     worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS,
+    access: Access | None = None,
 ) -> ServerHandle:
     """Start a server for `entry_script` with AZUREML_MODEL_DIR=`model_dir`; return at once.
 
     Its output goes to `log_path` (appended). `detached` servers outlive this process and are
     reaped by init; attached ones are reaped through the handle. Call `wait_ready` next.
+    `access` adds what the script may read besides its folder and the model (a model
+    environment), see `server_access`.
     """
     entry_script = entry_script.resolve()
     if not entry_script.is_file():
         raise ScoringServerError(f"The scoring script '{entry_script}' does not exist.")
     port = port or free_port()
-    env = server_environment(entry_script, model_dir.resolve(), port, workers, extra_env)
-    command = server_command(port, workers, worker_timeout_seconds)
+    model_dir = model_dir.resolve()
+    env = server_environment(entry_script, model_dir, port, workers, extra_env)
+    command = sandboxed_command(
+        server_command(port, workers, worker_timeout_seconds),
+        server_access(entry_script.parent, port, model_dir) | (access or Access()),
+    )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if detached:
         pid = spawn_detached(command, env, entry_script.parent, log_path)
@@ -191,6 +208,12 @@ def start(
             start_new_session=True,
         )
     return ServerHandle(pid=process.pid, port=port, log_path=log_path, process=process)
+
+
+def server_access(folder: Path, port: int, *read: Path) -> Access:
+    """What a model server may reach: its folder and `read` (the model) to read, its private
+    folder (`PRIVATE_FOLDER` in `folder`) to write, its port to bind."""
+    return Access.of(read=[folder, *read], write=[folder / PRIVATE_FOLDER], bind_ports=[port])
 
 
 # A short-lived middle process starts the server in a new session and exits: the server is then

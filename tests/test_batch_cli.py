@@ -4,6 +4,8 @@ in-process, with a real model that sleeps on the inputs that ask for it."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,11 +61,22 @@ def write_rows(path: Path, mode: str, flag: Path, rows: int = 3) -> None:
     pd.DataFrame({"x": range(rows), "mode": mode, "flag": str(flag)}).to_csv(path, index=False)
 
 
-def test_a_mini_batch_that_times_out_is_retried(capsys, settings, sleepy_model, tmp_path):
+@pytest.fixture
+def shared_flags():
+    """A folder the model's workers can write and that outlives each of them: behind the
+    sandbox a worker writes only its own folders, /dev/shm aside (deploystudio.worker.sandbox)."""
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="deploystudio-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_mini_batch_that_times_out_is_retried(
+    capsys, settings, sleepy_model, tmp_path, shared_flags
+):
     folder = tmp_path / "in"
     folder.mkdir()
     write_rows(folder / "a-fine.csv", "fast", tmp_path / "none")
-    write_rows(folder / "b-once.csv", "once", tmp_path / "slept-once")
+    write_rows(folder / "b-once.csv", "once", shared_flags / "slept-once")
     write_rows(folder / "c-always.csv", "always", tmp_path / "none")
     code, out, _ = run_cli(
         capsys, "batch", "run", str(sleepy_model), "--input", str(folder),

@@ -29,6 +29,7 @@ from deploystudio.prediction import (
 )
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.process import PredictionWorker
+from deploystudio.worker.sandbox import landlock_abi
 
 WORKER_TIMEOUT = 60.0
 
@@ -261,6 +262,52 @@ def test_worker_does_not_see_secrets(worker, tmp_path, monkeypatch):
         "PATH": True,
     }
     assert "AWS_SECRET_ACCESS_KEY" not in scrubbed_environment({"AWS_SECRET_ACCESS_KEY": "x"})
+
+
+def test_the_environment_is_an_allow_list():
+    app = {
+        "PATH": "/usr/bin",
+        "LC_ALL": "C.UTF-8",
+        "OMP_NUM_THREADS": "2",
+        "HOME": "/home/ana",
+        "DATABASE_URL": "postgresql://app:pw@db/prod",
+        "GH_PAT": "ghp_x",
+        "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
+        "PYTHONPATH": "/home/ana/src",
+    }
+    env = scrubbed_environment(app, home=Path("/w"), temp=Path("/w/tmp"), extra={"A": "1"})
+    assert env == {
+        "PATH": "/usr/bin",
+        "LC_ALL": "C.UTF-8",
+        "OMP_NUM_THREADS": "2",
+        "HOME": "/w",
+        "TMPDIR": "/w/tmp",
+        "A": "1",
+    }
+
+
+@pytest.mark.skipif(not landlock_abi(), reason="the kernel has no Landlock")
+def test_a_worker_reads_only_the_model_it_previews(worker, tmp_path, iris_path):
+    """Previewing another model restarts the worker with that model's folder only."""
+    path = code_model(
+        tmp_path,
+        """
+        target = params["path"] if params else "MLmodel"
+        try:
+            with open(target) as handle:
+                handle.read(1)
+            seen = "read"
+        except OSError as exc:
+            seen = type(exc).__name__
+        return pd.DataFrame({"seen": [seen] * len(model_input)})
+    """,
+        signature=infer_signature(pd.DataFrame({"x": [1]}), params={"path": ""}),
+    )
+    rows = ModelInput(pd.DataFrame({"x": [1]}), params={"path": str(path / "MLmodel")})
+    assert worker.predict(path, rows).output["seen"].tolist() == ["read"]
+    assert len(worker.predict(iris_path, ModelInput(iris_rows())).output) == 3
+    other = ModelInput(pd.DataFrame({"x": [1]}), params={"path": str(iris_path / "MLmodel")})
+    assert worker.predict(path, other).output["seen"].tolist() == ["PermissionError"]
 
 
 def test_crashing_model_takes_down_only_the_worker(worker, tmp_path, iris_path):

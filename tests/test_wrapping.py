@@ -45,6 +45,7 @@ from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.process import PredictionWorker
+from deploystudio.worker.sandbox import Access
 from tests.conftest import settings_for
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -230,13 +231,14 @@ def test_the_build_runs_in_the_prediction_worker(paths, tmp_path):
     """As the page runs it: model code in the worker, the preview and errors sent back."""
     worker = PredictionWorker(tmp_path / "worker.log", timeout_seconds=180)
     try:
-        iris = paths["iris-classifier"]
-        preview = worker.call(build_wrapped_model, iris, WrapSpec("proba"), tmp_path / "work")
+        iris, work = paths["iris-classifier"], tmp_path / "work"
+        access = Access.of(read=[iris], write=[work])
+        preview = worker.call(build_wrapped_model, iris, WrapSpec("proba"), work, access=access)
         assert list(preview.wrapped.columns) == IRIS_CLASSES
         assert (preview.saved_path / "MLmodel").is_file()
         broken = WrapSpec("custom", custom_code="import module_that_is_not_here\n")
         with pytest.raises(WrapError, match="'module_that_is_not_here'"):
-            worker.call(build_wrapped_model, iris, broken, tmp_path / "work")
+            worker.call(build_wrapped_model, iris, broken, work, access=access)
     finally:
         worker.stop()
 

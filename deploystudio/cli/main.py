@@ -118,6 +118,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     from deploystudio.payload_formats import ModelInput, PayloadFormat
     from deploystudio.payloads import DEFAULT_MAX_BYTES, parse_payload
     from deploystudio.prediction import ModelCache, local_model_path, predict_in_process
+    from deploystudio.worker.process import PredictionWorker
 
     model_path = local_model_path(args.model_uri, settings)
     model = Model.load(str(model_path / "MLmodel"))
@@ -150,7 +151,18 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             payload_format=PayloadFormat(args.format) if args.format else None,
             filename=Path(args.input).name,
         )
-    prediction = predict_in_process(ModelCache(), model_path, model_input)
+    if args.in_process:
+        prediction = predict_in_process(ModelCache(), model_path, model_input)
+    else:
+        # Model code is untrusted: by default it runs in a worker behind the sandbox, which reads
+        # the model folder and nothing of the data folder, the store or the user's files.
+        worker = PredictionWorker(
+            settings.home / "logs" / "cli-predict.log", timeout_seconds=args.timeout
+        )
+        try:
+            prediction = worker.predict(model_path, model_input)
+        finally:
+            worker.stop()
     for warning in prediction.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
@@ -215,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
 
-    predict = commands.add_parser("predict", help="predict with a model, in this process")
+    predict = commands.add_parser(
+        "predict", help="predict with a model, in a worker process behind the sandbox"
+    )
     predict.add_argument("model_uri", help="as for inspect")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help="a JSON body, CSV, Parquet or .npy file")
@@ -226,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the input's format (detected from the file when omitted)",
     )
     predict.add_argument("--json", action="store_true")
+    predict.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds the model may take (default 600)"
+    )
+    predict.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the model in this process, with your environment and files: trusted models only",
+    )
     predict.set_defaults(handler=cmd_predict)
 
     from deploystudio.cli.script import add_script_command

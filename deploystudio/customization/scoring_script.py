@@ -6,8 +6,10 @@ they run on Azure as they run here.
 
 Validation runs the script where it will run: in the Azure ML inference server (online), or
 under a driver that calls init() and run(mini_batch) as a batch deployment does (batch); both in
-child processes without our secrets. Failures come back as a `ValidationResult` that says which
-step failed and why, with the log tail, so a page can show them.
+child processes behind `deploystudio.worker.sandbox`, with an allow-listed environment: the script
+reads its run folder (script, staged model, example) and nothing else of the data folder.
+Failures come back as a `ValidationResult` that says which step failed and why, with the log
+tail, so a page can show them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -44,6 +46,7 @@ from deploystudio.errors import (
 )
 from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
 from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.sandbox import Access, sandboxed_command
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 SCRIPT_NAME = "score.py"
@@ -209,9 +212,11 @@ def validate_scoring_script(
     work_dir: Path,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     progress: Callable[[str], None] = lambda message: None,
+    read_roots: Sequence[Path] = (),
 ) -> ValidationResult:
     """Check the syntax, serve the script with the model in the real inference server on
-    127.0.0.1, POST `request_body` to /score, and stop the server (always)."""
+    127.0.0.1, POST `request_body` to /score, and stop the server (always). The server reads its
+    run folder and `read_roots` (a model environment), nothing else of the data folder."""
     started = time.monotonic()
 
     def result(ok: bool, stage: str, message: str, **fields: Any) -> ValidationResult:
@@ -242,6 +247,7 @@ def validate_scoring_script(
             log_path,
             # Longer than our wait, so that gunicorn does not restart a slow init() meanwhile.
             worker_timeout_seconds=int(timeout_seconds) + 60,
+            access=Access.of(read=read_roots),
         )
         try:
             ready_seconds = inference_server.wait_ready(handle, timeout_seconds, progress)
@@ -357,9 +363,11 @@ def validate_batch_script(
     work_dir: Path,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     progress: Callable[[str], None] = lambda message: None,
+    read_roots: Sequence[Path] = (),
 ) -> ValidationResult:
     """Run a batch script as a batch deployment would, on the example written as a CSV file:
-    init(), then run([that file]) in a child process; check one output row per input row."""
+    init(), then run([that file]) in a child process; check one output row per input row. The
+    script reads its run folder and `read_roots` (a model environment) only."""
     started = time.monotonic()
 
     def result(ok: bool, stage: str, message: str, **fields: Any) -> ValidationResult:
@@ -389,7 +397,9 @@ def validate_batch_script(
         result_path = run_dir / "result.json"
         log_path = run_dir / "batch.log"
         progress("Running init() and run() on the example file")
-        code = _run_driver(script, model_dir, result_path, [csv_path], log_path, timeout_seconds)
+        code = _run_driver(
+            script, model_dir, result_path, [csv_path], log_path, timeout_seconds, read_roots
+        )
         log = _read(log_path)
         tail = inference_server.log_tail(log_path)
         if code is None:
@@ -433,14 +443,25 @@ def _run_driver(
     files: list[Path],
     log_path: Path,
     timeout_seconds: float,
+    read_roots: Sequence[Path] = (),
 ) -> int | None:
-    """The driver's exit code, or None when it ran out of time (it is then killed)."""
-    env = {**scrubbed_environment(), "AZUREML_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    """The driver's exit code, or None when it ran out of time (it is then killed).
+
+    The driver writes `result_path`, so it may write the run folder (the script's), which holds
+    only this run's files."""
+    run_dir = script.parent
+    private = run_dir / inference_server.PRIVATE_FOLDER
+    env = scrubbed_environment(
+        home=private,
+        temp=private,
+        extra={"AZUREML_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"},
+    )
     command = [sys.executable, "-m", "deploystudio.customization.batch_driver", str(script)]
     command += [str(result_path), *map(str, files)]
+    access = Access.of(read=[model_dir, *files, *read_roots], write=[run_dir, private])
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command,
+            sandboxed_command(command, access),
             env=env,
             cwd=script.parent,
             stdin=subprocess.DEVNULL,

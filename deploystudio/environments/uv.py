@@ -21,6 +21,21 @@ from deploystudio.config import redact_uri
 from deploystudio.errors import PackageIndexUnreachableError
 from deploystudio.worker.isolation import scrubbed_environment
 
+_NETWORK_NAMES = frozenset(
+    {
+        "HOME",
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "NETRC",
+    }
+)
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"]+")
 _UNREACHABLE = (
     "Failed to fetch",
@@ -126,9 +141,17 @@ def uv_environment(settings: IndexSettings | None = None) -> dict[str, str]:
     """The environment uv runs with: the app's, less its secrets (package builds run code), with
     Python downloads off and the index settings translated from pip's."""
     settings = settings or index_settings()
+    # Model code's allow list, plus what reaching an index takes: the user's home (uv's cache and
+    # uv.toml), proxies and certificates, and uv's and pip's own settings and index credentials
+    # (UV_INDEX_<NAME>_PASSWORD). Nothing else of the app's: package builds run code too.
     env = scrubbed_environment()
-    # uv's and pip's own credentials for the index (UV_INDEX_<NAME>_PASSWORD) are needed by uv.
-    env.update({k: v for k, v in os.environ.items() if k.startswith(("UV_", "PIP_"))})
+    env.update(
+        {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("UV_", "PIP_")) or k.upper() in _NETWORK_NAMES
+        }
+    )
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env.pop("VIRTUAL_ENV", None)
     if settings.origin == "pip settings":

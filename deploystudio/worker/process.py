@@ -12,6 +12,13 @@ prints cannot corrupt the channel and can be shown as a log tail.
 
 `PredictionWorker.call` runs any module-level function there; `predict` is one such call, whose
 model cache lives in the child for the child's whole life.
+
+The child runs behind `deploystudio.worker.sandbox` with an allow-listed environment: it reads
+the Python installation and what the worker's `access` and each call's access name (for
+`predict`, the model folder), and writes only its private folder (its HOME and TMPDIR, removed
+when it stops). A call that needs more than the running child may reach restarts it with exactly
+what that call needs: previewing another model starts a fresh worker that cannot read the last
+one's folder, while previews of one model keep it loaded.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import contextlib
 import os
 import pickle
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +46,7 @@ from deploystudio.prediction import ModelCache, Prediction, RawPrediction, predi
 from deploystudio.worker import replies as worker_replies
 from deploystudio.worker.channel import Channel, MalformedMessageError, new_memory_file
 from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.sandbox import Access, sandboxed_command
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
@@ -50,17 +60,18 @@ PARENT_CHECK_SECONDS = 0.5
 # that process no chance to stop it) nobody reads its answers: it ends instead of running model
 # code for nobody until its call ends, however long that is. A thread watches, since the main
 # one may be busy in model code; it starts before the heavy imports (pandas, MLflow), which
-# take seconds on a busy machine.
+# take seconds on a busy machine. The process served is named by its pid: read here, after the
+# sandbox launcher ran, getppid() may already name init if it died meanwhile.
 _BOOT = f"""
 import os, sys, threading, time
-parent = os.getppid()
+parent = int(sys.argv[-1])
 def watch():
     while os.getppid() == parent:
         time.sleep({PARENT_CHECK_SECONDS})
     os._exit(3)
 threading.Thread(target=watch, daemon=True).start()
 from deploystudio.worker import process as prediction_worker
-prediction_worker.main(sys.argv[1:])
+prediction_worker.main(sys.argv[1:-1])
 """
 
 T = TypeVar("T")
@@ -116,13 +127,19 @@ class PredictionWorker:
         log_path: Path,
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        access: Access | None = None,
     ) -> None:
         self.log_path = log_path
         self.memory_limit_mb = memory_limit_mb
         self.timeout_seconds = timeout_seconds
+        # What every call may reach (a batch job's model, inputs and parts folder); calls add
+        # their own (`predict`: the model folder).
+        self.access = access or Access()
         self.last_timings: CallTimings | None = None
         self._process: subprocess.Popen | None = None
         self._channel: Channel | None = None
+        self._running_access: Access | None = None
+        self._private_dir: Path | None = None
         # One request at a time: Streamlit sessions share one worker.
         self._lock = threading.Lock()
 
@@ -134,30 +151,36 @@ class PredictionWorker:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def _start(self) -> None:
+    def _start(self, access: Access) -> None:
         self._close_channel()  # left by a worker that died between calls
+        self._remove_private_dir()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Outside the data folder: the child's HOME, TMPDIR and working folder, its own only.
+        private = Path(tempfile.mkdtemp(prefix="deploystudio-worker-")).resolve()
         parent_socket, child_socket = socket.socketpair()
         # One memory file per direction; the child gets both by number, like the socket.
         requests, replies = new_memory_file("ds-requests"), new_memory_file("ds-replies")
         child_fds = [fd for fd in (child_socket.fileno(), requests, replies) if fd is not None]
+        command = [
+            sys.executable,
+            # -P: no current directory on sys.path, so what the worker imports does not
+            # depend on where the app was started (functions sent to `call` must be
+            # importable from installed packages, such as deploystudio).
+            "-P",
+            "-c",
+            _BOOT,
+            str(child_socket.fileno()),
+            str(self.memory_limit_mb),
+            str(-1 if requests is None else requests),
+            str(-1 if replies is None else replies),
+            str(os.getpid()),
+        ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    # -P: no current directory on sys.path, so what the worker imports does not
-                    # depend on where the app was started (functions sent to `call` must be
-                    # importable from installed packages, such as deploystudio).
-                    "-P",
-                    "-c",
-                    _BOOT,
-                    str(child_socket.fileno()),
-                    str(self.memory_limit_mb),
-                    str(-1 if requests is None else requests),
-                    str(-1 if replies is None else replies),
-                ],
+                sandboxed_command(command, access | Access.of(write=[private])),
                 pass_fds=child_fds,
-                env=scrubbed_environment(),
+                env=scrubbed_environment(home=private, temp=private),
+                cwd=private,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -165,20 +188,33 @@ class PredictionWorker:
             )
         child_socket.close()
         self._channel = Channel(parent_socket, requests, replies)
+        self._running_access = access
+        self._private_dir = private
 
     def predict(
         self, model_path: Path, model_input: ModelInput, timeout_seconds: float | None = None
     ) -> Prediction:
         raw: RawPrediction = self._call(
-            _predict_in_worker, (str(model_path), model_input), timeout_seconds, _PREVIEW
+            _predict_in_worker,
+            (str(model_path), model_input),
+            timeout_seconds,
+            _PREVIEW,
+            Access.of(read=[model_path]),
         )
         # The table is built here: an array crosses the socket for a fraction of a DataFrame.
         return raw.prediction()
 
     def call(
-        self, function: Callable[..., T], *args: Any, timeout_seconds: float | None = None
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        timeout_seconds: float | None = None,
+        access: Access | None = None,
     ) -> T:
         """`function(*args)` run in the worker, and its result.
+
+        The worker reaches what the worker's `access` and this call's `access` name, nothing
+        else of the data folder or the user's files (`deploystudio.worker.sandbox`).
 
         `function` must be importable by name in the worker (a module-level function of an
         installed package: it is pickled by reference), and `args` picklable. The result must be
@@ -189,7 +225,7 @@ class PredictionWorker:
         naming its type. A crash, a timeout, the memory limit or a reply that is not well formed
         raise `PredictionWorkerError`, and the worker restarts on next use.
         """
-        return self._call(function, args, timeout_seconds, _CODE)
+        return self._call(function, args, timeout_seconds, _CODE, access or Access())
 
     def _call(
         self,
@@ -197,15 +233,19 @@ class PredictionWorker:
         args: tuple[Any, ...],
         timeout_seconds: float | None,
         wording: _Wording,
+        access: Access,
     ) -> Any:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        needed = self.access | access
         with self._lock:
             if self.alive and self._channel.poll(0):
                 # The worker spoke unasked: model code wrote to the socket. Whatever it sent is
                 # not an answer to this call, and the worker cannot be trusted any more.
                 self._kill()
+            if self.alive and not self._running_access.covers(needed):
+                self._kill()  # it cannot reach what this call needs (another model)
             if not self.alive:
-                self._start()
+                self._start(needed)
             started = time.perf_counter()
             try:
                 self._channel.send((function, args))
@@ -281,6 +321,12 @@ class PredictionWorker:
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
         self._close_channel()
+        self._remove_private_dir()
+
+    def _remove_private_dir(self) -> None:
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
 
     def _close_channel(self) -> None:
         if self._channel is not None:

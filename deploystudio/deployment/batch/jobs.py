@@ -6,7 +6,8 @@ The functions a page or the CLI call: `start_batch_job`, `get_batch_job` / `list
 `wait_for_batch_job`. Records live in the deployment store's file (`batch_jobs`), work files
 and by default the output under `<data folder>/batch-jobs/<job id>/`. The model's files are
 resolved here, in the caller's process (which holds the registry credentials); the job's
-processes get the model folder only and a scrubbed environment.
+processes get an allow-listed environment, and its workers, which run model code, reach the
+model folder, the inputs and their own files only (`deploystudio.worker.sandbox`).
 """
 
 from __future__ import annotations

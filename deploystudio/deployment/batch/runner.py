@@ -3,11 +3,13 @@
     python -P -m deploystudio.deployment.batch.runner STORE_PATH JOB_ID
 
 It reads its job from the store, hands mini-batches of files to `max_concurrency_per_instance`
-worker processes (`PredictionWorker`: scrubbed environment, own session, memory limit), retries
-a mini-batch that times out or crashes its worker up to `max_retries` times, appends each
-finished file to the predictions file and records progress in the store. It stops early when
-more files failed than `error_threshold` allows, or when the job is cancelled (SIGTERM, or the
-store's cancel flag); either way the files finished so far stay in the output.
+worker processes (`PredictionWorker`: behind the sandbox, allow-listed environment, own
+session, memory limit), retries a mini-batch that times out or crashes its worker up to
+`max_retries` times, appends each finished file to the predictions file and records progress
+in the store. It stops early when more files failed than `error_threshold` allows, or when the
+job is cancelled (SIGTERM, or the store's cancel flag); either way the files finished so far
+stay in the output. The runner is our code and writes the job's records, so it runs outside
+the sandbox; only its workers run model code.
 
 An error raised by the model or the script for a given input is not retried: the same input
 gives the same error (Azure retries those too; here they cost no time).
@@ -45,6 +47,7 @@ from deploystudio.deployment.batch.scoring import (
 )
 from deploystudio.errors import DeployStudioError, PredictionWorkerError
 from deploystudio.worker.process import PredictionWorker
+from deploystudio.worker.sandbox import Access
 
 RUNNER_MODULE = "deploystudio.deployment.batch.runner"
 SUMMARY_FILE = "summary.json"
@@ -156,10 +159,26 @@ class _Runner:
 
     # -- a worker's thread -------------------------------------------------------------
 
+    def _worker_access(self, index: int) -> Access:
+        """What a worker's model code may reach: the model, the script, the job's input files
+        to read; its progress file and the parts folder to write. Not the store, whose path
+        this runner holds, nor the rest of the job's folder or the output, which the runner
+        writes itself."""
+        progress = self._progress_path(index)
+        progress.write_text("0")  # a rule names an existing file
+        source = self.job.input_path.resolve()
+        # A file's link inside the input folder may lead out of it: its target is read too.
+        targets = [f.path.resolve() for f in self.jobs.files(self.job.id)]
+        outside = [t for t in targets if t != source and source not in t.parents]
+        scripts = [] if self.job.script_path is None else [self.job.script_path]
+        reads = [self.job.model_path, *scripts, source, *outside]
+        return Access.of(read=reads, write=[self.parts, progress])
+
     def _work(self, index: int) -> None:
         worker = PredictionWorker(
             log_path=self.job.work_dir / f"worker-{index}.log",
             timeout_seconds=float(self.settings.timeout),
+            access=self._worker_access(index),
         )
         self.workers.append(worker)
         spec = ScorerSpec(

@@ -2,7 +2,10 @@
 
 A deployment's server runs in a folder of its own that holds everything it reads: score.py, the
 model (hard links to the downloaded copy, laid out as Azure ML mounts a registered model) and
-server.log. Servers run without our secrets (`scrubbed_environment`): they run model code.
+server.log. Servers run model code, so they run behind `deploystudio.worker.sandbox` with an
+allow-listed environment (`scrubbed_environment`): each reads its own folder, writes its private
+folder in it and binds its own port, and reaches neither the store nor other deployments.
+The front is our code and reads the store (keys included): it runs outside that barrier.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from deploystudio.deployment.local.processes import (
     spawn_detached,
 )
 from deploystudio.worker.isolation import scrubbed_environment
+from deploystudio.worker.sandbox import Access, sandboxed_command
 
 SCRIPT_FILE = "score.py"
 MODELS_FOLDER = "azureml-models"
@@ -52,6 +56,8 @@ class ServerConfig:
     # gunicorn restarts a worker silent for this long; longer than the start wait, so that a
     # slow init() is not restarted while we still wait for it.
     worker_timeout_seconds: int = inference_server.DEFAULT_WORKER_TIMEOUT_SECONDS
+    # What the server may read besides its own folder (a model environment built elsewhere).
+    read_roots: tuple[Path, ...] = ()
 
 
 def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess:
@@ -78,6 +84,7 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
             detached=True,
             extra_env=dict(config.extra_env),
             worker_timeout_seconds=config.worker_timeout_seconds,
+            access=Access.of(read=config.read_roots),
         )
         return ServerProcess(ServerKind.AZUREML, handle.pid, handle.port, log_path)
     return _start_mlflow_server(config, model_dir / MODEL_FOLDER, folder, log_path)
@@ -89,15 +96,18 @@ def _start_mlflow_server(
     """MLflow's own scoring server (what `mlflow models serve --env-manager local` runs)."""
     port = inference_server.free_port()
     command, command_env = get_cmd(str(model_path), port=port, host=HOST, nworkers=config.workers)
-    env = scrubbed_environment()
+    private = folder / inference_server.PRIVATE_FOLDER
     # get_cmd returns a copy of our whole environment: take only what it added (the model path
     # and the request timeout), so our secrets stay out.
-    env.update({k: v for k, v in command_env.items() if os.environ.get(k) != v})
-    env.update(config.extra_env)
-    env["PYTHONUNBUFFERED"] = "1"
+    added = {k: v for k, v in command_env.items() if os.environ.get(k) != v}
+    env = scrubbed_environment(
+        home=private, temp=private, extra={**added, **config.extra_env, "PYTHONUNBUFFERED": "1"}
+    )
     # get_cmd names `uvicorn` on PATH; the one of this interpreter is the one installed with it.
     argv = [sys.executable, "-m", *shlex.split(command)]
-    return spawn_detached(ServerKind.MLFLOW, argv, env, folder, log_path, port)
+    access = inference_server.server_access(folder, port) | Access.of(read=config.read_roots)
+    command_line = sandboxed_command(argv, access)
+    return spawn_detached(ServerKind.MLFLOW, command_line, env, folder, log_path, port)
 
 
 def start_front(
