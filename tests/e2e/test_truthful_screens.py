@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.store import local_user
+from deploystudio.deployment.store_file import local_user
 
 pytestmark = pytest.mark.e2e
 
