@@ -34,6 +34,7 @@ from deploystudio.worker.isolation import scrubbed_environment
 
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"
+HOOKS_CONFIG = "python:deploystudio.gunicorn_hooks"
 DEFAULT_LOG_TAIL_LINES = 30
 # azmlinfsrv's own default (WORKER_TIMEOUT): gunicorn restarts a worker silent for this long.
 DEFAULT_WORKER_TIMEOUT_SECONDS = 300
@@ -151,6 +152,9 @@ def server_command(
         # gunicorn 26 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: one path
         # for every server of the user, and these servers need no remote control.
         "--no-control-socket",
+        # Workers die with their master (PR_SET_PDEATHSIG): a kill -9 of the master frees the port.
+        "--config",
+        HOOKS_CONFIG,
         WSGI_APP,
     ]
 

@@ -104,12 +104,14 @@ class ServerProcess:
         """SIGKILL what is left of the group once its leader died (kill -9, OOM): a gunicorn
         worker busy in init() notices only later, and meanwhile holds the listening socket.
 
-        The kernel gives no new process the pid of a group that still has members, so members
-        of this group whose command line is still this server are its leftovers.
+        The kernel gives no new process the pid of a group that still has members, and only
+        processes of the server's own session (it called setsid) can join its group, so every
+        member is a leftover of this server, whatever its command line: uvicorn's and
+        multiprocessing's workers do not repeat the server's.
         """
         if _command_line(self.pid) is not None:
             return False  # the leader lives: another program, or a zombie not yet reaped
-        left = [pid for pid in _group_members(self.pid) if _is_this_server(self, pid)]
+        left = _group_members(self.pid)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -284,11 +286,6 @@ def _wait_gone(pid: int, seconds: float) -> bool:
             return True
         time.sleep(_POLL_SECONDS)
     return False
-
-
-def _is_this_server(process: ServerProcess, pid: int) -> bool:
-    command = _command_line(pid)
-    return command is not None and _matches(process.kind, process.port, command)
 
 
 def _group_members(pgid: int) -> list[int]:
