@@ -168,11 +168,13 @@ def start(
     detached: bool = False,
     extra_env: dict[str, str] | None = None,
     worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS,
+    relaunch_file: Path | None = None,
 ) -> ServerHandle:
     """Start a server for `entry_script` with AZUREML_MODEL_DIR=`model_dir`; return at once.
 
     Its output goes to `log_path` (appended). `detached` servers outlive this process and are
     reaped by init; attached ones are reaped through the handle. Call `wait_ready` next.
+    A detached server's launch is written to `relaunch_file` when given (see `spawn_detached`).
     """
     entry_script = entry_script.resolve()
     if not entry_script.is_file():
@@ -182,7 +184,9 @@ def start(
     command = server_command(port, workers, worker_timeout_seconds)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if detached:
-        pid = spawn_detached(command, env, entry_script.parent, log_path)
+        pid = spawn_detached(
+            command, env, entry_script.parent, log_path, relaunch_file=relaunch_file
+        )
         return ServerHandle(pid=pid, port=port, log_path=log_path)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -216,10 +220,20 @@ def spawn_detached(
     cwd: Path,
     log_path: Path,
     what: str = "inference server",
+    relaunch_file: Path | None = None,
 ) -> int:
     """Start `command` in its own session through a short-lived middle process, so that it is
-    re-parented to init and outlives this process; its output goes to `log_path`. The pid."""
+    re-parented to init and outlives this process; its output goes to `log_path`. The pid.
+
+    `relaunch_file` receives the launch (command, environment, folder, log) as JSON, readable by
+    this user only, so that a supervisor without our environment (the endpoint's front) can
+    start the same server again. The environment holds nothing the server does not get anyway.
+    """
     spec = json.dumps({"command": command, "env": env, "cwd": str(cwd), "log": str(log_path)})
+    if relaunch_file is not None:
+        descriptor = os.open(relaunch_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(spec)
     done = subprocess.run(
         [sys.executable, "-c", _DETACH],
         input=spec,

@@ -54,6 +54,7 @@ from aiohttp import web
 
 from deploystudio.deployment.base import AuthMode, DeploymentState
 from deploystudio.deployment.local import upstream
+from deploystudio.deployment.local.healing import Healer, restart_count
 from deploystudio.deployment.local.health import HealthMonitor, log_tail
 from deploystudio.deployment.local.metrics import FrontMetrics
 from deploystudio.deployment.local.routing import (
@@ -149,6 +150,7 @@ class Front:
         self._probe: aiohttp.ClientSession | None = None
         self._upstream = upstream.Upstream()
         self._health: HealthMonitor | None = None
+        self._healer: Healer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._mirrors: set[asyncio.Task] = set()
         self.port: int | None = None
@@ -163,6 +165,7 @@ class Front:
             connector=aiohttp.TCPConnector(limit=0, force_close=True)
         )
         self._health = HealthMonitor(self._probe, self._deployment_failed)
+        self._healer = Healer(self._store, self._endpoint, self._db, self._probe, self.reload)
         await self.reload()
         self._spawn(self._refresh_loop(), "refresh")
 
@@ -251,7 +254,11 @@ class Front:
                 log.warning("Could not read the deployment store (%s); keeping the last view.", exc)
 
     async def _deployment_failed(self, view: DeploymentView, problem: str) -> None:
-        """A ready deployment's server died or hung: record it as failed, with its log tail."""
+        """A ready deployment's server died or hung: restart it (healing.py) when its start
+        left a launch file; else record it as failed, with its log tail."""
+        if self._healer is not None and self._healer.heals(view):
+            self._spawn(self._healer.heal(view, problem), f"heal-{view.name}")
+            return
         reason = f"The server failed its health check: {problem}."
         tail = log_tail(Path(view.log_path)) if view.log_path else None
 
@@ -465,6 +472,7 @@ class Front:
             counters["reason"] = view.reason
             counters["port"] = view.port
             counters["health"] = self._health.status(name)
+            counters["restarts"] = restart_count(view.log_path)
         config = table.describe()
         config.pop("deployments")
         body = {

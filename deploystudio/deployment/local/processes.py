@@ -28,6 +28,8 @@ MLFLOW_APP = "mlflow.pyfunc.scoring_server.app:app"
 FRONT_MODULE = "deploystudio.deployment.local.front"
 SERVER_LOG = "server.log"
 FRONT_LOG = "front.log"
+# Beside a deployment server's log: how it was started, for the front to start it again.
+RELAUNCH_FILE = "relaunch.json"
 STOP_GRACE_SECONDS = 3.0
 PROBE_SECONDS = 2.0
 _POLL_SECONDS = 0.1
@@ -122,11 +124,19 @@ class ServerProcess:
 
 
 def spawn_detached(
-    kind: ServerKind, command: list[str], env: dict[str, str], cwd: Path, log_path: Path, port: int
+    kind: ServerKind,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    port: int,
+    relaunch_file: Path | None = None,
 ) -> ServerProcess:
     """Start `command` detached (see `inference_server.spawn_detached`), outliving this process."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    pid = inference_server.spawn_detached(command, env, cwd, log_path, what=f"{kind} process")
+    pid = inference_server.spawn_detached(
+        command, env, cwd, log_path, what=f"{kind} process", relaunch_file=relaunch_file
+    )
     return ServerProcess(kind=kind, pid=pid, port=port, log_path=log_path)
 
 

@@ -24,6 +24,7 @@ from deploystudio.deployment.local.processes import (
     FRONT_LOG,
     FRONT_MODULE,
     HOST,
+    RELAUNCH_FILE,
     SERVER_LOG,
     ServerKind,
     ServerProcess,
@@ -78,6 +79,7 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
             detached=True,
             extra_env=dict(config.extra_env),
             worker_timeout_seconds=config.worker_timeout_seconds,
+            relaunch_file=folder / RELAUNCH_FILE,
         )
         return ServerProcess(ServerKind.AZUREML, handle.pid, handle.port, log_path)
     return _start_mlflow_server(config, model_dir / MODEL_FOLDER, folder, log_path)
@@ -97,7 +99,9 @@ def _start_mlflow_server(
     env["PYTHONUNBUFFERED"] = "1"
     # get_cmd names `uvicorn` on PATH; the one of this interpreter is the one installed with it.
     argv = [sys.executable, "-m", *shlex.split(command)]
-    return spawn_detached(ServerKind.MLFLOW, argv, env, folder, log_path, port)
+    return spawn_detached(
+        ServerKind.MLFLOW, argv, env, folder, log_path, port, relaunch_file=folder / RELAUNCH_FILE
+    )
 
 
 def start_front(
