@@ -40,9 +40,11 @@ from deploystudio.deployment.base import (
     local_auth_mode,
 )
 from deploystudio.deployment.local import reconcile as recovery
+from deploystudio.deployment.local import starter_lock
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
 from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server, start_front
 from deploystudio.deployment.local.starter_lock import starting
+from deploystudio.deployment.local.traffic_guard import check_ready_for_traffic
 from deploystudio.deployment.local.transitions import (
     deployment_process,
     move,
@@ -138,6 +140,9 @@ class LocalTarget(DeploymentTarget):
         if "traffic" in config or "mirror" in config:
             weights = config.get("traffic", current.traffic)
             mirror = config.get("mirror", current.mirror)
+            if isinstance(weights, Mapping):
+                deployments = self.store.list_deployments(current.name)
+                check_ready_for_traffic(current, deployments, weights, mirror)
             after = self.store.set_traffic(endpoint, weights, tuple(mirror) if mirror else None)
             self._await_front(
                 after.name,
@@ -379,6 +384,11 @@ class LocalTarget(DeploymentTarget):
                 f"Deployment {current.endpoint_name}/{current.name} is {current.state.value}: "
                 "only a failed or stopped deployment can be restarted."
             )
+        if starter_lock.in_progress(self._folder(current.endpoint_name, current.name)):
+            raise ResourceInUseError(
+                f"Deployment {current.endpoint_name}/{current.name} is being restarted already "
+                f"({current.reason}): wait a few seconds, then look again."
+            )
         if current.state is State.FAILED:
             stop_deployment(self.store, current)  # a hung server may still hold its port
             current = self.store.get_deployment(endpoint, name)
@@ -473,6 +483,17 @@ class LocalTarget(DeploymentTarget):
             self.root,
             lambda name: self._start_front(name, _silent),
             self.start_timeout_seconds,
+        )
+
+    def repair(self, endpoint: str | None = None) -> list[str]:
+        """Square `endpoint`'s records (or all) with the processes: settle what a dead starter
+        left, start a dead front again (see `reconcile.repair`). Returns what was done."""
+        return recovery.repair(
+            self.store,
+            self.root,
+            lambda name: self._start_front(name, _silent),
+            self.start_timeout_seconds,
+            endpoint,
         )
 
     def stop_all(self) -> list[str]:
