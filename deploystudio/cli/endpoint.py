@@ -30,14 +30,14 @@ def _target(settings: Settings):
     return LocalTarget(settings)
 
 
-def _repaired(settings: Settings, args: argparse.Namespace, endpoint: str | None = None):
+def _repaired(settings: Settings, endpoint: str | None = None):
     """The target, after squaring `endpoint`'s records (or all) with the processes: a front
     that died is started again and a start whose command was killed is settled, whichever
     command comes next (see `LocalTarget.repair`)."""
     target = _target(settings)
-    report = _progress(args)
     for note in target.repair(endpoint):
-        report(f"repaired {note}")
+        # On stderr: stdout holds the command's own answer (JSON, predictions).
+        print(f"repaired {note}", file=sys.stderr, flush=True)
     return target
 
 
@@ -93,7 +93,7 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    target = _repaired(settings, args)
+    target = _repaired(settings)
     endpoints = target.list_endpoints()
     if args.json:
         _print_json([_endpoint_dict(e, target.list_deployments(e.name)) for e in endpoints])
@@ -107,7 +107,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    target = _repaired(settings, args, args.name)
+    target = _repaired(settings, args.name)
     endpoint = target.get_endpoint(args.name)
     deployments = target.list_deployments(endpoint.name)
     if args.json:
@@ -148,7 +148,7 @@ def parse_weights(items: list[str]) -> dict[str, int]:
 
 
 def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
-    target = _repaired(settings, args, args.name)
+    target = _repaired(settings, args.name)
     config: dict[str, Any] = {}
     if args.weights:
         config["traffic"] = parse_weights(args.weights)
@@ -179,7 +179,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
             f"{args.input} is not JSON ({exc}). Send a request body such as "
             '{"input_data": {"columns": [...], "data": [[...]]}}.'
         ) from exc
-    answer = _repaired(settings, args, args.name).predict(
+    answer = _repaired(settings, args.name).predict(
         deployment_name=args.deployment, inputs=body, endpoint=args.name
     )
     print(json.dumps(answer, indent=None if args.json else 2))
@@ -187,7 +187,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    target = _repaired(settings, args, args.name)
+    target = _repaired(settings, args.name)
     if args.regenerate:
         keys = target.regenerate_key(args.name, args.regenerate)
     else:
@@ -205,7 +205,7 @@ def cmd_restart(args: argparse.Namespace, settings: Settings) -> int:
     from deploystudio.errors import ResourceInUseError
 
     # The repair first: it starts a dead front and settles records a killed command left.
-    target = _repaired(settings, args, args.name)
+    target = _repaired(settings, args.name)
     progress = _progress(args)
     endpoint = target.get_endpoint(args.name)
     names = (
