@@ -8,8 +8,9 @@ It behaves like an Azure ML managed online endpoint's front door: key auth (prim
 secondary), weighted traffic, the `azureml-model-deployment` header, mirrored traffic, Azure's
 status codes for its own errors (401, 404, 408, 413, 424, 503), the model's 4xx passed through
 unchanged, `x-request-id` and `azureml-model-deployment` on every answer, per-deployment
-counters at `GET /_deploystudio/metrics`, and health checks that move a crashed or hung
-deployment to `failed` (health.py). Routing decisions live in routing.py, counters in metrics.py.
+counters at `GET /_deploystudio/metrics`, and health checks (health.py) after which a crashed
+or hung deployment is restarted with backoff, or left `failed` in a crash loop (healing.py).
+Routing decisions live in routing.py, counters in metrics.py.
 
 The store is the one source of truth: the front re-reads it whenever SQLite's `data_version`
 says another connection committed (checked 4 times a second, costs one PRAGMA), so a traffic
