@@ -28,7 +28,12 @@ from deploystudio.customization.script_environment import generate_environment
 from deploystudio.deployment import invoke
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.local.healing import MAX_RESTARTS, restart_count
-from deploystudio.deployment.local.processes import ServerKind, ServerProcess, our_processes
+from deploystudio.deployment.local.processes import (
+    RELAUNCH_FILE,
+    ServerKind,
+    ServerProcess,
+    our_processes,
+)
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.errors import (
     DeploymentConfigError,
@@ -278,6 +283,8 @@ def test_killed_servers_are_restarted_by_their_front_and_counted(target, blue, i
     # kill -9 of the main process only, in both runtimes: gunicorn's master (its worker must
     # go with it) and uvicorn's single process.
     killed = [target.get_deployment(name, "iris") for name in ("tagged", "mlflow-blue")]
+    for record in killed:  # how to start it again, readable by this user only
+        assert (Path(record.log_path).parent / RELAUNCH_FILE).stat().st_mode & 0o077 == 0
     for record in killed:
         os.kill(record.pid, signal.SIGKILL)
     for old in killed:

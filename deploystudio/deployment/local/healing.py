@@ -212,8 +212,10 @@ class Healer:
             log.info("Left deployment %s alone: %s", view.name, exc)
         finally:
             self._healing.discard(key)
-            with contextlib.suppress(DeployStudioError, OSError):
+            try:
                 await self._reload()
+            except Exception as exc:  # the front's refresh loop reads the store again anyway
+                log.info("Could not re-read the store after healing %s: %s", view.name, exc)
 
     async def _heal(self, view: DeploymentView, problem: str, folder: Path) -> None:
         kind = ServerKind(view.runtime.value)
@@ -248,8 +250,15 @@ class Healer:
             try:
                 fresh = await asyncio.to_thread(relaunch, kind, view.log_path, current.port)
             except (DeployStudioError, OSError, ValueError, KeyError) as exc:
-                problem = f"it could not be started again ({exc})"
-                continue
+                # Not the model's fault but this machine's (no launch file, no process): no
+                # point in trying again. failed -> failed is no transition: through stopping.
+                reason = (
+                    f"The server failed its health check: {problem}. It could not be started "
+                    f"again ({exc}): restart the deployment."
+                )
+                await self._move(view.name, state, current.pid, State.STOPPING, None)
+                await self._move(view.name, State.STOPPING, current.pid, State.FAILED, reason)
+                return
             try:
                 await self._move(view.name, state, current.pid, State.STARTING, None, process=fresh)
             except BaseException:
