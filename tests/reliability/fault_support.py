@@ -199,10 +199,20 @@ class Tally:
             kill9(pid)
         self.count("orphan processes", len(left), f"{what}: {left}")
 
-    def ports(self, ports: Iterable[int | None], what: str, ours: Path | None = None) -> None:
-        """Count ports something still listens on. With `ours`, only those held by a process
-        working under `ours` (or by none that can be found): on a shared machine another
-        program may take a freed port a moment later, which is no leak of ours."""
+    def ports(
+        self,
+        ports: Iterable[int | None],
+        what: str,
+        ours: Path | None = None,
+        settle: float = 0.0,
+    ) -> None:
+        """Count ports something still listens on (after up to `settle` seconds: the threads
+        of a killed process close its files a moment after /proc shows it a zombie). With
+        `ours`, only those held by a process working under `ours` (or by none that can be
+        found): on a shared machine another program may take a freed port a moment later,
+        which is no leak of ours."""
+        ports = list(ports)
+        wait_for(lambda: not any(accepts(p) for p in ports), settle, 0.1)
         open_ = [p for p in ports if accepts(p)]
         if ours is not None:
             held = {p: listeners(p) for p in open_}

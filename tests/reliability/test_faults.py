@@ -207,7 +207,7 @@ def settle_after_server_kill(local, name, old, tally, ports, what) -> None:
     workers die with their master), and the endpoint's front restarts it on another port."""
     wait_for(lambda: not alive(old.pid), 10)
     tally.orphans(group_members(old.pid), f"{what}: the killed server's group", 2)
-    tally.ports([old.port], f"{what}: the killed server's port", ours=local.root)
+    tally.ports([old.port], f"{what}: the killed server's port", ours=local.root, settle=2)
     if not wait_for(lambda: healed(local, name, old.pid), HEAL_SECONDS, 0.1):
         record = local.get_deployment(name, ENDPOINT)
         tally.crash(f"{what}: the front did not restart {name}: {record.state} ({record.reason})")

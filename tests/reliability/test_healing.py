@@ -139,7 +139,9 @@ def expect_healed(local, ports, tally, old, what: str, seconds: float = HEAL_SEC
     record = local.get_deployment(SERVED, ENDPOINT)
     ports.add(record.port)
     tally.orphans(group_members(old.pid), f"{what}: the old server's group", 2)
-    tally.ports([old.port], f"{what}: the old server's port", ours=local.root)
+    tally.ports(
+        [old.port], f"{what}: the old server's port", ours=local.root, settle=WORKERS_GONE_SECONDS
+    )
     if restart_count(record.log_path) != before + 1:
         tally.crash(f"{what}: restarts {before} -> {restart_count(record.log_path)}")
     calls_answer(local, tally, what)
@@ -191,8 +193,15 @@ def kill_front_and_server(local: LocalTarget, ports: set[int | None], tally: Tal
     kill9(old.pid)  # nobody watches this server now
     wait_for(lambda: not alive(old.pid), 10)
     # No supervisor and no request to wake them: its workers must still go, and its port.
-    tally.orphans(group_members(old.pid), "unwatched: the killed server's group", 2)
-    tally.ports([old.port], "unwatched: the killed server's port", ours=local.root)
+    tally.orphans(
+        group_members(old.pid), "unwatched: the killed server's group", WORKERS_GONE_SECONDS
+    )
+    tally.ports(
+        [old.port],
+        "unwatched: the killed server's port",
+        ours=local.root,
+        settle=WORKERS_GONE_SECONDS,
+    )
     ports.add(old.port)
     # What the next CLI command (or the app's periodic pass) does.
     notes = tally.outcome(lambda: local.repair(ENDPOINT), "repair")
