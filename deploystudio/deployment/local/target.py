@@ -386,8 +386,8 @@ class LocalTarget(DeploymentTarget):
             )
         if starter_lock.in_progress(self._folder(current.endpoint_name, current.name)):
             raise ResourceInUseError(
-                f"Deployment {current.endpoint_name}/{current.name} is being restarted already "
-                f"({current.reason}): wait a few seconds, then look again."
+                f"Deployment {current.endpoint_name}/{current.name} is being restarted already"
+                f"{f' ({current.reason})' if current.reason else ''}: wait, then look again."
             )
         if current.state is State.FAILED:
             stop_deployment(self.store, current)  # a hung server may still hold its port

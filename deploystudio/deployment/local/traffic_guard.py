@@ -26,7 +26,9 @@ def check_ready_for_traffic(
     now = {name.lower(): share for name, share in endpoint.traffic.items()}
     mirrored_now = endpoint.mirror[0].lower() if endpoint.mirror else None
     wanted = [(str(n), w, now.get(str(n).lower(), 0)) for n, w in weights.items()]
-    if mirror and mirror[1] and str(mirror[0]).lower() != mirrored_now:
+    # A malformed mirror is left to the store, which says what is wrong with it.
+    new_mirror = isinstance(mirror, tuple | list) and len(mirror) == 2 and mirror[1]
+    if new_mirror and str(mirror[0]).lower() != mirrored_now:
         wanted.append((str(mirror[0]), mirror[1], 0))
     for name, share, before in wanted:
         deployment = by_name.get(name.lower())
