@@ -1,4 +1,4 @@
-"""gunicorn hooks of the model servers we run (`-c python:deploystudio.gunicorn_hooks`).
+"""gunicorn hooks of the model servers we run (`gunicorn --config <this file>`).
 
 A gunicorn worker notices that its master died only when it next wakes up: an idle sync worker
 sleeps up to half the worker timeout (a minute here) and one busy in init() not before init()
@@ -6,7 +6,8 @@ returns. Meanwhile it still holds the listening socket, so a `kill -9` of the ma
 port answering. Each worker asks the kernel to SIGKILL it as soon as its master ends
 (PR_SET_PDEATHSIG), so a server's port is freed with its master, whoever kills it.
 
-Kept free of imports beyond the standard library: the master imports this module at start.
+Kept free of imports beyond the standard library: the master loads this file at start, in
+whatever interpreter runs the server. gunicorn ignores the names here that are no settings.
 """
 
 from __future__ import annotations

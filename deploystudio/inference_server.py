@@ -34,7 +34,9 @@ from deploystudio.worker.isolation import scrubbed_environment
 
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"
-HOOKS_CONFIG = "python:deploystudio.gunicorn_hooks"
+# By path, not as `python:deploystudio.gunicorn_hooks`: the file imports only the standard
+# library, so it loads in any interpreter that runs gunicorn, with or without our package.
+HOOKS_CONFIG = str(Path(__file__).with_name("gunicorn_hooks.py"))
 DEFAULT_LOG_TAIL_LINES = 30
 # azmlinfsrv's own default (WORKER_TIMEOUT): gunicorn restarts a worker silent for this long.
 DEFAULT_WORKER_TIMEOUT_SECONDS = 300
