@@ -11,6 +11,7 @@ from components import access, endpoint_changes, services
 from components.endpoint_tables import deployments_frame
 from deploystudio.access import Action
 from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
+from deploystudio.deployment.local.healing import restart_count
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import Progress
 from deploystudio.errors import ScoringServerError
@@ -62,6 +63,12 @@ def _render_deployment(endpoint: Endpoint, deployment: Deployment, data_folder: 
         st.error(deployment.reason)
     elif deployment.reason:
         st.caption(deployment.reason)
+    restarts = restart_count(deployment.log_path)
+    if restarts:
+        st.caption(
+            f"Restarted {restarts} time(s) by its endpoint after failed health checks "
+            "(a crash loop leaves it failed)."
+        )
     tail = log_tail(deployment, data_folder) or deployment.log_tail
     if tail:
         st.code(tail, language="text", height=240)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -20,6 +22,7 @@ from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSumm
 from deploystudio.worker.process import PredictionWorker
 
 LISTING_TTL_SECONDS = 30
+log = logging.getLogger(__name__)
 
 
 def get_settings() -> Settings:
@@ -113,12 +116,36 @@ class LocalEndpoints:
     operations: OperationRunner
     # The start-up reconcile, as an operation pages can show ("adopted 2 deployments").
     startup_operation_id: str
+    # Set when the cache lets go of this object: ends the periodic repair.
+    stop_repairing: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 RECONCILE_SUBJECT = "local endpoints"
 
 
-@st.cache_resource(show_spinner=False)
+# How often the app squares the records with the processes (a dead front is started again).
+REPAIR_SECONDS = 5.0
+
+
+def _keep_repairing(
+    target: LocalTarget, operations: OperationRunner, startup_id: str, stop: threading.Event
+) -> None:
+    """Every REPAIR_SECONDS, after the start-up reconcile: `target.repair()`, until `stop`.
+
+    Deployments heal through their front (a long-lived process per endpoint); a front that
+    died has no such supervisor, so the app, which runs whenever the pages are used, starts it
+    again, as does any CLI command that touches the endpoint. A failed pass is logged and the
+    next one tries again.
+    """
+    operations.wait(startup_id, timeout_seconds=3600)
+    while not stop.wait(REPAIR_SECONDS):
+        try:
+            target.repair()
+        except Exception:  # a daemon loop: any failure is logged, the next pass tries again
+            log.exception("Repairing local endpoints failed; trying again.")
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda endpoints: endpoints.stop_repairing.set())
 def _local_endpoints(home: str) -> LocalEndpoints:
     settings = get_settings()
     target = LocalTarget(settings, registry())
@@ -128,7 +155,14 @@ def _local_endpoints(home: str) -> LocalEndpoints:
     startup = operations.submit(
         RECONCILE_SUBJECT, "Reconcile endpoints with running servers", lambda _: target.reconcile()
     )
-    return LocalEndpoints(target, operations, startup.id)
+    endpoints = LocalEndpoints(target, operations, startup.id)
+    threading.Thread(
+        target=_keep_repairing,
+        args=(target, operations, startup.id, endpoints.stop_repairing),
+        name="repair-local-endpoints",
+        daemon=True,
+    ).start()
+    return endpoints
 
 
 def local_endpoints() -> LocalEndpoints:

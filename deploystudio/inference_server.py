@@ -40,6 +40,9 @@ from deploystudio.worker.sandbox import Access, sandboxed_command
 
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"
+# By path, not as `python:deploystudio.gunicorn_hooks`: the file imports only the standard
+# library, so it loads in any interpreter that runs gunicorn, with or without our package.
+HOOKS_CONFIG = str(Path(__file__).with_name("gunicorn_hooks.py"))
 DEFAULT_LOG_TAIL_LINES = 30
 # azmlinfsrv's own default (WORKER_TIMEOUT): gunicorn restarts a worker silent for this long.
 DEFAULT_WORKER_TIMEOUT_SECONDS = 300
@@ -161,6 +164,9 @@ def server_command(
         # gunicorn 26 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: one path
         # for every server of the user, and these servers need no remote control.
         "--no-control-socket",
+        # Workers die with their master (PR_SET_PDEATHSIG): a kill -9 of the master frees the port.
+        "--config",
+        HOOKS_CONFIG,
         WSGI_APP,
     ]
 
@@ -175,13 +181,15 @@ def start(
     extra_env: dict[str, str] | None = None,
     worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS,
     access: Access | None = None,
+    relaunch_file: Path | None = None,
 ) -> ServerHandle:
     """Start a server for `entry_script` with AZUREML_MODEL_DIR=`model_dir`; return at once.
 
     Its output goes to `log_path` (appended). `detached` servers outlive this process and are
     reaped by init; attached ones are reaped through the handle. Call `wait_ready` next.
     `access` adds what the script may read besides its folder and the model (a model
-    environment), see `server_access`.
+    environment), see `server_access`. A detached server's launch is written to
+    `relaunch_file` when given (see `spawn_detached`).
     """
     entry_script = entry_script.resolve()
     if not entry_script.is_file():
@@ -195,7 +203,9 @@ def start(
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if detached:
-        pid = spawn_detached(command, env, entry_script.parent, log_path)
+        pid = spawn_detached(
+            command, env, entry_script.parent, log_path, relaunch_file=relaunch_file
+        )
         return ServerHandle(pid=pid, port=port, log_path=log_path)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -235,10 +245,20 @@ def spawn_detached(
     cwd: Path,
     log_path: Path,
     what: str = "inference server",
+    relaunch_file: Path | None = None,
 ) -> int:
     """Start `command` in its own session through a short-lived middle process, so that it is
-    re-parented to init and outlives this process; its output goes to `log_path`. The pid."""
+    re-parented to init and outlives this process; its output goes to `log_path`. The pid.
+
+    `relaunch_file` receives the launch (command, environment, folder, log) as JSON, readable by
+    this user only, so that a supervisor without our environment (the endpoint's front) can
+    start the same server again. The environment holds nothing the server does not get anyway.
+    """
     spec = json.dumps({"command": command, "env": env, "cwd": str(cwd), "log": str(log_path)})
+    if relaunch_file is not None:
+        descriptor = os.open(relaunch_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(spec)
     done = subprocess.run(
         [sys.executable, "-c", _DETACH],
         input=spec,

@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.models import Model
 
 from deploystudio.cli.main import EXIT_USER_ERROR, main
-from deploystudio.deployment.local.processes import our_processes
+from deploystudio.deployment.local.processes import ServerKind, ServerProcess, our_processes
+from deploystudio.deployment.local.target import LocalTarget
+from deploystudio.deployment.store import DeploymentStore
 from deploystudio.prediction import local_model_path
 from tests.conftest import settings_for
 
+DEPLOY_LATE = ("deploy", "cli-ep", "--deployment", "late", "--model", "models:/iris-classifier/1")
 IRIS_CLASSES = {"setosa", "versicolor", "virginica"}
 
 ECHO_SCRIPT = """
@@ -32,6 +38,15 @@ def init():
 def run(raw_data):
     return {"echo": json.loads(raw_data)["input_data"]["columns"]}
 """
+
+
+def wait_until(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -174,6 +189,77 @@ def test_keys_are_printed_on_request_and_regenerated(capsys, home, request_file)
         assert renewed["primary"] not in out and renewed["secondary"] not in out
 
 
+def shown(capsys: pytest.CaptureFixture) -> dict:
+    code, out, err = run_cli(capsys, "endpoint", "show", "cli-ep", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_killed_front_is_started_again_by_the_next_command(capsys, home, request_file):
+    before = shown(capsys)
+    os.kill(before["front_pid"], signal.SIGKILL)
+    front = ServerProcess(ServerKind.FRONT, before["front_pid"], before["front_port"], Path("-"))
+    assert wait_until(lambda: not front.is_ours())
+    # `endpoint invoke` says to restart the endpoint: `endpoint restart` does it.
+    code, out, err = run_cli(capsys, "endpoint", "restart", "cli-ep")
+    assert code == 0, err
+    assert "front started again" in out + err
+    after = shown(capsys)
+    assert after["state"] == "ready" and after["front_pid"] != before["front_pid"]
+    assert after["scoring_uri"] == before["scoring_uri"]
+    code, _, err = run_cli(capsys, "endpoint", "invoke", "cli-ep", "--input", str(request_file))
+    assert code == 0, err
+    # Any command that touches the endpoint repairs it, invoke included.
+    os.kill(after["front_pid"], signal.SIGKILL)
+    front = ServerProcess(ServerKind.FRONT, after["front_pid"], after["front_port"], Path("-"))
+    assert wait_until(lambda: not front.is_ours())
+    code, _, err = run_cli(capsys, "endpoint", "invoke", "cli-ep", "--input", str(request_file))
+    assert code == 0, err
+    assert "front started again" in err
+
+
+def test_a_deploy_killed_while_starting_is_settled_by_the_next_command(
+    capsys, home, request_file, settings
+):
+    store = DeploymentStore.from_settings(settings_for(home, MLFLOW_TRACKING_URI="-"))
+    deployer = subprocess.Popen(
+        [sys.executable, "-m", "deploystudio.cli.main", *DEPLOY_LATE],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def late():
+        return next((d for d in store.list_deployments("cli-ep") if d.name == "late"), None)
+
+    try:
+        assert wait_until(lambda: late() is not None and late().state == "starting", 60)
+    finally:
+        deployer.kill()  # kill -9, while its server loads the model
+        deployer.wait()
+    server = ServerProcess(ServerKind.AZUREML, late().pid, late().port, Path("-"))
+    if not server.answers(0.2):
+        # Not ready yet: no traffic for it (it would answer 503).
+        code, _, err = run_cli(capsys, "endpoint", "traffic", "cli-ep", "blue=50", "late=50")
+        assert code == EXIT_USER_ERROR and "only to ready deployments" in err, err
+    assert wait_until(lambda: server.answers(0.5), 60)
+    # The next command adopts the server its killed starter left: ready, not starting for good.
+    deployments = {d["name"]: d for d in shown(capsys)["deployments"]}
+    assert deployments["late"]["state"] == "ready"
+    assert deployments["late"]["pid"] == server.pid
+    code, _, err = run_cli(capsys, *DEPLOY_LATE)
+    assert code == EXIT_USER_ERROR and "already has a deployment named 'late'" in err
+    code, _, err = run_cli(capsys, "endpoint", "traffic", "cli-ep", "blue=50", "late=50")
+    assert code == 0, err
+    for _ in range(10):
+        code, _, err = run_cli(capsys, "endpoint", "invoke", "cli-ep", "--input", str(request_file))
+        assert code == 0, err
+    code, _, err = run_cli(
+        capsys, "endpoint", "traffic", "cli-ep", "blue=100", "late=0", "--mirror", "echo=10"
+    )
+    assert code == 0, err
+    LocalTarget(settings_for(home, MLFLOW_TRACKING_URI="-")).delete_deployment("late", "cli-ep")
+
+
 def test_user_errors_exit_2_with_the_message(capsys, home):
     code, _, err = run_cli(capsys, "endpoint", "create", "x")
     assert code == EXIT_USER_ERROR and "start with a letter" in err
@@ -205,6 +291,23 @@ def test_stop_all_then_restart(capsys, home):
         "blue": "stopped",
         "echo": "ready",
     }
+
+
+def test_traffic_goes_only_to_ready_deployments(capsys, home):
+    # blue is stopped and keeps its share until it is moved: it may lose it, never gain.
+    code, _, err = run_cli(
+        capsys, "endpoint", "traffic", "cli-ep", "blue=50", "echo=50", "--no-mirror"
+    )
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "endpoint", "traffic", "cli-ep", "blue=60", "echo=40")
+    assert code == EXIT_USER_ERROR
+    assert "'blue' is stopped" in err and "only to ready deployments" in err
+    code, _, err = run_cli(
+        capsys, "endpoint", "traffic", "cli-ep", "blue=0", "echo=100", "--mirror", "blue=10"
+    )
+    assert code == EXIT_USER_ERROR and "only to ready deployments" in err, err
+    code, _, err = run_cli(capsys, "endpoint", "traffic", "cli-ep", "echo=100")
+    assert code == 0, err
 
 
 def test_delete_stops_and_removes_the_endpoint(capsys, home):

@@ -25,8 +25,15 @@ from mlflow.models import Model
 
 from deploystudio.customization.bundles import BundleStore
 from deploystudio.customization.script_environment import generate_environment
+from deploystudio.deployment import invoke
 from deploystudio.deployment.base import DeploymentState
-from deploystudio.deployment.local.processes import ServerKind, ServerProcess, our_processes
+from deploystudio.deployment.local.healing import MAX_RESTARTS, restart_count
+from deploystudio.deployment.local.processes import (
+    RELAUNCH_FILE,
+    ServerKind,
+    ServerProcess,
+    our_processes,
+)
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.errors import (
     DeploymentConfigError,
@@ -258,6 +265,64 @@ def test_mlflow_runtime_serves_mlflows_format(target, blue, iris_path, iris_exam
     assert answer == {"predictions": np.asarray(expected).tolist()}
     with pytest.raises(DeploymentConfigError, match="runtime 'azureml'"):
         target.create_deployment("nope", IRIS_V1, "iris", {"runtime": "mlflow", "bundle": "x:1"})
+
+
+def restarted(target: LocalTarget, name: str, old_pid: int, seconds: float = 30.0):
+    """The record once the front has it ready on a new server (None if it never was)."""
+    record = None
+
+    def again() -> bool:
+        nonlocal record
+        record = target.get_deployment(name, "iris")
+        return record.state is State.READY and record.pid != old_pid
+
+    return record if wait_until(again, seconds) else None
+
+
+def test_killed_servers_are_restarted_by_their_front_and_counted(target, blue, iris_example):
+    # kill -9 of the main process only, in both runtimes: gunicorn's master (its worker must
+    # go with it) and uvicorn's single process.
+    killed = [target.get_deployment(name, "iris") for name in ("tagged", "mlflow-blue")]
+    for record in killed:  # how to start it again, readable by this user only
+        assert (Path(record.log_path).parent / RELAUNCH_FILE).stat().st_mode & 0o077 == 0
+    for record in killed:
+        os.kill(record.pid, signal.SIGKILL)
+    for old in killed:
+        new = restarted(target, old.name, old.pid)
+        assert new is not None, target.get_deployment(old.name, "iris")
+        assert new.reason is None and new.port != old.port
+        assert new.log_path == old.log_path  # the same run: its log goes on
+        assert wait_until(lambda old=old: port_is_free(old.port), 5), old.port
+        assert [p.pid for p in our_processes(Path(old.log_path).parent)] == [new.pid]
+        assert target.predict(old.name, inputs=iris_example, endpoint="iris")
+    front = target.get_endpoint("iris")
+    keys = target.get_keys("iris")
+    view = invoke.front_view(f"http://127.0.0.1:{front.front_port}", keys.primary)
+    assert view is not None
+    assert view["deployments"]["tagged"]["restarts"] == 1
+    assert view["deployments"]["mlflow-blue"]["restarts"] == 1
+    assert view["deployments"]["blue"]["restarts"] == 0
+    assert restart_count(target.get_deployment("tagged", "iris").log_path) == 1
+
+
+def test_a_server_that_keeps_failing_is_left_failed_after_its_restarts(target, blue):
+    record = target.get_deployment("tagged", "iris")
+    run = Path(record.log_path).parent
+    script = run / "score.py"
+    script.write_text('raise RuntimeError("broken on purpose")\n' + script.read_text())
+    os.kill(record.pid, signal.SIGKILL)
+
+    def crash_looped() -> bool:
+        now = target.get_deployment("tagged", "iris")
+        return now.state is State.FAILED and "crash loop" in (now.reason or "")
+
+    # Backoffs of 1, 2 and 4 s and three starts that fail at import.
+    assert wait_until(crash_looped, 60), target.get_deployment("tagged", "iris")
+    failed = target.get_deployment("tagged", "iris")
+    assert "broken on purpose" in failed.log_tail
+    assert restart_count(failed.log_path) == MAX_RESTARTS
+    assert not list(our_processes(run))  # no restart left running
+    assert target.get_deployment("blue", "iris").state is State.READY
 
 
 def test_two_concurrent_creates_of_one_name_one_wins(target, blue, bundles, iris_path):

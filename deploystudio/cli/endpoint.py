@@ -30,6 +30,23 @@ def _target(settings: Settings):
     return LocalTarget(settings)
 
 
+def _repaired(settings: Settings, endpoint: str | None = None):
+    """The target, after squaring `endpoint`'s records (or all) with the processes: a front
+    that died is started again and a start whose command was killed is settled, whichever
+    command comes next (see `LocalTarget.repair`)."""
+    target = _target(settings)
+    for note in target.repair(endpoint):
+        # On stderr: stdout holds the command's own answer (JSON, predictions).
+        print(f"repaired {note}", file=sys.stderr, flush=True)
+    return target
+
+
+def _restarts(log_path: str | None) -> int:
+    from deploystudio.deployment.local.healing import restart_count
+
+    return restart_count(log_path)
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(to_jsonable(value), indent=2, default=str))
 
@@ -43,7 +60,9 @@ def _progress(args: argparse.Namespace):
 def _endpoint_dict(endpoint, deployments=None) -> dict[str, Any]:
     values = endpoint.as_dict()
     if deployments is not None:
-        values["deployments"] = [d.as_dict() for d in deployments]
+        values["deployments"] = [
+            d.as_dict() | {"restarts": _restarts(d.log_path)} for d in deployments
+        ]
     return values
 
 
@@ -74,7 +93,7 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    target = _target(settings)
+    target = _repaired(settings)
     endpoints = target.list_endpoints()
     if args.json:
         _print_json([_endpoint_dict(e, target.list_deployments(e.name)) for e in endpoints])
@@ -88,7 +107,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    target = _target(settings)
+    target = _repaired(settings, args.name)
     endpoint = target.get_endpoint(args.name)
     deployments = target.list_deployments(endpoint.name)
     if args.json:
@@ -101,7 +120,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  traffic: {_traffic_text(endpoint)}")
     for d in deployments:
         where = f"port {d.port}, pid {d.pid}" if d.port else "no process"
-        print(f"  deployment {d.name}: {d.state} ({d.runtime}, {d.model_uri}, {where})")
+        restarts = _restarts(d.log_path)
+        again = f", restarted {restarts} time(s) by the endpoint" if restarts else ""
+        print(f"  deployment {d.name}: {d.state} ({d.runtime}, {d.model_uri}, {where}{again})")
         if d.reason:
             print(f"    reason: {d.reason}")
     return 0
@@ -127,7 +148,7 @@ def parse_weights(items: list[str]) -> dict[str, int]:
 
 
 def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
-    target = _target(settings)
+    target = _repaired(settings, args.name)
     config: dict[str, Any] = {}
     if args.weights:
         config["traffic"] = parse_weights(args.weights)
@@ -158,7 +179,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
             f"{args.input} is not JSON ({exc}). Send a request body such as "
             '{"input_data": {"columns": [...], "data": [[...]]}}.'
         ) from exc
-    answer = _target(settings).predict(
+    answer = _repaired(settings, args.name).predict(
         deployment_name=args.deployment, inputs=body, endpoint=args.name
     )
     print(json.dumps(answer, indent=None if args.json else 2))
@@ -166,7 +187,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    target = _target(settings)
+    target = _repaired(settings, args.name)
     if args.regenerate:
         keys = target.regenerate_key(args.name, args.regenerate)
     else:
@@ -181,8 +202,10 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_restart(args: argparse.Namespace, settings: Settings) -> int:
     from deploystudio.deployment.base import DeploymentState
+    from deploystudio.errors import ResourceInUseError
 
-    target = _target(settings)
+    # The repair first: it starts a dead front and settles records a killed command left.
+    target = _repaired(settings, args.name)
     progress = _progress(args)
     endpoint = target.get_endpoint(args.name)
     names = (
@@ -194,7 +217,20 @@ def cmd_restart(args: argparse.Namespace, settings: Settings) -> int:
             if d.state in (DeploymentState.FAILED, DeploymentState.STOPPED)
         ]
     )
-    results = [target.restart_deployment(n, endpoint.name, progress=progress) for n in names]
+    results = []
+    for name in names:
+        try:
+            results.append(target.restart_deployment(name, endpoint.name, progress=progress))
+        except ResourceInUseError as exc:
+            if args.deployment:
+                raise
+            print(f"{name}: {exc}")  # the front restarts it: nothing for us to do
+    endpoint = target.get_endpoint(endpoint.name)
+    if endpoint.state != DeploymentState.READY and any(
+        d.state == DeploymentState.READY for d in target.list_deployments(endpoint.name)
+    ):
+        print(f"Endpoint {endpoint.name} is {endpoint.state}: {endpoint.reason}", file=sys.stderr)
+        return EXIT_FAILED
     if not names:
         print(f"Endpoint {endpoint.name} has no failed or stopped deployment to restart.")
     for record in results:
@@ -275,6 +311,10 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     target = _target(settings)
     progress = _progress(args)
     endpoints = target.list_endpoints()
+    if any(e.name.lower() == args.endpoint.lower() for e in endpoints):
+        # A deployment its killed command left starting is settled before its name is judged.
+        for note in target.repair(args.endpoint):
+            progress(f"repaired {note}")
     request = DeployRequest(
         model_uri=args.model,
         endpoint=args.endpoint,

@@ -110,6 +110,33 @@ def accepts(port: int | None) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def listeners(port: int) -> list[int]:
+    """The processes holding a socket that listens on 127.0.0.1:`port` (read from /proc)."""
+    wanted = f"0100007F:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    inodes = {
+        f"socket:[{fields[9]}]"
+        for fields in (line.split() for line in lines)
+        if fields[1] == wanted and fields[3] == "0A"  # 0A: LISTEN
+    }
+    holders = []
+    for info in processes():
+        with contextlib.suppress(OSError):
+            if {os.readlink(fd) for fd in Path(f"/proc/{info.pid}/fd").iterdir()} & inodes:
+                holders.append(info.pid)
+    return holders
+
+
+def _under(pid: int, root: Path) -> bool:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(root.resolve())
+    except OSError:
+        return True  # gone or unreadable: cannot tell it is not ours
+
+
 def wait_for(condition: Callable[[], object], seconds: float, step: float = 0.05) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -172,8 +199,25 @@ class Tally:
             kill9(pid)
         self.count("orphan processes", len(left), f"{what}: {left}")
 
-    def ports(self, ports: Iterable[int | None], what: str) -> None:
+    def ports(
+        self,
+        ports: Iterable[int | None],
+        what: str,
+        ours: Path | None = None,
+        settle: float = 0.0,
+    ) -> None:
+        """Count ports something still listens on (after up to `settle` seconds: the threads
+        of a killed process close its files a moment after /proc shows it a zombie). With
+        `ours`, only those held by a process working under `ours` (or by none that can be
+        found): on a shared machine another program may take a freed port a moment later,
+        which is no leak of ours."""
+        ports = list(ports)
+        wait_for(lambda: not any(accepts(p) for p in ports), settle, 0.1)
         open_ = [p for p in ports if accepts(p)]
+        if ours is not None:
+            held = {p: listeners(p) for p in open_}
+            open_ = [p for p in open_ if not held[p] or any(_under(pid, ours) for pid in held[p])]
+            what = f"{what} (held by {held})"
         self.count("leaked ports", len(open_), f"{what}: {open_}")
 
     def records(self, expected: Iterable[str], found: Iterable[str], what: str) -> None:

@@ -38,8 +38,10 @@ from deploystudio.deployment.batch.jobs import (
     start_batch_job,
     wait_for_batch_job,
 )
+from deploystudio.deployment.local.healing import MAX_RESTARTS, restart_count
 from deploystudio.deployment.local.processes import ServerKind, ServerProcess, wait_ready
 from deploystudio.deployment.local.target import LocalTarget
+from deploystudio.deployment.local.transitions import stop_deployment
 from deploystudio.errors import (
     DeployStudioError,
     PredictionWorkerError,
@@ -72,6 +74,9 @@ SERVED = "sleepy"
 IRIS = "models:/iris-classifier/1"
 # Bounds on how long an answer may take after a fault (a hang fails the test).
 ANSWER_SECONDS = 30.0
+# How long the front may take to restart a killed server: the health check (1 s), the first
+# backoff (1 s) and a start of the sleepy model.
+HEAL_SECONDS = 30.0
 REGISTRY_ANSWER_SECONDS = 30.0
 rng = random.Random(8)
 
@@ -191,17 +196,29 @@ def restart_ready(local: LocalTarget, name: str, tally: Tally, ports: set[int]):
     return record
 
 
-def settle_after_server_kill(local, name, old, tally, ports, what, restart=True) -> None:
-    """After `old`'s server was killed: a reconcile marks it failed with the reason; its whole
-    group goes, its port closes, and (`restart`) a restart brings it back."""
-    wait_for(lambda: not alive(old.pid), 10)
-    local.reconcile()
+def healed(local: LocalTarget, name: str, old_pid: int):
+    """The record once its front has it ready on another server, else None."""
     record = local.get_deployment(name, ENDPOINT)
-    if record.state is not State.FAILED or not record.reason:
-        tally.crash(f"{what}: after reconcile {name} is {record.state} ({record.reason})")
-    tally.orphans(group_members(old.pid), f"{what}: the killed server's group")
-    tally.ports([old.port], f"{what}: the killed server's port")
-    if restart:
+    return record if record.state is State.READY and record.pid != old_pid else None
+
+
+def settle_after_server_kill(local, name, old, tally, ports, what) -> None:
+    """After `old`'s server was killed: its whole group goes and its port closes at once (its
+    workers die with their master), and the endpoint's front restarts it on another port."""
+    wait_for(lambda: not alive(old.pid), 10)
+    tally.orphans(group_members(old.pid), f"{what}: the killed server's group", 2)
+    tally.ports([old.port], f"{what}: the killed server's port", ours=local.root, settle=2)
+    if not wait_for(lambda: healed(local, name, old.pid), HEAL_SECONDS, 0.1):
+        record = local.get_deployment(name, ENDPOINT)
+        tally.crash(f"{what}: the front did not restart {name}: {record.state} ({record.reason})")
+        restart_ready(local, name, tally, ports)
+        return
+    record = local.get_deployment(name, ENDPOINT)
+    ports.add(record.port)
+    if restart_count(record.log_path) >= MAX_RESTARTS - 1:
+        # Restarts are allowed MAX_RESTARTS per run before a crash loop is declared: the next
+        # kills start from a fresh run, as after a fix and a manual restart.
+        stop_deployment(local.store, record)
         restart_ready(local, name, tally, ports)
 
 
@@ -223,12 +240,13 @@ def kill_ready_server(local, tally, ports) -> None:
     answer = timed(call, local)
     if not isinstance(answer[0], list):
         judge_answer(tally, answer, DeployStudioError, "a call after the kill")
-    settle_after_server_kill(local, SERVED, old, tally, ports, "ready", restart=False)
+    settle_after_server_kill(local, SERVED, old, tally, ports, "ready")
 
 
 def kill_starting_server(local, tally, ports) -> None:
     # The restart that waits for it sees the server die and marks it failed.
     tally.case()
+    stop_deployment(local.store, local.get_deployment(SERVED, ENDPOINT))
     starter = Background(local.restart_deployment, SERVED, ENDPOINT)
     assert wait_for(lambda: state_of(local, SERVED) is State.STARTING, 30), state_of(local, SERVED)
     starting = local.get_deployment(SERVED, ENDPOINT)

@@ -8,10 +8,10 @@ It behaves like an Azure ML managed online endpoint's front door: key auth (prim
 secondary), weighted traffic, the `azureml-model-deployment` header, mirrored traffic, Azure's
 status codes for its own errors (401, 404, 408, 413, 415, 424, 503), the model's 4xx passed through
 unchanged, `x-request-id` and `azureml-model-deployment` on every answer, per-deployment
-counters at `GET /_deploystudio/metrics`, and health checks that move a crashed or hung
-deployment to `failed` (health.py). Routing decisions live in routing.py, counters in metrics.py,
-answers and forwarded headers in front_answers.py, body reading in request_body.py, the
-bounded log in front_logging.py.
+counters at `GET /_deploystudio/metrics`, and health checks (health.py) after which a crashed
+or hung deployment is restarted with backoff, or left `failed` in a crash loop (healing.py).
+Routing decisions live in routing.py, counters in metrics.py, answers and forwarded headers in
+front_answers.py, body reading in request_body.py, the bounded log in front_logging.py.
 
 The store is the one source of truth: the front re-reads it whenever SQLite's `data_version`
 says another connection committed (checked 4 times a second, costs one PRAGMA), so a traffic
@@ -67,6 +67,7 @@ from deploystudio.deployment.local.front_answers import (
     tag_request_id,
     with_input_data_hint,
 )
+from deploystudio.deployment.local.healing import Healer, restart_count
 from deploystudio.deployment.local.health import HealthMonitor, log_tail
 from deploystudio.deployment.local.metrics import FrontMetrics
 from deploystudio.deployment.local.request_body import (
@@ -146,6 +147,7 @@ class Front:
         self._upstream = upstream.Upstream()
         self._large_bodies = LargeBodyGate()
         self._health: HealthMonitor | None = None
+        self._healer: Healer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._mirrors: set[asyncio.Task] = set()
         self.port: int | None = None
@@ -160,6 +162,7 @@ class Front:
             connector=aiohttp.TCPConnector(limit=0, force_close=True)
         )
         self._health = HealthMonitor(self._probe, self._deployment_failed)
+        self._healer = Healer(self._store, self._endpoint, self._db, self._probe, self.reload)
         await self.reload()
         self._spawn(self._refresh_loop(), "refresh")
 
@@ -248,7 +251,11 @@ class Front:
                 log.warning("Could not read the deployment store (%s); keeping the last view.", exc)
 
     async def _deployment_failed(self, view: DeploymentView, problem: str) -> None:
-        """A ready deployment's server died or hung: record it as failed, with its log tail."""
+        """A ready deployment's server died or hung: restart it (healing.py) when its start
+        left a launch file; else record it as failed, with its log tail."""
+        if self._healer is not None and self._healer.heals(view):
+            self._spawn(self._healer.heal(view, problem), f"heal-{view.name}")
+            return
         reason = f"The server failed its health check: {problem}."
         tail = log_tail(Path(view.log_path)) if view.log_path else None
 
@@ -510,6 +517,7 @@ class Front:
             counters["reason"] = view.reason
             counters["port"] = view.port
             counters["health"] = self._health.status(name)
+            counters["restarts"] = restart_count(view.log_path)
         config = table.describe()
         config.pop("deployments")
         body = {

@@ -28,6 +28,8 @@ MLFLOW_APP = "mlflow.pyfunc.scoring_server.app:app"
 FRONT_MODULE = "deploystudio.deployment.local.front"
 SERVER_LOG = "server.log"
 FRONT_LOG = "front.log"
+# Beside a deployment server's log: how it was started, for the front to start it again.
+RELAUNCH_FILE = "relaunch.json"
 STOP_GRACE_SECONDS = 3.0
 PROBE_SECONDS = 2.0
 _POLL_SECONDS = 0.1
@@ -104,12 +106,14 @@ class ServerProcess:
         """SIGKILL what is left of the group once its leader died (kill -9, OOM): a gunicorn
         worker busy in init() notices only later, and meanwhile holds the listening socket.
 
-        The kernel gives no new process the pid of a group that still has members, so members
-        of this group whose command line is still this server are its leftovers.
+        The kernel gives no new process the pid of a group that still has members, and only
+        processes of the server's own session (it called setsid) can join its group, so every
+        member is a leftover of this server, whatever its command line: uvicorn's and
+        multiprocessing's workers do not repeat the server's.
         """
         if _command_line(self.pid) is not None:
             return False  # the leader lives: another program, or a zombie not yet reaped
-        left = [pid for pid in _group_members(self.pid) if _is_this_server(self, pid)]
+        left = _group_members(self.pid)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -120,11 +124,19 @@ class ServerProcess:
 
 
 def spawn_detached(
-    kind: ServerKind, command: list[str], env: dict[str, str], cwd: Path, log_path: Path, port: int
+    kind: ServerKind,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    port: int,
+    relaunch_file: Path | None = None,
 ) -> ServerProcess:
     """Start `command` detached (see `inference_server.spawn_detached`), outliving this process."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    pid = inference_server.spawn_detached(command, env, cwd, log_path, what=f"{kind} process")
+    pid = inference_server.spawn_detached(
+        command, env, cwd, log_path, what=f"{kind} process", relaunch_file=relaunch_file
+    )
     return ServerProcess(kind=kind, pid=pid, port=port, log_path=log_path)
 
 
@@ -284,11 +296,6 @@ def _wait_gone(pid: int, seconds: float) -> bool:
             return True
         time.sleep(_POLL_SECONDS)
     return False
-
-
-def _is_this_server(process: ServerProcess, pid: int) -> bool:
-    command = _command_line(pid)
-    return command is not None and _matches(process.kind, process.port, command)
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -2,8 +2,11 @@
 
 `reconcile` runs when the app starts: servers outlive the app (they are detached), so a record
 that says ready is believed only while its pid is alive, is still our server on that port, and
-answers its readiness URL. `stop_all` stops every process of the local target, including any
-that no record names any more.
+answers its readiness URL. `repair` is the lighter pass run by every CLI command that touches
+an endpoint and every few seconds by the app: it settles records whose starter died and starts
+a dead front again, and leaves ready deployments to their front, which restarts their servers
+itself (healing.py). `stop_all` stops every process of the local target, including any that no
+record names any more.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from deploystudio.deployment.store import DeploymentStore
 
 State = DeploymentState
 GONE = "the process was gone when Deploy Studio started"
+GONE_NOW = "the process was found gone"
 SILENT = (
     "the process did not answer its readiness check when Deploy Studio started, so it was stopped"
 )
@@ -54,12 +58,16 @@ def reconcile_deployment(
     deployment: Deployment,
     start_timeout_seconds: float,
     folder: Path | None = None,
+    patient: bool = False,
+    gone: str = GONE,
 ) -> str | None:
     """Adopt, fail or finish stopping one deployment; say what was done (None: nothing).
 
     `folder` is the deployment's folder: when the process that started it has ended, a
     pending or starting record is settled at once and servers it started but never recorded
-    are stopped.
+    are stopped. `patient`: a live server of a starting record whose starter died gets the
+    rest of its start timeout to answer, instead of being stopped now. `gone` words the
+    reason of a record whose process is gone.
     """
     label = _label(deployment)
     process = deployment_process(deployment)
@@ -71,9 +79,8 @@ def reconcile_deployment(
     alive = process is not None and process.is_ours()
     stale = starter_gone or _age_seconds(deployment) > start_timeout_seconds + _GRACE_SECONDS
     if deployment.state is State.PENDING and stale:
-        move(
-            store, deployment, State.FAILED, reason="its creation was interrupted; create it again"
-        )
+        reason = "its creation was interrupted: restart it, or delete it and deploy again"
+        move(store, deployment, State.FAILED, reason=reason)
         return f"{label}: creation was interrupted, marked failed"
     if deployment.state is State.STOPPING:
         if process is not None:
@@ -85,14 +92,15 @@ def reconcile_deployment(
     if not alive:
         if process is not None:
             process.stop()  # what its dead leader left behind (workers still holding the port)
-        reason = f"The server (pid {deployment.pid}): {GONE}. Restart the deployment."
+        reason = f"The server (pid {deployment.pid}): {gone}. Restart the deployment."
         move(store, deployment, State.FAILED, reason=reason, log_tail=_tail(process))
-        return f"{label}: {GONE}, marked failed"
+        return f"{label}: {gone}, marked failed"
     if process.answers():
         if deployment.state is State.STARTING:
             move(store, deployment, State.READY)
         return f"{label}: adopted (pid {deployment.pid}, port {deployment.port})"
-    if deployment.state is State.STARTING and not stale:
+    aged = _age_seconds(deployment) > start_timeout_seconds + _GRACE_SECONDS
+    if deployment.state is State.STARTING and not (aged if patient else stale):
         return f"{label}: still starting (pid {deployment.pid})"
     process.stop()
     reason = f"The server (pid {deployment.pid}): {SILENT}. Restart the deployment."
@@ -157,6 +165,74 @@ def reconcile(
             done.append(note)
     if done:
         store.audit("reconcile", "local", new=done)
+    return done
+
+
+def repair_front(
+    store: DeploymentStore,
+    endpoint: Endpoint,
+    folder: Path,
+    start_front: Callable[[str], Endpoint],
+) -> str | None:
+    """Start the endpoint's front again when it should run and does not; say what was done.
+
+    A front that runs is left alone, even one slow to answer: only its absence is repaired.
+    """
+    process = front_process(endpoint, folder)
+    label = _label(endpoint)
+    if process is not None and process.is_ours():
+        if endpoint.state is State.STARTING and process.answers():
+            # Its starter may have been killed after the front came up: adopt it.
+            move_endpoint(store, endpoint.name, State.READY)
+            return f"{label}: front adopted (pid {endpoint.front_pid}, port {endpoint.front_port})"
+        return None
+    serving = any(d.state is State.READY for d in store.list_deployments(endpoint.name))
+    if endpoint.state in (State.STARTING, State.READY):
+        reason = f"The front (pid {endpoint.front_pid}): {GONE_NOW}."
+        endpoint = move_endpoint(store, endpoint.name, State.FAILED, reason=reason)
+        if not serving:
+            return f"{label}: front {GONE_NOW}, marked failed"
+    if endpoint.state is State.FAILED and serving:
+        started = start_front(endpoint.name)
+        return f"{label}: front started again ({started.state.value}, {started.scoring_uri})"
+    return None
+
+
+def repair(
+    store: DeploymentStore,
+    endpoints_root: Path,
+    start_front: Callable[[str], Endpoint],
+    start_timeout_seconds: float,
+    endpoint: str | None = None,
+) -> list[str]:
+    """Settle the records of `endpoint` (or of all) that no live process stands behind; return
+    what was done (audited), nothing when all is as recorded.
+
+    Pending and starting records whose starter died are settled as `reconcile` settles them
+    (a server that answers is adopted, others fail); stopping records left by a dead stop are
+    finished once stale; a dead front is started again. Ready deployments are their front's.
+    """
+    done = []
+    endpoints = [store.get_endpoint(endpoint)] if endpoint else store.list_endpoints()
+    for record in endpoints:
+        root = endpoints_root / record.name.lower()
+        for deployment in store.list_deployments(record.name):
+            folder = root / deployment.name.lower()
+            stale = _age_seconds(deployment) > start_timeout_seconds + _GRACE_SECONDS
+            settling = deployment.state in (State.PENDING, State.STARTING) and (
+                starter_lock.abandoned(folder) or stale
+            )
+            if settling or (deployment.state is State.STOPPING and stale):
+                note = reconcile_deployment(
+                    store, deployment, start_timeout_seconds, folder, patient=True, gone=GONE_NOW
+                )
+                if note and "still starting" not in note:
+                    done.append(note)
+        note = repair_front(store, store.get_endpoint(record.name), root, start_front)
+        if note:
+            done.append(note)
+    if done:
+        store.audit("repair", "local", new=done)
     return done
 
 

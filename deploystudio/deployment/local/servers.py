@@ -27,6 +27,7 @@ from deploystudio.deployment.local.processes import (
     FRONT_LOG,
     FRONT_MODULE,
     HOST,
+    RELAUNCH_FILE,
     SERVER_LOG,
     ServerKind,
     ServerProcess,
@@ -85,6 +86,7 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
             extra_env=dict(config.extra_env),
             worker_timeout_seconds=config.worker_timeout_seconds,
             access=Access.of(read=config.read_roots),
+            relaunch_file=folder / RELAUNCH_FILE,
         )
         return ServerProcess(ServerKind.AZUREML, handle.pid, handle.port, log_path)
     return _start_mlflow_server(config, model_dir / MODEL_FOLDER, folder, log_path)
@@ -107,7 +109,15 @@ def _start_mlflow_server(
     argv = [sys.executable, "-m", *shlex.split(command)]
     access = inference_server.server_access(folder, port) | Access.of(read=config.read_roots)
     command_line = sandboxed_command(argv, access)
-    return spawn_detached(ServerKind.MLFLOW, command_line, env, folder, log_path, port)
+    return spawn_detached(
+        ServerKind.MLFLOW,
+        command_line,
+        env,
+        folder,
+        log_path,
+        port,
+        relaunch_file=folder / RELAUNCH_FILE,
+    )
 
 
 def start_front(

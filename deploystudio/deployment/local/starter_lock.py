@@ -48,3 +48,19 @@ def abandoned(folder: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def in_progress(folder: Path) -> bool:
+    """Whether another process (or another start in this one) holds the lock now: a start, an
+    update, or the front's restart of the server (healing.py)."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -42,7 +42,8 @@ from deploystudio.deployment.base import (
 from deploystudio.deployment.local import reconcile as recovery
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
 from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server, start_front
-from deploystudio.deployment.local.starter_lock import starting
+from deploystudio.deployment.local.starter_lock import in_progress, starting
+from deploystudio.deployment.local.traffic_guard import check_ready_for_traffic
 from deploystudio.deployment.local.transitions import (
     deployment_process,
     move,
@@ -140,6 +141,7 @@ class LocalTarget(DeploymentTarget):
         if "traffic" in config or "mirror" in config:
             weights = config.get("traffic", current.traffic)
             mirror = config.get("mirror", current.mirror)
+            check_ready_for_traffic(current, self.store.list_deployments, weights, mirror)
             after = self.store.set_traffic(endpoint, weights, tuple(mirror) if mirror else None)
             self._await_front(
                 after.name,
@@ -381,6 +383,11 @@ class LocalTarget(DeploymentTarget):
                 f"Deployment {current.endpoint_name}/{current.name} is {current.state.value}: "
                 "only a failed or stopped deployment can be restarted."
             )
+        if in_progress(self._folder(current.endpoint_name, current.name)):
+            raise ResourceInUseError(
+                f"Deployment {current.endpoint_name}/{current.name} is being restarted already"
+                f"{f' ({current.reason})' if current.reason else ''}: wait, then look again."
+            )
         if current.state is State.FAILED:
             stop_deployment(self.store, current)  # a hung server may still hold its port
             current = self.store.get_deployment(endpoint, name)
@@ -473,6 +480,16 @@ class LocalTarget(DeploymentTarget):
             self.root,
             lambda name: self._start_front(name, _silent),
             self.start_timeout_seconds,
+        )
+
+    def repair(self, endpoint: str | None = None) -> list[str]:
+        """Square records (of `endpoint`, or all) with the processes; returns what was done."""
+        return recovery.repair(
+            self.store,
+            self.root,
+            lambda name: self._start_front(name, _silent),
+            self.start_timeout_seconds,
+            endpoint,
         )
 
     def stop_all(self) -> list[str]:
