@@ -37,30 +37,25 @@ def abandoned(folder: Path) -> bool:
     False when no start ever took the lock here (records from before the lock, or written by
     other tools): the caller then falls back on the record's age.
     """
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    return _lock_state(folder) == "free"
 
 
 def in_progress(folder: Path) -> bool:
     """Whether another process (or another start in this one) holds the lock now: a start, an
     update, or the front's restart of the server (healing.py)."""
+    return _lock_state(folder) == "held"
+
+
+def _lock_state(folder: Path) -> str:
+    """The lock is "held" by a start now, "free" (a start ran here and is gone), or "none"."""
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDWR)
     except OSError:
-        return False
+        return "none"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return "held"
     finally:
         os.close(fd)
-    return False
+    return "free"
