@@ -315,11 +315,7 @@ def predict_raw(cache: ModelCache, model_path: Path, model_input: ModelInput) ->
     except PayloadError as exc:
         raise PredictionError(str(exc)) from exc
     raw, predict_seconds = _predict_raw(model, model_input)
-    shape_warnings = unordered_output_warnings(raw)
-    if not isinstance(raw, np.ndarray):
-        raw = predictions_frame(raw)
-    if not shape_warnings:
-        shape_warnings = row_count_warnings(raw, input_rows(model_input.data))
+    raw, shape_warnings = finished_output(raw, model_input.data)
     return RawPrediction(
         output=raw,
         load_seconds=load_seconds,
@@ -328,6 +324,16 @@ def predict_raw(cache: ModelCache, model_path: Path, model_input: ModelInput) ->
         # The parser may have said the same about the params already: once is enough.
         warnings=list(dict.fromkeys([*model_input.warnings, *param_warnings, *shape_warnings])),
     )
+
+
+def finished_output(raw: Any, data: Any) -> tuple[np.ndarray | pd.DataFrame, list[str]]:
+    """A model's output as an array or a table, and what to say about its shape."""
+    shape_warnings = unordered_output_warnings(raw)
+    if not isinstance(raw, np.ndarray):
+        raw = predictions_frame(raw)
+    if not shape_warnings:
+        shape_warnings = row_count_warnings(raw, input_rows(data))
+    return raw, shape_warnings
 
 
 def input_rows(data: Any) -> int | None:

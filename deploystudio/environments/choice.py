@@ -75,6 +75,17 @@ class Chosen:
         return self.environment is not None
 
     @property
+    def python_for_worker(self) -> Path | None:
+        """The interpreter a worker starts with: None for the app's own."""
+        return self.environment.python if self.environment is not None else None
+
+    @property
+    def read_roots(self) -> list[Path]:
+        """What a sandboxed process must read to run in this environment (the app's own is
+        always readable)."""
+        return [self.environment.root] if self.environment is not None else []
+
+    @property
     def label(self) -> str:
         if self.environment is None:
             return "the app's environment"
