@@ -115,3 +115,27 @@ def test_a_model_error_in_the_old_environment_reaches_the_app(old_model, home, t
         assert worker.call(foreign.versions)["pandas"] == "1.5.3"  # still alive
     finally:
         worker.stop()
+
+
+def test_cli_predict_env_choices(old_model, home, tmp_path, monkeypatch, capsys):
+    from deploystudio.cli.main import main
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    body = tmp_path / "rows.json"
+    split = {"columns": ["a", "b"], "data": old_model["X"]}
+    body.write_text(json.dumps({"dataframe_split": split}))
+    folder = str(old_model["folder"])
+    assert main(["predict", folder, "--input", str(body), "--json"]) == 0
+    out, err = capsys.readouterr()
+    reply = json.loads(out)
+    assert [next(iter(row.values())) for row in reply["predictions"]] == old_model["y"]
+    assert reply["environment"]["mode"] == "auto"
+    assert reply["environment"]["key"] == old_model["environment"].key
+    assert "scikit-learn==1.1.3" in reply["environment"]["reason"]
+    assert "environment: The model's own environment" in err
+    # --env app: the app's environment, said so (its scikit-learn may still load this pickle).
+    main(["predict", folder, "--input", str(body), "--json", "--env", "app"])
+    out, err = capsys.readouterr()
+    assert "environment: The app's environment, as asked (--env app)." in err
+    if out.strip():
+        assert json.loads(out)["environment"]["key"] is None
