@@ -139,3 +139,36 @@ def test_cli_predict_env_choices(old_model, home, tmp_path, monkeypatch, capsys)
     assert "environment: The app's environment, as asked (--env app)." in err
     if out.strip():
         assert json.loads(out)["environment"]["key"] is None
+
+
+def test_mlflow_runtime_serves_with_the_environments_own_mlflow(old_model, home, tmp_path):
+    import urllib.request
+
+    from deploystudio.deployment.base import Runtime
+    from deploystudio.deployment.local.processes import wait_ready
+    from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server
+
+    chosen = choose("auto", old_model["folder"], home)
+    config = ServerConfig(
+        runtime=Runtime.MLFLOW, model_path=old_model["folder"], environment=chosen.environment
+    )
+    started = time.perf_counter()
+    server = start_deployment_server(config, tmp_path / "run")
+    try:
+        wait_ready(server, 180)
+        print(f"MLflow 2 scoring server in the model's environment ready in "
+              f"{time.perf_counter() - started:.1f} s")
+        assert server.is_ours()  # MLflow 2's gunicorn command is recognised as this server
+        split = {"columns": ["a", "b"], "data": old_model["X"]}
+        request = urllib.request.Request(
+            server.score_url,
+            data=json.dumps({"dataframe_split": split}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["predictions"] == old_model["y"]
+        log = server.log_path.read_text()
+        assert "gunicorn" in log.lower() or "Booting worker" in log
+    finally:
+        assert server.stop()

@@ -10,9 +10,10 @@ The front is our code and reads the store (keys included): it runs outside that 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
-import socket
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,14 +25,14 @@ from deploystudio import inference_server
 from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
 from deploystudio.deployment.base import Runtime
 from deploystudio.deployment.local.processes import (
-    FRONT_LOG,
-    FRONT_MODULE,
     HOST,
     SERVER_LOG,
     ServerKind,
     ServerProcess,
     spawn_detached,
 )
+from deploystudio.environments.build import Environment
+from deploystudio.errors import ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
@@ -58,6 +59,10 @@ class ServerConfig:
     worker_timeout_seconds: int = inference_server.DEFAULT_WORKER_TIMEOUT_SECONDS
     # What the server may read besides its own folder (a model environment built elsewhere).
     read_roots: tuple[Path, ...] = ()
+    # The model's own environment (deploystudio.environments.choice), None for the app's: the
+    # MLflow runtime then runs that environment's MLflow scoring server, as
+    # `mlflow models serve --env-manager uv` does.
+    environment: Environment | None = None
 
 
 def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess:
@@ -93,58 +98,72 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
 def _start_mlflow_server(
     config: ServerConfig, model_path: Path, folder: Path, log_path: Path
 ) -> ServerProcess:
-    """MLflow's own scoring server (what `mlflow models serve --env-manager local` runs)."""
+    """MLflow's own scoring server (what `mlflow models serve --env-manager local` runs), of
+    the app's MLflow or of the model environment's."""
     port = inference_server.free_port()
-    command, command_env = get_cmd(str(model_path), port=port, host=HOST, nworkers=config.workers)
     private = folder / inference_server.PRIVATE_FOLDER
-    # get_cmd returns a copy of our whole environment: take only what it added (the model path
-    # and the request timeout), so our secrets stay out.
-    added = {k: v for k, v in command_env.items() if os.environ.get(k) != v}
+    read_roots = [*config.read_roots]
+    environment = config.environment
+    if environment is None:
+        python = Path(sys.executable)
+        command, command_env = get_cmd(
+            str(model_path), port=port, host=HOST, nworkers=config.workers
+        )
+        # get_cmd returns a copy of our whole environment: take only what it added (the model
+        # path and the request timeout), so our secrets stay out.
+        added = {k: v for k, v in command_env.items() if os.environ.get(k) != v}
+    else:
+        python = environment.python
+        read_roots.append(environment.root)
+        command, added = _environment_command(environment, model_path, port, config, private)
     env = scrubbed_environment(
         home=private, temp=private, extra={**added, **config.extra_env, "PYTHONUNBUFFERED": "1"}
     )
-    # get_cmd names `uvicorn` on PATH; the one of this interpreter is the one installed with it.
-    argv = [sys.executable, "-m", *shlex.split(command)]
-    access = inference_server.server_access(folder, port) | Access.of(read=config.read_roots)
+    # get_cmd names `uvicorn` (MLflow 3) or `gunicorn` (MLflow 2) on PATH: the one of the
+    # interpreter is the one installed with it. MLflow runs the command through a shell, which
+    # expands ${GUNICORN_CMD_ARGS} (gunicorn reads that variable itself anyway): dropped here.
+    words = [w for w in shlex.split(command) if not w.startswith("${")]
+    argv = [str(python), "-m", *words]
+    access = inference_server.server_access(folder, port) | Access.of(read=read_roots)
     command_line = sandboxed_command(argv, access)
     return spawn_detached(ServerKind.MLFLOW, command_line, env, folder, log_path, port)
 
 
-def start_front(
-    db_path: Path, endpoint: str, folder: Path, port: int | None = None
-) -> ServerProcess:
-    """Start the endpoint's front (deploystudio.deployment.local.front) detached; return at once.
-
-    The front reads traffic, keys and deployments from the store itself: it holds no state, so
-    a dead one is simply started again, on its old `port` when that is still free.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    port = port if port and _is_free(port) else inference_server.free_port()
-    command = [
-        sys.executable,
-        # -P: nothing from the working folder on sys.path (deployment folders hold score.py).
-        "-P",
-        "-m",
-        FRONT_MODULE,
-        "--db",
-        str(db_path),
-        "--endpoint",
-        endpoint,
-        "--port",
-        str(port),
-    ]
-    env = scrubbed_environment()
-    env["PYTHONUNBUFFERED"] = "1"
-    return spawn_detached(ServerKind.FRONT, command, env, folder, folder / FRONT_LOG, port)
+# Asks the environment's own MLflow for its serving command (MLflow 2 serves with gunicorn and
+# a WSGI app, MLflow 3 with uvicorn): what it adds to the environment, as JSON.
+_GET_CMD = """
+import json, os, sys
+from mlflow.pyfunc.scoring_server import get_cmd
+path, port, host, workers = sys.argv[1:5]
+command, env = get_cmd(path, port=int(port), host=host, nworkers=int(workers))
+print(json.dumps([command, {k: v for k, v in env.items() if os.environ.get(k) != v}]))
+"""
 
 
-def _is_free(port: int) -> bool:
-    """Whether the front could listen on `port`: like the front's server, with SO_REUSEADDR,
-    so that connections of the previous front still closing (TIME_WAIT) do not count."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
+def _environment_command(
+    environment: Environment, model_path: Path, port: int, config: ServerConfig, private: Path
+) -> tuple[str, dict[str, str]]:
+    # The environment's packages were chosen by the model (a package may run code as the
+    # interpreter starts, through a .pth file): behind the sandbox too, with nothing of ours.
+    argv = [str(environment.python), "-P", "-c", _GET_CMD, str(model_path), str(port), HOST,
+            str(config.workers)]
+    access = Access.of(
+        read=[model_path, *config.read_roots, environment.root], write=[private]
+    )
+    detail = "it did not answer in 120 s"
+    try:
+        done = subprocess.run(
+            sandboxed_command(argv, access),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=scrubbed_environment(home=private, temp=private),
+        )
+        detail = done.stderr.strip()[-800:] or f"it exited with code {done.returncode}"
+        command, added = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        raise ScoringServerError(
+            f"The model environment's MLflow could not give its serving command: {detail}. "
+            "Deploy with --env app to use the app's MLflow instead."
+        ) from None
+    return str(command), {str(k): str(v) for k, v in added.items()}
