@@ -172,3 +172,35 @@ def test_mlflow_runtime_serves_with_the_environments_own_mlflow(old_model, home,
         assert "gunicorn" in log.lower() or "Booting worker" in log
     finally:
         assert server.stop()
+
+
+def test_cli_deploy_env_auto_serves_an_old_model_with_its_mlflow(
+    old_model, home, monkeypatch, capsys
+):
+    import urllib.request
+
+    from deploystudio.cli.main import main
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    folder = str(old_model["folder"])
+    try:
+        code = main(["deploy", "old-stack", "--deployment", "blue", "--model", folder,
+                     "--runtime", "mlflow", "--all-traffic", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        deployment = json.loads(out)["deployment"]
+        assert deployment["state"] == "ready" and deployment["settings"]["environment"] == "auto"
+        split = {"columns": ["a", "b"], "data": old_model["X"]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{deployment['port']}/invocations",
+            data=json.dumps({"dataframe_split": split}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.loads(response.read())["predictions"] == old_model["y"]
+        # The server is the environment's Python running MLflow 2's gunicorn app.
+        command = Path(f"/proc/{deployment['pid']}/cmdline").read_bytes().split(b"\0")
+        assert command[0].decode() == str(old_model["environment"].python)
+        assert b"mlflow.pyfunc.scoring_server.wsgi:app" in command
+    finally:
+        main(["endpoint", "stop-all"])

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deploystudio.cli.options import add_env_option
 from deploystudio.config import Settings, load_settings, redact_uri
 from deploystudio.errors import DeployStudioError
 from deploystudio.jsonable import to_jsonable
@@ -209,17 +210,6 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
 
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def add_env_option(parser: argparse.ArgumentParser) -> None:
-    """`--env auto|model|app`: which environment runs the model (issue 19)."""
-    parser.add_argument(
-        "--env",
-        choices=["auto", "model", "app"],
-        default="auto",
-        help="where the model runs: its own environment (model), the app's (app), or the app's "
-        "when it already has every version the model's loader asks for (auto, the default)",
-    )
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

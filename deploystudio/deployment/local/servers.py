@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from deploystudio import inference_server
 from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
 from deploystudio.deployment.base import Runtime
 from deploystudio.deployment.local.processes import (
+    FRONT_LOG,
+    FRONT_MODULE,
     HOST,
     SERVER_LOG,
     ServerKind,
@@ -32,11 +35,14 @@ from deploystudio.deployment.local.processes import (
     spawn_detached,
 )
 from deploystudio.environments.build import Environment
-from deploystudio.errors import ScoringServerError
+from deploystudio.environments.choice import EnvMode, choose, parse_mode
+from deploystudio.errors import DeploymentConfigError, ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
 SCRIPT_FILE = "score.py"
+# A deployment's setting: which environment its server runs in (auto, model or app).
+ENVIRONMENT_SETTING = "environment"
 MODELS_FOLDER = "azureml-models"
 # Azure's examples register the model from a folder named model/, mounted at
 # AZUREML_MODEL_DIR/model: scripts copied from them find it there.
@@ -63,6 +69,24 @@ class ServerConfig:
     # MLflow runtime then runs that environment's MLflow scoring server, as
     # `mlflow models serve --env-manager uv` does.
     environment: Environment | None = None
+
+
+def server_environment(
+    runtime: Runtime, mode: str | None, model_path: Path, home: Path
+) -> Environment | None:
+    """The model environment a deployment's server runs in (its `environment` setting: auto,
+    model or app; app when unset, as deployments made before the setting existed). Azure ML's
+    inference server is installed in the app's environment only, so that runtime runs there."""
+    chosen_mode = parse_mode(mode or EnvMode.APP.value)
+    if runtime is Runtime.AZUREML:
+        if chosen_mode is EnvMode.MODEL:
+            raise DeploymentConfigError(
+                "The azureml runtime runs in the app's environment (Azure ML's inference server "
+                "is installed there only): deploy with --runtime mlflow to use the model's own "
+                "environment, or with --env app."
+            )
+        return None
+    return choose(chosen_mode, model_path, home).environment
 
 
 def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess:
@@ -167,3 +191,43 @@ def _environment_command(
             "Deploy with --env app to use the app's MLflow instead."
         ) from None
     return str(command), {str(k): str(v) for k, v in added.items()}
+
+
+def start_front(
+    db_path: Path, endpoint: str, folder: Path, port: int | None = None
+) -> ServerProcess:
+    """Start the endpoint's front (deploystudio.deployment.local.front) detached; return at once.
+
+    The front reads traffic, keys and deployments from the store itself: it holds no state, so
+    a dead one is simply started again, on its old `port` when that is still free.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port if port and _is_free(port) else inference_server.free_port()
+    command = [
+        sys.executable,
+        # -P: nothing from the working folder on sys.path (deployment folders hold score.py).
+        "-P",
+        "-m",
+        FRONT_MODULE,
+        "--db",
+        str(db_path),
+        "--endpoint",
+        endpoint,
+        "--port",
+        str(port),
+    ]
+    env = scrubbed_environment()
+    env["PYTHONUNBUFFERED"] = "1"
+    return spawn_detached(ServerKind.FRONT, command, env, folder, folder / FRONT_LOG, port)
+
+
+def _is_free(port: int) -> bool:
+    """Whether the front could listen on `port`: like the front's server, with SO_REUSEADDR,
+    so that connections of the previous front still closing (TIME_WAIT) do not count."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True

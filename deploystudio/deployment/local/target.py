@@ -41,7 +41,13 @@ from deploystudio.deployment.base import (
 )
 from deploystudio.deployment.local import reconcile as recovery
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
-from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server, start_front
+from deploystudio.deployment.local.servers import (
+    ENVIRONMENT_SETTING,
+    ServerConfig,
+    server_environment,
+    start_deployment_server,
+    start_front,
+)
 from deploystudio.deployment.local.starter_lock import starting
 from deploystudio.deployment.local.transitions import (
     deployment_process,
@@ -532,15 +538,19 @@ class LocalTarget(DeploymentTarget):
                 f"The deployment needs environment variables that are not set here: "
                 f"{', '.join(missing)}. Set them before starting Deploy Studio."
             )
+        model_path = local_model_path(record.model_uri, self.settings, self._registry)
         return ServerConfig(
             runtime=record.runtime,
-            model_path=local_model_path(record.model_uri, self.settings, self._registry),
+            model_path=model_path,
             script=script,
             workers=workers,
             # Named by the user for this deployment: passed on purpose, like Azure's
             # environment_variables (everything else of ours stays out).
             extra_env={n: os.environ[n] for n in names},
             worker_timeout_seconds=int(self.start_timeout_seconds) + 60,
+            environment=server_environment(
+                record.runtime, settings.get(ENVIRONMENT_SETTING), model_path, self.settings.home
+            ),
         )
 
     def _spawn(self, record: Deployment, server: ServerConfig) -> ServerProcess:
