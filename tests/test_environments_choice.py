@@ -108,3 +108,22 @@ def test_auto_builds_the_model_environment_when_a_loader_pin_differs(home, tmp_p
     assert again.environment is not None and again.environment.key == chosen.environment.key
     assert "built before" in again.reason and "--env model" in again.reason
     assert choose("app", folder, home).environment is None
+
+
+def test_skew_advice_names_the_package_whose_versions_differ(tmp_path):
+    from deploystudio.environments.diagnosis import skew_advice
+
+    here = installed_version("scikit-learn")
+    pins = "scikit-learn==1.1.3\nnumpy==1.26.4\n"
+    old = PlanInputs.from_folder(write_model(tmp_path / "old", pins, flavors=PICKLED_SKLEARN))
+    advice = skew_advice("ModuleNotFoundError: No module named 'sklearn.ensemble._gb_losses'", old)
+    assert advice is not None
+    assert f"scikit-learn 1.1.3 when saved, {here} here" in advice and "numpy" not in advice
+    assert "--env model" in advice
+    # A native error names no package: every one that differs is listed.
+    native = skew_advice("ValueError: numpy.dtype size changed, may indicate binary incompat", old)
+    assert native is not None and "numpy 1.26.4 when saved" in native
+    # Not a skew error, or no skew: nothing added.
+    assert skew_advice("KeyError: 'petal_width'", old) is None
+    same = PlanInputs.from_folder(write_model(tmp_path / "same", app_pins()))
+    assert skew_advice("No module named 'sklearn.ensemble._gb_losses'", same) is None

@@ -33,6 +33,7 @@ TRAIN = """
 import json, sys
 import numpy as np, pandas as pd, mlflow, sklearn
 from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import GradientBoostingClassifier
 from mlflow.models import infer_signature
 rng = np.random.default_rng(0)
 X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
@@ -40,6 +41,12 @@ y = (X["a"] + X["b"] > 0).astype("int64")
 model = LogisticRegression().fit(X, y)
 mlflow.sklearn.save_model(
     model, sys.argv[1], signature=infer_signature(X, y), serialization_format="cloudpickle",
+    pip_requirements=sys.argv[2].split())
+# Gradient boosting of scikit-learn 1.1 pickles sklearn.ensemble._gb_losses, gone since 1.4:
+# the app's scikit-learn cannot unpickle it (real version skew).
+boosted = GradientBoostingClassifier(n_estimators=5).fit(X, y)
+mlflow.sklearn.save_model(
+    boosted, sys.argv[1] + "-boosted", serialization_format="cloudpickle",
     pip_requirements=sys.argv[2].split())
 print(json.dumps({"X": X.head(5).values.tolist(), "y": model.predict(X.head(5)).tolist(),
                   "versions": [mlflow.__version__, sklearn.__version__, pd.__version__]}))
@@ -204,3 +211,28 @@ def test_cli_deploy_env_auto_serves_an_old_model_with_its_mlflow(
         assert b"mlflow.pyfunc.scoring_server.wsgi:app" in command
     finally:
         main(["endpoint", "stop-all"])
+
+
+def test_version_skew_in_the_app_environment_says_which_versions_and_offers_the_models(
+    old_model, home, tmp_path, monkeypatch, capsys
+):
+    from deploystudio.cli.main import main
+    from deploystudio.environment import installed_version
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    boosted = str(old_model["folder"]) + "-boosted"
+    body = tmp_path / "rows.json"
+    split = {"columns": ["a", "b"], "data": old_model["X"]}
+    body.write_text(json.dumps({"dataframe_split": split}))
+    assert main(["predict", boosted, "--input", str(body), "--env", "app"]) != 0
+    _, err = capsys.readouterr()
+    assert "sklearn.ensemble._gb_losses" in err  # the loader's own error stays
+    assert (
+        f"version skew: scikit-learn 1.1.3 when saved, {installed_version('scikit-learn')} here"
+        in err
+    )
+    assert "--env model" in err
+    # In its own environment the same model predicts.
+    assert main(["predict", boosted, "--input", str(body), "--env", "model", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert len(json.loads(out)["predictions"]) == 5

@@ -19,6 +19,7 @@ from components.prediction_results import (
     render_timing,
 )
 from deploystudio.environments.choice import ENV_MODES, Chosen, EnvMode, choose
+from deploystudio.environments.diagnosis import explained
 from deploystudio.errors import DeployStudioError
 
 ENV_LABELS = {"auto": "Auto", "model": "Model's own", "app": "This app's"}
@@ -139,7 +140,10 @@ with main_column:
                 st.session_state[environment_key] = chosen.reason
                 with st.spinner("Predicting in the model's worker (the first call loads it)…"):
                     worker = services.worker_for(chosen)
-                    prediction = worker.predict(model_path, model_input)
+                    try:
+                        prediction = worker.predict(model_path, model_input)
+                    except DeployStudioError as exc:
+                        raise explained(exc, chosen.environment is None, model_path) from exc
                 st.session_state[result_key] = PreviewResult(
                     entered, source, model_input, prediction, time.monotonic() - started
                 )

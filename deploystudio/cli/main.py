@@ -116,6 +116,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     from mlflow.models import Model
 
     from deploystudio.environments.choice import EnvMode, EnvModeError, choose, parse_mode
+    from deploystudio.environments.diagnosis import explained
     from deploystudio.errors import PayloadError
     from deploystudio.payload_formats import ModelInput, PayloadFormat
     from deploystudio.payloads import DEFAULT_MAX_BYTES, parse_payload
@@ -176,6 +177,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
         )
         try:
             prediction = worker.predict(model_path, model_input)
+        except DeployStudioError as exc:
+            raise explained(exc, chosen.environment is None, model_path) from exc
         finally:
             worker.stop()
     for warning in prediction.warnings:
