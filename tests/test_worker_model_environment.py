@@ -236,3 +236,26 @@ def test_version_skew_in_the_app_environment_says_which_versions_and_offers_the_
     assert main(["predict", boosted, "--input", str(body), "--env", "model", "--json"]) == 0
     out, _ = capsys.readouterr()
     assert len(json.loads(out)["predictions"]) == 5
+
+
+@pytest.mark.parametrize("where", ["app", "model"])
+def test_a_native_crash_names_its_signal_and_the_last_lines(where, old_model, tmp_path):
+    import ctypes
+
+    from deploystudio.errors import PredictionWorkerError
+
+    environment = old_model["environment"] if where == "model" else None
+    worker = PredictionWorker(
+        tmp_path / "worker.log",
+        access=Access.of(read=[environment.root] if environment else []),
+        python=environment.python if environment else None,
+    )
+    try:
+        with pytest.raises(PredictionWorkerError) as caught:
+            worker.call(ctypes.string_at, 0)  # reads address 0: SIGSEGV in C
+        message = str(caught.value)
+        assert "killed by SIGSEGV (a native crash" in message
+        assert "Fatal Python error: Segmentation fault" in message  # the log's last lines
+        assert worker.call(foreign.versions)["python"]  # it starts again on next use
+    finally:
+        worker.stop()

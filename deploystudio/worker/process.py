@@ -65,7 +65,8 @@ PARENT_CHECK_SECONDS = 0.5
 # take seconds on a busy machine. The process served is named by its pid: read here, after the
 # sandbox launcher ran, getppid() may already name init if it died meanwhile.
 _BOOT = f"""
-import os, sys, threading, time
+import faulthandler, os, sys, threading, time
+faulthandler.enable()  # a native crash writes where it happened to the log, which we show
 parent = int(sys.argv[-1])
 def watch():
     while os.getppid() == parent:
@@ -91,6 +92,10 @@ spec.loader.exec_module(package)
 PACKAGE_FOLDER = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
+# Signals of a crash in compiled code (as opposed to one sent by us or the kernel's OOM killer).
+_NATIVE_CRASHES = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+)
 
 
 @dataclass(frozen=True)
@@ -347,6 +352,11 @@ class PredictionWorker:
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             why = " (killed: often the memory limit)" if name == "SIGKILL" else ""
+            if -code in _NATIVE_CRASHES:
+                why = (
+                    " (a native crash, in compiled code: often a library built for other "
+                    "versions of numpy or of the packages beside it)"
+                )
             how = f"was killed by {name}{why}"
         else:
             how = f"exited with code {code}"
