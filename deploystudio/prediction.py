@@ -40,6 +40,7 @@ from deploystudio.payloads import (
     first_failed_cast,
 )
 from deploystudio.registry import Registry
+from deploystudio.worker.model_errors import external_cause
 
 DEFAULT_CACHE_SIZE = 4
 _COMPLETE_MARKER = ".deploystudio-complete"
@@ -193,6 +194,9 @@ def _predict_raw(model: PyFuncModel, model_input: ModelInput) -> tuple[Any, floa
     except MemoryError:
         raise  # the worker reports it with its memory limit
     except Exception as exc:  # model code can raise anything; the user needs its message
+        cause = external_cause(exc)
+        if cause is not None:
+            raise PredictionError(f"The model raised {type(exc).__name__}: {exc}. {cause}") from exc
         raise PredictionError(
             f"The model raised {type(exc).__name__}: {exc}. The input passed the signature's "
             "checks, so the model's own code refused these values: change the values it names, "

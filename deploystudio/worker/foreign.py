@@ -96,6 +96,7 @@ def predict_portable(model_path: str, portable: dict[str, Any]) -> dict[str, Any
     import mlflow.pyfunc
 
     from deploystudio.errors import PredictionError
+    from deploystudio.worker.model_errors import external_cause
 
     started = time.perf_counter()
     model = _MODELS.get(model_path)
@@ -113,7 +114,9 @@ def predict_portable(model_path: str, portable: dict[str, Any]) -> dict[str, Any
     except MemoryError:
         raise
     except Exception as exc:  # model code and MLflow's checks can raise anything
-        raise PredictionError(f"The model raised {type(exc).__name__}: {exc}") from exc
+        cause = external_cause(exc)
+        said = f" {cause}" if cause else ""
+        raise PredictionError(f"The model raised {type(exc).__name__}: {exc}.{said}") from exc
     return {
         "output": raw,
         "load_seconds": load_seconds,
