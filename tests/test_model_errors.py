@@ -38,6 +38,8 @@ mlflow.models.set_model(NeedsAKey())
         (ConnectionRefusedError(111, "Connection refused"), "could not reach"),
         (socket.gaierror(-2, "Name or service not known"), "could not reach"),
         (TimeoutError("timed out"), "could not reach"),
+        (RuntimeError("Error code: 401 - invalid key"), "credential"),
+        (PermissionError(13, "Permission denied"), None),  # the sandbox's answer: not a key
         (KeyError("petal_width"), None),
         (ValueError("could not convert string to float: 'abc'"), None),
     ],

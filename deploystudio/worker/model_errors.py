@@ -7,9 +7,10 @@ import re
 
 # A missing credential: the messages of OpenAI's, Azure's, Anthropic's and cloud SDKs' clients
 # when no key is set, and HTTP's refusals.
+# (Not "Permission denied": that is what the sandbox answers a model reading outside its roots.)
 _CREDENTIAL = re.compile(
-    r"api[_ ]?key|OPENAI_API_KEY|AZURE_\w*KEY|credential|Unauthorized|\b401\b|\b403\b|"
-    r"authenticat|access token|NoCredentialsError|permission denied",
+    r"api[_ ]?key|OPENAI_API_KEY|AZURE_\w*KEY|credential|Unauthorized|"
+    r"(?:Error code|status(?: code)?)[: ]+40[13]\b|authenticat|access token|NoCredentialsError",
     re.IGNORECASE,
 )
 # A service out of reach (the exception's class names, and its text).
