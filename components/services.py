@@ -15,11 +15,13 @@ from components.access import current_user
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import OperationRunner
+from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
 from deploystudio.worker.process import PredictionWorker
+from deploystudio.worker.sandbox import Access
 
 LISTING_TTL_SECONDS = 30
 log = logging.getLogger(__name__)
@@ -80,6 +82,24 @@ def refresh_registry_listings() -> None:
 def prediction_worker() -> PredictionWorker:
     """One worker process for the whole server: sessions take turns (it predicts one at a time)."""
     return PredictionWorker(get_settings().home / "logs" / "prediction-worker.log")
+
+
+@st.cache_resource(show_spinner=False)
+def environment_worker(key: str, root: str, python: str) -> PredictionWorker:
+    """One worker per model environment (by its key), kept like the app's own: a model's next
+    preview finds it loaded."""
+    return PredictionWorker(
+        get_settings().home / "logs" / f"prediction-worker-{key}.log",
+        access=Access.of(read=[Path(root)]),
+        python=Path(python),
+    )
+
+
+def worker_for(chosen: Chosen) -> PredictionWorker:
+    environment = chosen.environment
+    if environment is None:
+        return prediction_worker()
+    return environment_worker(environment.key, str(environment.root), str(environment.python))
 
 
 @st.cache_resource(show_spinner=False, validate=lambda path: (path / "MLmodel").is_file())

@@ -40,6 +40,7 @@ from deploystudio.payloads import (
     first_failed_cast,
 )
 from deploystudio.registry import Registry
+from deploystudio.worker.model_errors import external_cause
 
 DEFAULT_CACHE_SIZE = 4
 _COMPLETE_MARKER = ".deploystudio-complete"
@@ -193,6 +194,9 @@ def _predict_raw(model: PyFuncModel, model_input: ModelInput) -> tuple[Any, floa
     except MemoryError:
         raise  # the worker reports it with its memory limit
     except Exception as exc:  # model code can raise anything; the user needs its message
+        cause = external_cause(exc)
+        if cause is not None:
+            raise PredictionError(f"The model raised {type(exc).__name__}: {exc}. {cause}") from exc
         raise PredictionError(
             f"The model raised {type(exc).__name__}: {exc}. The input passed the signature's "
             "checks, so the model's own code refused these values: change the values it names, "
@@ -315,11 +319,7 @@ def predict_raw(cache: ModelCache, model_path: Path, model_input: ModelInput) ->
     except PayloadError as exc:
         raise PredictionError(str(exc)) from exc
     raw, predict_seconds = _predict_raw(model, model_input)
-    shape_warnings = unordered_output_warnings(raw)
-    if not isinstance(raw, np.ndarray):
-        raw = predictions_frame(raw)
-    if not shape_warnings:
-        shape_warnings = row_count_warnings(raw, input_rows(model_input.data))
+    raw, shape_warnings = finished_output(raw, model_input.data)
     return RawPrediction(
         output=raw,
         load_seconds=load_seconds,
@@ -328,6 +328,16 @@ def predict_raw(cache: ModelCache, model_path: Path, model_input: ModelInput) ->
         # The parser may have said the same about the params already: once is enough.
         warnings=list(dict.fromkeys([*model_input.warnings, *param_warnings, *shape_warnings])),
     )
+
+
+def finished_output(raw: Any, data: Any) -> tuple[np.ndarray | pd.DataFrame, list[str]]:
+    """A model's output as an array or a table, and what to say about its shape."""
+    shape_warnings = unordered_output_warnings(raw)
+    if not isinstance(raw, np.ndarray):
+        raw = predictions_frame(raw)
+    if not shape_warnings:
+        shape_warnings = row_count_warnings(raw, input_rows(data))
+    return raw, shape_warnings
 
 
 def input_rows(data: Any) -> int | None:

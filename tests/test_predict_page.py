@@ -95,6 +95,20 @@ def test_example_predicts_a_table_a_chart_and_timing(seeded):
     assert any(b.label == "Download predictions (CSV)" for b in at.get("download_button"))
 
 
+def test_the_environment_chosen_and_why_show_next_to_the_result(seeded):
+    at = open_predict(iris_query())
+    predict(at, IRIS_URI)
+    captions = [c.value for c in at.caption]
+    # The demo model was logged with this app's MLflow and scikit-learn: auto keeps the app's.
+    assert any("The app's environment: it already has every version" in c for c in captions)
+    at.segmented_control(key=f"{editor_key(IRIS_URI)}_env").set_value("app").run()
+    predict(at, IRIS_URI)
+    assert not at.error, [e.value for e in at.error]
+    captions = [c.value for c in at.caption]
+    assert any("The app's environment, as asked" in c for c in captions)
+    assert len(results_table(at)) == 5
+
+
 def test_the_time_shown_first_is_the_time_the_user_waited(seeded, monkeypatch):
     # A worker that takes 2 s more to answer, as a cold one does: the wait must show them.
     worker = services.prediction_worker()

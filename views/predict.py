@@ -1,6 +1,7 @@
 """Predict: preview one model version on its example, a form, an uploaded file or a JSON body."""
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,7 +18,35 @@ from components.prediction_results import (
     render_snippets,
     render_timing,
 )
+from deploystudio.environments.choice import ENV_MODES, Chosen, EnvMode, choose
+from deploystudio.environments.diagnosis import explained
 from deploystudio.errors import DeployStudioError
+
+ENV_LABELS = {"auto": "Auto", "model": "Model's own", "app": "This app's"}
+
+
+def choose_environment(mode: str, model_path: Path, home: Path) -> Chosen:
+    """The environment, with a build's progress in a status box (it takes a minute or more the
+    first time; a built one is found at once)."""
+    if mode == EnvMode.APP.value:
+        return choose(mode, model_path, home)
+    with st.status("Choosing the environment…", expanded=False) as status:
+        lines: list[str] = []
+        shown = st.empty()
+
+        def progress(line: str) -> None:
+            if not lines:
+                status.update(label="Building the model's environment…", expanded=True)
+            lines.append(line)
+            shown.code("\n".join(lines[-12:]), language=None)
+
+        try:
+            chosen = choose(mode, model_path, home, progress=progress)
+        except DeployStudioError:
+            status.update(label="The model's environment could not be made", state="error")
+            raise
+        status.update(label=chosen.label.capitalize(), state="complete", expanded=False)
+    return chosen
 
 st.title("Preview predictions")
 settings = services.get_settings()
@@ -76,6 +105,15 @@ key = editor_key(inspection.resolved_uri)
 st.markdown("#### Input")
 source, builder = render_input_sources(inspection, signature, model_path, key)
 
+env_mode = st.segmented_control(
+    "Environment",
+    ENV_MODES,
+    default=EnvMode.AUTO.value,
+    format_func=ENV_LABELS.get,
+    key=f"{key}_env",
+    help="Auto runs the model in the app's environment when it has every version the model's "
+    "loader asks for, and in the model's own (built with uv on first use) otherwise.",
+) or EnvMode.AUTO.value
 button_column, hint_column = st.columns([1, 5], vertical_alignment="center")
 clicked = button_column.button(
     "Predict", type="primary", icon=":material/play_arrow:", key=f"{key}_predict"
@@ -83,10 +121,12 @@ clicked = button_column.button(
 hint_column.caption(f"Sends the input of the **{source}** tab to the model.")
 
 result_key = f"{key}_result"
+environment_key = f"{key}_environment_reason"
 main_column, side_column = st.columns([3, 1])
 with main_column:
     if clicked:
         st.session_state.pop(result_key, None)
+        st.session_state.pop(environment_key, None)
         if builder is None:
             st.warning(
                 f"The {source} tab has no input to send: fill it in, or fix the problem it shows."
@@ -95,9 +135,15 @@ with main_column:
             model_input = None
             try:
                 model_input = builder()
+                started = time.monotonic()
+                chosen = choose_environment(env_mode, model_path, settings.home)
+                st.session_state[environment_key] = chosen.reason
                 with st.spinner("Predicting in the model's worker (the first call loads it)…"):
-                    started = time.monotonic()
-                    prediction = services.prediction_worker().predict(model_path, model_input)
+                    worker = services.worker_for(chosen)
+                    try:
+                        prediction = worker.predict(model_path, model_input)
+                    except DeployStudioError as exc:
+                        raise explained(exc, chosen.environment is None, model_path) from exc
                 st.session_state[result_key] = PreviewResult(
                     entered, source, model_input, prediction, time.monotonic() - started
                 )
@@ -108,6 +154,8 @@ with main_column:
             except (ValueError, TypeError) as exc:  # a value no payload check foresaw
                 st.error(f"The input could not be sent to the model: {exc}")
     result: PreviewResult | None = st.session_state.get(result_key)
+    if st.session_state.get(environment_key):
+        st.caption(f":material/deployed_code: {st.session_state[environment_key]}")
     if result is not None:
         for warning in result.prediction.warnings:
             st.warning(warning)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deploystudio.cli.options import add_env_option
 from deploystudio.config import Settings
 from deploystudio.errors import DeployStudioError, PayloadError, TrafficError
 from deploystudio.jsonable import to_jsonable
@@ -324,6 +325,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         runtime=Runtime(args.runtime),
         instance_count=args.instance_count or 1,
         all_traffic=args.all_traffic,
+        environment=args.env,
     )
     problems = request_problems(request, endpoints, target.list_deployments())
     if problems:
@@ -432,4 +434,5 @@ def add_endpoint_commands(commands: argparse._SubParsersAction) -> None:
     deploy.add_argument("--all-traffic", action="store_true", help="send it 100%% of traffic")
     deploy.add_argument("--timeout", type=float, help="seconds to wait for the server (300)")
     deploy.add_argument("--json", action="store_true")
+    add_env_option(deploy)
     deploy.set_defaults(handler=cmd_deploy)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deploystudio.cli.options import add_env_option
 from deploystudio.config import Settings, load_settings, redact_uri
 from deploystudio.errors import DeployStudioError
 from deploystudio.jsonable import to_jsonable
@@ -114,11 +115,14 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     from mlflow.models import Model
 
+    from deploystudio.environments.choice import EnvMode, EnvModeError, choose, parse_mode
+    from deploystudio.environments.diagnosis import explained
     from deploystudio.errors import PayloadError
     from deploystudio.payload_formats import ModelInput, PayloadFormat
     from deploystudio.payloads import DEFAULT_MAX_BYTES, parse_payload
     from deploystudio.prediction import ModelCache, local_model_path, predict_in_process
     from deploystudio.worker.process import PredictionWorker
+    from deploystudio.worker.sandbox import Access
 
     model_path = local_model_path(args.model_uri, settings)
     model = Model.load(str(model_path / "MLmodel"))
@@ -152,15 +156,29 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             filename=Path(args.input).name,
         )
     if args.in_process:
+        if parse_mode(args.env) is EnvMode.MODEL:
+            raise EnvModeError("--in-process runs the model in this process: use --env app.")
+        chosen = choose(EnvMode.APP, model_path, settings.home)
+        chosen_reason = "The app's environment: --in-process runs the model in this process."
+    else:
+        chosen = choose(args.env, model_path, settings.home, progress=_to_stderr)
+        chosen_reason = chosen.reason
+    print(f"environment: {chosen_reason}", file=sys.stderr)
+    if args.in_process:
         prediction = predict_in_process(ModelCache(), model_path, model_input)
     else:
         # Model code is untrusted: by default it runs in a worker behind the sandbox, which reads
         # the model folder and nothing of the data folder, the store or the user's files.
         worker = PredictionWorker(
-            settings.home / "logs" / "cli-predict.log", timeout_seconds=args.timeout
+            settings.home / "logs" / "cli-predict.log",
+            timeout_seconds=args.timeout,
+            access=Access.of(read=chosen.read_roots),
+            python=chosen.python_for_worker,
         )
         try:
             prediction = worker.predict(model_path, model_input)
+        except DeployStudioError as exc:
+            raise explained(exc, chosen.environment is None, model_path) from exc
         finally:
             worker.stop()
     for warning in prediction.warnings:
@@ -173,6 +191,11 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
                     "load_seconds": prediction.load_seconds,
                     "predict_seconds": prediction.predict_seconds,
                     "warnings": prediction.warnings,
+                    "environment": {
+                        "mode": chosen.mode.value,
+                        "key": chosen.environment.key if chosen.environment else None,
+                        "reason": chosen_reason,
+                    },
                 },
                 indent=2,
                 default=str,
@@ -186,6 +209,10 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -248,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the model in this process, with your environment and files: trusted models only",
     )
+    add_env_option(predict)
     predict.set_defaults(handler=cmd_predict)
 
     from deploystudio.cli.script import add_script_command

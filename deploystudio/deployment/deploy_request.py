@@ -35,6 +35,8 @@ class DeployRequest:
     bundle: str | None = None
     instance_count: int = 1
     all_traffic: bool = False
+    # Which environment the server runs in: auto, model or app (deploystudio.environments).
+    environment: str = "app"
 
     @property
     def subject(self) -> str:
@@ -47,6 +49,8 @@ class DeployRequest:
             "runtime": self.runtime.value,
             "settings": {"instance_count": self.instance_count},
         }
+        if self.environment != "app":
+            config["settings"]["environment"] = self.environment
         if self.bundle:
             config["bundle"] = self.bundle
         return config

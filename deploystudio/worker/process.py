@@ -38,15 +38,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploystudio.errors import PredictionError, PredictionWorkerError
-from deploystudio.payloads import ModelInput
-from deploystudio.prediction import ModelCache, Prediction, RawPrediction, predict_raw
 from deploystudio.worker import replies as worker_replies
 from deploystudio.worker.channel import Channel, MalformedMessageError, new_memory_file
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
+
+if TYPE_CHECKING:  # the worker side may run in a model's environment, without the app's deps
+    from deploystudio.payloads import ModelInput
+    from deploystudio.prediction import ModelCache, Prediction, RawPrediction
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
@@ -63,7 +65,8 @@ PARENT_CHECK_SECONDS = 0.5
 # take seconds on a busy machine. The process served is named by its pid: read here, after the
 # sandbox launcher ran, getppid() may already name init if it died meanwhile.
 _BOOT = f"""
-import os, sys, threading, time
+import faulthandler, os, sys, threading, time
+faulthandler.enable()  # a native crash writes where it happened to the log, which we show
 parent = int(sys.argv[-1])
 def watch():
     while os.getppid() == parent:
@@ -73,8 +76,26 @@ threading.Thread(target=watch, daemon=True).start()
 from deploystudio.worker import process as prediction_worker
 prediction_worker.main(sys.argv[1:-1])
 """
+# In a model's own environment, which does not have deploystudio installed, the package is
+# loaded from its folder by path: the sandbox lets the worker read that folder but not the
+# repository around it, so putting its parent on sys.path (which Python lists) would not find
+# it. Its submodules are then found through the package's own __path__.
+_FOREIGN_BOOT = """
+import importlib.util, sys
+folder = sys.argv.pop(1)
+spec = importlib.util.spec_from_file_location(
+    "deploystudio", folder + "/__init__.py", submodule_search_locations=[folder])
+package = importlib.util.module_from_spec(spec)
+sys.modules["deploystudio"] = package
+spec.loader.exec_module(package)
+""" + _BOOT
+PACKAGE_FOLDER = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
+# Signals of a crash in compiled code (as opposed to one sent by us or the kernel's OOM killer).
+_NATIVE_CRASHES = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+)
 
 
 @dataclass(frozen=True)
@@ -128,8 +149,12 @@ class PredictionWorker:
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         access: Access | None = None,
+        python: Path | None = None,
     ) -> None:
+        """`python`: the interpreter of a model's own environment (its folder must be in
+        `access`'s read roots); None for the app's own."""
         self.log_path = log_path
+        self.python = python
         self.memory_limit_mb = memory_limit_mb
         self.timeout_seconds = timeout_seconds
         # What every call may reach (a batch job's model, inputs and parts folder); calls add
@@ -161,14 +186,15 @@ class PredictionWorker:
         # One memory file per direction; the child gets both by number, like the socket.
         requests, replies = new_memory_file("ds-requests"), new_memory_file("ds-replies")
         child_fds = [fd for fd in (child_socket.fileno(), requests, replies) if fd is not None]
+        foreign = self.python is not None
         command = [
-            sys.executable,
+            str(self.python) if foreign else sys.executable,
             # -P: no current directory on sys.path, so what the worker imports does not
             # depend on where the app was started (functions sent to `call` must be
             # importable from installed packages, such as deploystudio).
             "-P",
             "-c",
-            _BOOT,
+            *((_FOREIGN_BOOT, str(PACKAGE_FOLDER)) if foreign else (_BOOT,)),
             str(child_socket.fileno()),
             str(self.memory_limit_mb),
             str(-1 if requests is None else requests),
@@ -194,6 +220,8 @@ class PredictionWorker:
     def predict(
         self, model_path: Path, model_input: ModelInput, timeout_seconds: float | None = None
     ) -> Prediction:
+        if self.python is not None:
+            return self._predict_foreign(model_path, model_input, timeout_seconds)
         raw: RawPrediction = self._call(
             _predict_in_worker,
             (str(model_path), model_input),
@@ -203,6 +231,30 @@ class PredictionWorker:
         )
         # The table is built here: an array crosses the socket for a fraction of a DataFrame.
         return raw.prediction()
+
+    def _predict_foreign(
+        self, model_path: Path, model_input: ModelInput, timeout_seconds: float | None
+    ) -> Prediction:
+        # In a model's own environment only plain data crosses (see worker.foreign); what the
+        # app's worker does after predicting (warnings, the table) is done here instead.
+        from deploystudio.prediction import RawPrediction, finished_output
+        from deploystudio.worker.foreign import portable_input, predict_portable
+
+        done = self._call(
+            predict_portable,
+            (str(model_path), portable_input(model_input.data, model_input.params)),
+            timeout_seconds,
+            _PREVIEW,
+            Access.of(read=[model_path]),
+        )
+        output, warnings = finished_output(done["output"], model_input.data)
+        return RawPrediction(
+            output=output,
+            load_seconds=done["load_seconds"],
+            predict_seconds=done["predict_seconds"],
+            from_cache=done["from_cache"],
+            warnings=list(dict.fromkeys([*model_input.warnings, *warnings])),
+        ).prediction()
 
     def call(
         self,
@@ -300,6 +352,11 @@ class PredictionWorker:
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             why = " (killed: often the memory limit)" if name == "SIGKILL" else ""
+            if -code in _NATIVE_CRASHES:
+                why = (
+                    " (a native crash, in compiled code: often a library built for other "
+                    "versions of numpy or of the packages beside it)"
+                )
             how = f"was killed by {name}{why}"
         else:
             how = f"exited with code {code}"
@@ -341,12 +398,17 @@ class PredictionWorker:
 
 # ----------------------------------------------------------------------------- worker side
 
-# Loaded models, for the worker's whole life (only ever filled in the worker process).
-_CACHE = ModelCache()
+# Loaded models, for the worker's whole life (only ever made in the worker process, and only
+# in the app's environment: a model's own has predictions through worker.foreign).
+_CACHE: list[ModelCache] = []
 
 
 def _predict_in_worker(model_path: str, model_input: ModelInput) -> RawPrediction:
-    return predict_raw(_CACHE, Path(model_path), model_input)
+    from deploystudio.prediction import ModelCache, predict_raw
+
+    if not _CACHE:
+        _CACHE.append(ModelCache())
+    return predict_raw(_CACHE[0], Path(model_path), model_input)
 
 
 def _serve(channel: Channel) -> None:

@@ -37,9 +37,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from deploystudio import errors
+
+try:  # a model's own environment may lack pyarrow: text then travels as JSON items
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - the app always has it
+    pa = None
+
+# pandas before 2.1 calls its numpy-backed extension array PandasArray (the worker may run
+# in a model's own environment with pandas 1.x).
+_NUMPY_EXTENSION_ARRAY = (
+    getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray
+)
 
 OK, ERROR, OUT_OF_MEMORY = "ok", "error", "out of memory"
 # The dataclasses a worker call may return, by module and name. A caller of
@@ -209,6 +219,8 @@ class _Encoder:
     def strings(self, array: np.ndarray) -> dict | None:
         """Text as Arrow lays it out (offsets and UTF-8 bytes); None when some item is not
         valid Unicode (a lone surrogate), which JSON's escapes carry instead."""
+        if pa is None:
+            return None
         try:
             text = pa.array(array.ravel(), type=pa.string())
         except (pa.ArrowException, UnicodeEncodeError):
@@ -227,7 +239,7 @@ class _Encoder:
         """A Series' or Index's values: a numpy array, or an extension array by its dtype."""
         if isinstance(values, np.ndarray):
             return self.array(values, depth)
-        if isinstance(values, pd.arrays.NumpyExtensionArray) or isinstance(
+        if isinstance(values, _NUMPY_EXTENSION_ARRAY) or isinstance(
             values.dtype,
             np.dtype,  # numpy values in a pandas array: dates, durations
         ):

@@ -25,6 +25,8 @@ from deploystudio.errors import ScoringServerError
 
 HOST = inference_server.HOST
 MLFLOW_APP = "mlflow.pyfunc.scoring_server.app:app"
+# MLflow 2's scoring server (in a model's own environment): gunicorn with its WSGI app.
+MLFLOW_2_APP = "mlflow.pyfunc.scoring_server.wsgi:app"
 FRONT_MODULE = "deploystudio.deployment.local.front"
 SERVER_LOG = "server.log"
 FRONT_LOG = "front.log"
@@ -242,6 +244,8 @@ def _port_of(kind: ServerKind, command: list[str]) -> int | None:
     if kind is ServerKind.AZUREML:
         bind = _option(command, "--bind") or ""
         value = bind.rpartition(":")[2]
+    elif MLFLOW_2_APP in command:
+        value = (_option(command, "-b") or "").rpartition(":")[2]
     else:
         value = _option(command, "--port") or ""
     return int(value) if value.isdigit() else None
@@ -250,6 +254,8 @@ def _port_of(kind: ServerKind, command: list[str]) -> int | None:
 def _matches(kind: ServerKind, port: int, command: list[str]) -> bool:
     if kind is ServerKind.AZUREML:
         return inference_server.WSGI_APP in command and f"{HOST}:{port}" in command
+    if kind is ServerKind.MLFLOW and MLFLOW_2_APP in command:
+        return _option(command, "-b") == f"{HOST}:{port}"
     marker = MLFLOW_APP if kind is ServerKind.MLFLOW else FRONT_MODULE
     return marker in command and _option(command, "--port") == str(port)
 

@@ -10,13 +10,16 @@ The front is our code and reads the store (keys included): it runs outside that 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow.pyfunc.scoring_server import get_cmd
 
@@ -33,14 +36,46 @@ from deploystudio.deployment.local.processes import (
     ServerProcess,
     spawn_detached,
 )
+from deploystudio.deployment.store_records import ENV_SETTING
+from deploystudio.environments.build import Environment
+from deploystudio.environments.choice import EnvMode, choose, parse_mode
+from deploystudio.errors import DeploymentConfigError, ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
 SCRIPT_FILE = "score.py"
+# A deployment's setting: which environment its server runs in (auto, model or app).
+ENVIRONMENT_SETTING = "environment"
 MODELS_FOLDER = "azureml-models"
 # Azure's examples register the model from a folder named model/, mounted at
 # AZUREML_MODEL_DIR/model: scripts copied from them find it there.
 MODEL_FOLDER = "model"
+
+INSTANCE_COUNT_SETTING = "instance_count"
+MAX_INSTANCES = 8
+
+
+def checked_server_settings(settings: Mapping[str, Any]) -> tuple[int, dict[str, str]]:
+    """A deployment's server workers and the variables named for it; DeploymentConfigError
+    when the count is out of range or a named variable is not set here."""
+    workers = settings.get(INSTANCE_COUNT_SETTING, 1)
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        workers = 0
+    if not 1 <= workers <= MAX_INSTANCES:
+        raise DeploymentConfigError(
+            f"Setting {INSTANCE_COUNT_SETTING!r} must be a whole number from 1 to "
+            f"{MAX_INSTANCES} (server workers on this machine)."
+        )
+    names = settings.get(ENV_SETTING, [])
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise DeploymentConfigError(
+            f"The deployment needs environment variables that are not set here: "
+            f"{', '.join(missing)}. Set them before starting Deploy Studio."
+        )
+    # Named by the user for this deployment: passed on purpose, like Azure's
+    # environment_variables (everything else of ours stays out).
+    return workers, {n: os.environ[n] for n in names}
 
 
 @dataclass(frozen=True)
@@ -59,6 +94,28 @@ class ServerConfig:
     worker_timeout_seconds: int = inference_server.DEFAULT_WORKER_TIMEOUT_SECONDS
     # What the server may read besides its own folder (a model environment built elsewhere).
     read_roots: tuple[Path, ...] = ()
+    # The model's own environment (deploystudio.environments.choice), None for the app's: the
+    # MLflow runtime then runs that environment's MLflow scoring server, as
+    # `mlflow models serve --env-manager uv` does.
+    environment: Environment | None = None
+
+
+def server_environment(
+    runtime: Runtime, mode: str | None, model_path: Path, home: Path
+) -> Environment | None:
+    """The model environment a deployment's server runs in (its `environment` setting: auto,
+    model or app; app when unset, as deployments made before the setting existed). Azure ML's
+    inference server is installed in the app's environment only, so that runtime runs there."""
+    chosen_mode = parse_mode(mode or EnvMode.APP.value)
+    if runtime is Runtime.AZUREML:
+        if chosen_mode is EnvMode.MODEL:
+            raise DeploymentConfigError(
+                "The azureml runtime runs in the app's environment (Azure ML's inference server "
+                "is installed there only): deploy with --runtime mlflow to use the model's own "
+                "environment, or with --env app."
+            )
+        return None
+    return choose(chosen_mode, model_path, home).environment
 
 
 def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess:
@@ -95,19 +152,33 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
 def _start_mlflow_server(
     config: ServerConfig, model_path: Path, folder: Path, log_path: Path
 ) -> ServerProcess:
-    """MLflow's own scoring server (what `mlflow models serve --env-manager local` runs)."""
+    """MLflow's own scoring server (what `mlflow models serve --env-manager local` runs), of
+    the app's MLflow or of the model environment's."""
     port = inference_server.free_port()
-    command, command_env = get_cmd(str(model_path), port=port, host=HOST, nworkers=config.workers)
     private = folder / inference_server.PRIVATE_FOLDER
-    # get_cmd returns a copy of our whole environment: take only what it added (the model path
-    # and the request timeout), so our secrets stay out.
-    added = {k: v for k, v in command_env.items() if os.environ.get(k) != v}
+    read_roots = [*config.read_roots]
+    environment = config.environment
+    if environment is None:
+        python = Path(sys.executable)
+        command, command_env = get_cmd(
+            str(model_path), port=port, host=HOST, nworkers=config.workers
+        )
+        # get_cmd returns a copy of our whole environment: take only what it added (the model
+        # path and the request timeout), so our secrets stay out.
+        added = {k: v for k, v in command_env.items() if os.environ.get(k) != v}
+    else:
+        python = environment.python
+        read_roots.append(environment.root)
+        command, added = _environment_command(environment, model_path, port, config, private)
     env = scrubbed_environment(
         home=private, temp=private, extra={**added, **config.extra_env, "PYTHONUNBUFFERED": "1"}
     )
-    # get_cmd names `uvicorn` on PATH; the one of this interpreter is the one installed with it.
-    argv = [sys.executable, "-m", *shlex.split(command)]
-    access = inference_server.server_access(folder, port) | Access.of(read=config.read_roots)
+    # get_cmd names `uvicorn` (MLflow 3) or `gunicorn` (MLflow 2) on PATH: the one of the
+    # interpreter is the one installed with it. MLflow runs the command through a shell, which
+    # expands ${GUNICORN_CMD_ARGS} (gunicorn reads that variable itself anyway): dropped here.
+    words = [w for w in shlex.split(command) if not w.startswith("${")]
+    argv = [str(python), "-m", *words]
+    access = inference_server.server_access(folder, port) | Access.of(read=read_roots)
     command_line = sandboxed_command(argv, access)
     return spawn_detached(
         ServerKind.MLFLOW,
@@ -118,6 +189,46 @@ def _start_mlflow_server(
         port,
         relaunch_file=folder / RELAUNCH_FILE,
     )
+
+
+# Asks the environment's own MLflow for its serving command (MLflow 2 serves with gunicorn and
+# a WSGI app, MLflow 3 with uvicorn): what it adds to the environment, as JSON.
+_GET_CMD = """
+import json, os, sys
+from mlflow.pyfunc.scoring_server import get_cmd
+path, port, host, workers = sys.argv[1:5]
+command, env = get_cmd(path, port=int(port), host=host, nworkers=int(workers))
+print(json.dumps([command, {k: v for k, v in env.items() if os.environ.get(k) != v}]))
+"""
+
+
+def _environment_command(
+    environment: Environment, model_path: Path, port: int, config: ServerConfig, private: Path
+) -> tuple[str, dict[str, str]]:
+    # The environment's packages were chosen by the model (a package may run code as the
+    # interpreter starts, through a .pth file): behind the sandbox too, with nothing of ours.
+    argv = [str(environment.python), "-P", "-c", _GET_CMD, str(model_path), str(port), HOST,
+            str(config.workers)]
+    access = Access.of(
+        read=[model_path, *config.read_roots, environment.root], write=[private]
+    )
+    detail = "it did not answer in 120 s"
+    try:
+        done = subprocess.run(
+            sandboxed_command(argv, access),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=scrubbed_environment(home=private, temp=private),
+        )
+        detail = done.stderr.strip()[-800:] or f"it exited with code {done.returncode}"
+        command, added = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        raise ScoringServerError(
+            f"The model environment's MLflow could not give its serving command: {detail}. "
+            "Deploy with --env app to use the app's MLflow instead."
+        ) from None
+    return str(command), {str(k): str(v) for k, v in added.items()}
 
 
 def start_front(

@@ -15,7 +15,6 @@ still serves; the folder of a server that has stopped is removed at the next sta
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +40,14 @@ from deploystudio.deployment.base import (
 )
 from deploystudio.deployment.local import reconcile as recovery
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
-from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server, start_front
+from deploystudio.deployment.local.servers import (
+    ENVIRONMENT_SETTING,
+    ServerConfig,
+    checked_server_settings,
+    server_environment,
+    start_deployment_server,
+    start_front,
+)
 from deploystudio.deployment.local.starter_lock import in_progress, starting
 from deploystudio.deployment.local.traffic_guard import check_ready_for_traffic
 from deploystudio.deployment.local.transitions import (
@@ -53,7 +59,6 @@ from deploystudio.deployment.local.transitions import (
 )
 from deploystudio.deployment.names import validate_name
 from deploystudio.deployment.store import DeploymentStore
-from deploystudio.deployment.store_records import ENV_SETTING
 from deploystudio.deployment.traffic import endpoint_share
 from deploystudio.errors import (
     DeploymentConfigError,
@@ -76,8 +81,6 @@ FRONT_START_TIMEOUT_SECONDS = 60.0
 FRONT_SYNC_SECONDS = 3.0
 FRONT_REFRESH_SECONDS = 0.3
 ENDPOINTS_FOLDER = "endpoints"
-INSTANCE_COUNT_SETTING = "instance_count"
-MAX_INSTANCES = 8
 _CREATE_ENDPOINT_KEYS = {"auth_mode", "description", "tags"}
 _UPDATE_ENDPOINT_KEYS = {"description", "tags", "traffic", "mirror"}
 _DEPLOYMENT_KEYS = {"runtime", "bundle", "settings"}
@@ -533,31 +536,21 @@ class LocalTarget(DeploymentTarget):
         return BundleStore(self.settings.home / "bundles").get(name, int(version)).script()
 
     def _server_config(self, record: Deployment, script: str | None) -> ServerConfig:
-        settings = record.settings
-        workers = settings.get(INSTANCE_COUNT_SETTING, 1)
-        if isinstance(workers, bool) or not isinstance(workers, int):
-            workers = 0
-        if not 1 <= workers <= MAX_INSTANCES:
-            raise DeploymentConfigError(
-                f"Setting {INSTANCE_COUNT_SETTING!r} must be a whole number from 1 to "
-                f"{MAX_INSTANCES} (server workers on this machine)."
-            )
-        names = settings.get(ENV_SETTING, [])
-        missing = [n for n in names if n not in os.environ]
-        if missing:
-            raise DeploymentConfigError(
-                f"The deployment needs environment variables that are not set here: "
-                f"{', '.join(missing)}. Set them before starting Deploy Studio."
-            )
+        workers, extra_env = checked_server_settings(record.settings)
+        model_path = local_model_path(record.model_uri, self.settings, self._registry)
         return ServerConfig(
             runtime=record.runtime,
-            model_path=local_model_path(record.model_uri, self.settings, self._registry),
+            model_path=model_path,
             script=script,
             workers=workers,
-            # Named by the user for this deployment: passed on purpose, like Azure's
-            # environment_variables (everything else of ours stays out).
-            extra_env={n: os.environ[n] for n in names},
+            extra_env=extra_env,
             worker_timeout_seconds=int(self.start_timeout_seconds) + 60,
+            environment=server_environment(
+                record.runtime,
+                record.settings.get(ENVIRONMENT_SETTING),
+                model_path,
+                self.settings.home,
+            ),
         )
 
     def _spawn(self, record: Deployment, server: ServerConfig) -> ServerProcess:

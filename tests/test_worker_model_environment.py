@@ -1,0 +1,261 @@
+"""The prediction worker in a model's own environment (issue 19, parts 3 and 4): an old stack
+(scikit-learn 1.1.3, pandas 1.5, numpy 1.26, MLflow 2.x) built by the product with uv; a model
+trained and logged inside it at test time (never committed), then predicted through the
+sandboxed worker running that environment's Python."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
+from deploystudio.environments.choice import choose
+from deploystudio.errors import PredictionError
+from deploystudio.payloads import ModelInput
+from deploystudio.worker import foreign
+from deploystudio.worker.process import PredictionWorker
+from deploystudio.worker.sandbox import Access
+from tests.environments_support import use_session_uv_cache, write_model
+
+OLD_STACK = (
+    "mlflow==2.17.2\nscikit-learn==1.1.3\npandas==1.5.3\nnumpy==1.26.4\ncloudpickle==2.2.1\n"
+)
+SKLEARN_FLAVOR = "  sklearn:\n    serialization_format: cloudpickle\n    sklearn_version: 1.1.3\n"
+
+# Run with the old environment's Python: train, log with MLflow 2, and keep what it predicts.
+TRAIN = """
+import json, sys
+import numpy as np, pandas as pd, mlflow, sklearn
+from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import GradientBoostingClassifier
+from mlflow.models import infer_signature
+rng = np.random.default_rng(0)
+X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+y = (X["a"] + X["b"] > 0).astype("int64")
+model = LogisticRegression().fit(X, y)
+mlflow.sklearn.save_model(
+    model, sys.argv[1], signature=infer_signature(X, y), serialization_format="cloudpickle",
+    pip_requirements=sys.argv[2].split())
+# Gradient boosting of scikit-learn 1.1 pickles sklearn.ensemble._gb_losses, gone since 1.4:
+# the app's scikit-learn cannot unpickle it (real version skew).
+boosted = GradientBoostingClassifier(n_estimators=5).fit(X, y)
+mlflow.sklearn.save_model(
+    boosted, sys.argv[1] + "-boosted", serialization_format="cloudpickle",
+    pip_requirements=sys.argv[2].split())
+print(json.dumps({"X": X.head(5).values.tolist(), "y": model.predict(X.head(5)).tolist(),
+                  "versions": [mlflow.__version__, sklearn.__version__, pd.__version__]}))
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def uv_cache(tmp_path_factory: pytest.TempPathFactory):
+    yield from use_session_uv_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("old-stack-home")
+
+
+@pytest.fixture(scope="module")
+def old_model(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An old-stack environment built by the product, and a model trained and saved in it."""
+    declared = write_model(tmp_path_factory.mktemp("declared"), OLD_STACK, flavors=SKLEARN_FLAVOR)
+    started = time.perf_counter()
+    plan = plan_environment(PlanInputs.from_folder(declared), environments_root(home))
+    environment = ensure(plan, home)
+    build_seconds = time.perf_counter() - started
+    print(f"old-stack environment: planned and built in {build_seconds:.1f} s")
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    done = subprocess.run(
+        [str(environment.python), "-c", TRAIN, str(folder), OLD_STACK.replace("\n", " ")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["versions"] == ["2.17.2", "1.1.3", "1.5.3"]
+    return {"folder": folder, "environment": environment, **facts}
+
+
+def test_auto_runs_an_old_stack_model_in_its_own_environment(old_model, home, tmp_path):
+    chosen = choose("auto", old_model["folder"], home, progress=print)
+    assert chosen.environment is not None
+    assert "scikit-learn==1.1.3" in chosen.reason and "own environment" in chosen.reason
+    worker = PredictionWorker(
+        tmp_path / "worker.log",
+        access=Access.of(read=chosen.read_roots),
+        python=chosen.python_for_worker,
+    )
+    try:
+        versions = worker.call(foreign.versions)
+        assert versions["mlflow"] == "2.17.2" and versions["pandas"] == "1.5.3"
+        assert versions["numpy"] == "1.26.4" and versions["scikit-learn"] == "1.1.3"
+        frame = pd.DataFrame(old_model["X"], columns=["a", "b"])
+        started = time.perf_counter()
+        prediction = worker.predict(old_model["folder"], ModelInput(data=frame))
+        first = time.perf_counter() - started
+        assert np.asarray(prediction.output.iloc[:, 0]).tolist() == old_model["y"]
+        assert not prediction.from_cache
+        again = worker.predict(old_model["folder"], ModelInput(data=frame))
+        assert again.from_cache
+        print(f"worker in the model's environment: first prediction (start, load) {first:.2f} s")
+    finally:
+        worker.stop()
+
+
+def test_a_model_error_in_the_old_environment_reaches_the_app(old_model, home, tmp_path):
+    chosen = choose("model", old_model["folder"], home)
+    worker = PredictionWorker(
+        tmp_path / "worker.log",
+        access=Access.of(read=chosen.read_roots),
+        python=chosen.python_for_worker,
+    )
+    try:
+        with pytest.raises(PredictionError, match=r"(?i)column|schema|missing"):
+            worker.predict(old_model["folder"], ModelInput(data=pd.DataFrame({"zz": [1.0]})))
+        assert worker.call(foreign.versions)["pandas"] == "1.5.3"  # still alive
+    finally:
+        worker.stop()
+
+
+def test_cli_predict_env_choices(old_model, home, tmp_path, monkeypatch, capsys):
+    from deploystudio.cli.main import main
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    body = tmp_path / "rows.json"
+    split = {"columns": ["a", "b"], "data": old_model["X"]}
+    body.write_text(json.dumps({"dataframe_split": split}))
+    folder = str(old_model["folder"])
+    assert main(["predict", folder, "--input", str(body), "--json"]) == 0
+    out, err = capsys.readouterr()
+    reply = json.loads(out)
+    assert [next(iter(row.values())) for row in reply["predictions"]] == old_model["y"]
+    assert reply["environment"]["mode"] == "auto"
+    assert reply["environment"]["key"] == old_model["environment"].key
+    assert "scikit-learn==1.1.3" in reply["environment"]["reason"]
+    assert "environment: The model's own environment" in err
+    # --env app: the app's environment, said so (its scikit-learn may still load this pickle).
+    main(["predict", folder, "--input", str(body), "--json", "--env", "app"])
+    out, err = capsys.readouterr()
+    assert "environment: The app's environment, as asked (--env app)." in err
+    if out.strip():
+        assert json.loads(out)["environment"]["key"] is None
+
+
+def test_mlflow_runtime_serves_with_the_environments_own_mlflow(old_model, home, tmp_path):
+    import urllib.request
+
+    from deploystudio.deployment.base import Runtime
+    from deploystudio.deployment.local.processes import wait_ready
+    from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server
+
+    chosen = choose("auto", old_model["folder"], home)
+    config = ServerConfig(
+        runtime=Runtime.MLFLOW, model_path=old_model["folder"], environment=chosen.environment
+    )
+    started = time.perf_counter()
+    server = start_deployment_server(config, tmp_path / "run")
+    try:
+        wait_ready(server, 180)
+        print(f"MLflow 2 scoring server in the model's environment ready in "
+              f"{time.perf_counter() - started:.1f} s")
+        assert server.is_ours()  # MLflow 2's gunicorn command is recognised as this server
+        split = {"columns": ["a", "b"], "data": old_model["X"]}
+        request = urllib.request.Request(
+            server.score_url,
+            data=json.dumps({"dataframe_split": split}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["predictions"] == old_model["y"]
+        log = server.log_path.read_text()
+        assert "gunicorn" in log.lower() or "Booting worker" in log
+    finally:
+        assert server.stop()
+
+
+def test_cli_deploy_env_auto_serves_an_old_model_with_its_mlflow(
+    old_model, home, monkeypatch, capsys
+):
+    import urllib.request
+
+    from deploystudio.cli.main import main
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    folder = str(old_model["folder"])
+    try:
+        code = main(["deploy", "old-stack", "--deployment", "blue", "--model", folder,
+                     "--runtime", "mlflow", "--all-traffic", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        deployment = json.loads(out)["deployment"]
+        assert deployment["state"] == "ready" and deployment["settings"]["environment"] == "auto"
+        split = {"columns": ["a", "b"], "data": old_model["X"]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{deployment['port']}/invocations",
+            data=json.dumps({"dataframe_split": split}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.loads(response.read())["predictions"] == old_model["y"]
+        # The server is the environment's Python running MLflow 2's gunicorn app.
+        command = Path(f"/proc/{deployment['pid']}/cmdline").read_bytes().split(b"\0")
+        assert command[0].decode() == str(old_model["environment"].python)
+        assert b"mlflow.pyfunc.scoring_server.wsgi:app" in command
+    finally:
+        main(["endpoint", "stop-all"])
+
+
+def test_version_skew_in_the_app_environment_says_which_versions_and_offers_the_models(
+    old_model, home, tmp_path, monkeypatch, capsys
+):
+    from deploystudio.cli.main import main
+    from deploystudio.environment import installed_version
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    boosted = str(old_model["folder"]) + "-boosted"
+    body = tmp_path / "rows.json"
+    split = {"columns": ["a", "b"], "data": old_model["X"]}
+    body.write_text(json.dumps({"dataframe_split": split}))
+    assert main(["predict", boosted, "--input", str(body), "--env", "app"]) != 0
+    _, err = capsys.readouterr()
+    assert "sklearn.ensemble._gb_losses" in err  # the loader's own error stays
+    assert (
+        f"version skew: scikit-learn 1.1.3 when saved, {installed_version('scikit-learn')} here"
+        in err
+    )
+    assert "--env model" in err
+    # In its own environment the same model predicts.
+    assert main(["predict", boosted, "--input", str(body), "--env", "model", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert len(json.loads(out)["predictions"]) == 5
+
+
+@pytest.mark.parametrize("where", ["app", "model"])
+def test_a_native_crash_names_its_signal_and_the_last_lines(where, old_model, tmp_path):
+    import ctypes
+
+    from deploystudio.errors import PredictionWorkerError
+
+    environment = old_model["environment"] if where == "model" else None
+    worker = PredictionWorker(
+        tmp_path / "worker.log",
+        access=Access.of(read=[environment.root] if environment else []),
+        python=environment.python if environment else None,
+    )
+    try:
+        with pytest.raises(PredictionWorkerError) as caught:
+            worker.call(ctypes.string_at, 0)  # reads address 0: SIGSEGV in C
+        message = str(caught.value)
+        assert "killed by SIGSEGV (a native crash" in message
+        assert "Fatal Python error: Segmentation fault" in message  # the log's last lines
+        assert worker.call(foreign.versions)["python"]  # it starts again on next use
+    finally:
+        worker.stop()
