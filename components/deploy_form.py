@@ -30,7 +30,7 @@ from deploystudio.deployment.deploy_request import (
     free_deployment_name,
     suggest_endpoint_name,
 )
-from deploystudio.deployment.local.target import MAX_INSTANCES
+from deploystudio.deployment.local.servers import MAX_INSTANCES
 from deploystudio.deployment.names import NAME_RULE
 from deploystudio.errors import DeployStudioError, InvalidModelUriError
 from deploystudio.model_uri import parse_model_uri, registered_version_uri

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint, Runtime
-from deploystudio.deployment.local.target import MAX_INSTANCES, LocalTarget
+from deploystudio.deployment.local.servers import MAX_INSTANCES
+from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.names import MAX_LENGTH, MIN_LENGTH, validate_name
 from deploystudio.errors import EndpointFrontError, InvalidNameError, ScoringServerError
 

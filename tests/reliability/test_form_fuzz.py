@@ -34,7 +34,7 @@ from components.payload_editor import SOURCE_FORM, SOURCE_JSON, editor_key, sour
 from components.payload_form import FORM_ROWS
 from components.payload_json import AUTO_FORMAT, JSON_FORMATS
 from components.traffic_editor import editor_key as traffic_key
-from deploystudio.deployment.local.target import MAX_INSTANCES
+from deploystudio.deployment.local.servers import MAX_INSTANCES
 from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,
