@@ -179,6 +179,32 @@ def ds_starter(
     return start
 
 
+def serve_mlflow_cli(
+    command: list[str], env: dict[str, str], folder: Path, port: int, body: bytes
+) -> Running:
+    """Run an `mlflow models serve` command in its own session until /ping answers; the time
+    from the command to that answer is the start time."""
+    started = time.perf_counter()
+    with (folder / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stop = lambda: stop_group(process)  # noqa: E731
+    url = f"http://{HOST}:{port}"
+    try:
+        wait_answers(url + "/ping", process, folder / "server.log")
+    except BaseException:
+        stop()
+        raise
+    return Running(url + "/invocations", {}, body, time.perf_counter() - started, stop)
+
+
 def mlflow_serve_starter(
     model_path: Path, workers: int, root: Path, frame: pd.DataFrame
 ) -> Callable[[int], Running]:
@@ -196,25 +222,7 @@ def mlflow_serve_starter(
         env["PATH"] = os.pathsep.join([str(mlflow_cli.parent), env.get("PATH", "")])
         command = [str(mlflow_cli), "models", "serve", "--env-manager", "local"]
         command += ["-m", str(model_path), "-h", HOST, "-p", str(port), "-w", str(workers)]
-        started = time.perf_counter()
-        with (folder / "server.log").open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                env=env,
-                cwd=folder,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        stop = lambda: stop_group(process)  # noqa: E731
-        url = f"http://{HOST}:{port}"
-        try:
-            wait_answers(url + "/ping", process, folder / "server.log")
-        except BaseException:
-            stop()
-            raise
-        return Running(url + "/invocations", {}, body, time.perf_counter() - started, stop)
+        return serve_mlflow_cli(command, env, folder, port, body)
 
     return start
 

@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +55,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow
 import numpy
 import pandas as pd
-from endpoint import Client, Running, remove_tree, stop_group, wait_answers  # bench/endpoint.py
+from endpoint import (  # bench/endpoint.py
+    Client,
+    Running,
+    remove_tree,
+    serve_mlflow_cli,
+)
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -162,25 +166,7 @@ def mlflow_uv_starter(
         env["PATH"] = os.pathsep.join([str(bin_folder), env.get("PATH", "")])
         command = [str(bin_folder / "mlflow"), "models", "serve", "--env-manager", "uv"]
         command += ["-m", str(model_path), "-h", HOST, "-p", str(port), "-w", "1"]
-        started = time.perf_counter()
-        with (folder / "server.log").open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                env=env,
-                cwd=folder,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        stop = lambda: stop_group(process)  # noqa: E731
-        url = f"http://{HOST}:{port}"
-        try:
-            wait_answers(url + "/ping", process, folder / "server.log")
-        except BaseException:
-            stop()
-            raise
-        return Running(url + "/invocations", {}, body, time.perf_counter() - started, stop)
+        return serve_mlflow_cli(command, env, folder, port, body)
 
     return start
 
