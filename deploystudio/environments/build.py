@@ -21,13 +21,13 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deploystudio.environments.import_check import import_failures
 from deploystudio.environments.plan import EnvironmentPlan, cached_plan
 from deploystudio.environments.sources import PlanInputs
 from deploystudio.environments.uv import index_settings, redact_urls, run_uv, uv_environment
@@ -194,7 +194,8 @@ def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment
         )
         if installed.returncode != 0:
             raise _failed(folder, f"uv could not install the packages: {installed.cause}")
-        broken = _import_failures(plan, venv / "bin" / "python", env)
+        loader = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
+        broken = import_failures(venv / "bin" / "python", loader, folder)
         if broken:
             line(f"Import check failed: {broken}")
             reason = f"The new environment cannot import what the model needs: {broken}"
@@ -216,54 +217,6 @@ def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment
     environment = _ready(folder.parent, folder.name)
     assert environment is not None
     return environment
-
-
-# Imports, in the new environment, the top-level modules of the distributions the model's loader
-# imports: an environment that cannot import its framework is not ready (a package compiled for
-# NumPy 1 next to NumPy 2 installs fine and fails only here).
-_IMPORT_CHECK = """
-import importlib, importlib.metadata as md, json, sys
-wanted = set(json.loads(sys.argv[1]))
-modules = {}
-for module, dists in md.packages_distributions().items():
-    for dist in dists:
-        name = dist.lower().replace("_", "-").replace(".", "-")
-        if name in wanted and module.isidentifier() and not module.startswith("_"):
-            modules.setdefault(name, set()).add(module)
-failed = []
-for dist, names in sorted(modules.items()):
-    for module in sorted(names):
-        try:
-            importlib.import_module(module)
-        except Exception as exc:
-            failed.append(f"{dist} (import {module}): {type(exc).__name__}: {exc}")
-            break
-print(json.dumps(failed))
-"""
-
-
-def _import_failures(plan: EnvironmentPlan, python: Path, env: dict[str, str]) -> str:
-    wanted = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
-    if not wanted:
-        return ""
-    try:
-        done = subprocess.run(
-            [str(python), "-c", _IMPORT_CHECK, json.dumps(wanted)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-    except subprocess.TimeoutExpired:
-        return "importing the model's packages took more than 300 s"
-    try:
-        failed = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return redact_urls(done.stderr.strip()[-500:]) or f"the check exited {done.returncode}"
-    text = "; ".join(failed)
-    if "numpy" in text.lower() and ("dtype size changed" in text or "NumPy 1.x" in text):
-        text += " (a package built for NumPy 1 next to NumPy 2: add numpy<2 to its requirements)"
-    return text
 
 
 def _failed(folder: Path, reason: str) -> EnvironmentBuildError:

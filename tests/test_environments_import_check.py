@@ -1,0 +1,89 @@
+"""The build's import check runs the new environment's code behind the sandbox (issue 19):
+package code that runs at interpreter start (a `.pth` file) cannot read outside the allowed
+roots, nor see the app's variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import uv
+
+from deploystudio.environments.import_check import import_failures
+from deploystudio.worker.sandbox import landlock_abi
+
+# A package whose import reports what its .pth file could read when the interpreter started.
+PROBE_PTH = "import os; exec({code!r})\n"
+PTH_CODE = """
+try:
+    os.environ["PROBE_SAW"] = "read " + open({secret!r}).read()
+except OSError as exc:
+    os.environ["PROBE_SAW"] = type(exc).__name__
+os.environ["PROBE_SAW"] += " token=" + os.environ.get("PROBE_APP_TOKEN", "none")
+"""
+PROBE_INIT = 'import os\nraise ImportError(os.environ.get("PROBE_SAW", "no .pth ran"))\n'
+
+
+@pytest.fixture
+def probe_environment(tmp_path: Path) -> tuple[Path, Path]:
+    """A real virtualenv (uv, no index needed) with a `probe` distribution and a .pth file that
+    tries to read `secret.txt`, which lies outside the environment's folder."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2", encoding="utf-8")
+    root = tmp_path / "environment"
+    venv = root / "venv"
+    subprocess.run(
+        [uv.find_uv_bin(), "venv", str(venv), "--no-python-downloads", "--no-project", "-q"],
+        check=True,
+        env={**os.environ, "VIRTUAL_ENV": ""},
+    )
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    site = Path(purelib)
+    (site / "probe.pth").write_text(
+        PROBE_PTH.format(code=PTH_CODE.format(secret=str(secret))), encoding="utf-8"
+    )
+    (site / "probe").mkdir()
+    (site / "probe" / "__init__.py").write_text(PROBE_INIT, encoding="utf-8")
+    info = site / "probe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: probe\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("probe\n")
+    return python, root
+
+
+def test_the_pth_file_reads_the_secret_when_run_unsandboxed(probe_environment, monkeypatch):
+    # The control: the probe works, so the next test can fail.
+    python, _ = probe_environment
+    monkeypatch.setenv("PROBE_APP_TOKEN", "app-secret")
+    done = subprocess.run(
+        [str(python), "-c", "import os; print(os.environ['PROBE_SAW'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "read hunter2 token=app-secret"
+
+
+@pytest.mark.skipif(not landlock_abi(), reason="the kernel has no Landlock")
+def test_the_import_check_runs_package_code_behind_the_sandbox(probe_environment, monkeypatch):
+    python, root = probe_environment
+    monkeypatch.setenv("PROBE_APP_TOKEN", "app-secret")
+    failures = import_failures(python, ["probe"], root)
+    assert failures.startswith("probe (import probe): ImportError: ")
+    assert "hunter2" not in failures and "app-secret" not in failures
+    assert "PermissionError token=none" in failures
+
+
+def test_an_environment_that_imports_passes(probe_environment):
+    python, root = probe_environment
+    # Nothing to import, and a distribution the environment does not have: nothing failed.
+    assert import_failures(python, [], root) == ""
+    assert import_failures(python, ["not-installed"], root) == ""
