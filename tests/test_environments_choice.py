@@ -123,6 +123,14 @@ def test_skew_advice_names_the_package_whose_versions_differ(tmp_path):
     # A native error names no package: every one that differs is listed.
     native = skew_advice("ValueError: numpy.dtype size changed, may indicate binary incompat", old)
     assert native is not None and "numpy 1.26.4 when saved" in native
+    # A package the app does not have at all is named alone, as not installed here.
+    gone = PlanInputs.from_folder(
+        write_model(tmp_path / "gone", pins + "xgboost==1.4.2\n", flavors=PICKLED_SKLEARN)
+    )
+    missing = skew_advice("ModuleNotFoundError: No module named 'xgboost'", gone)
+    assert missing is not None and "scikit-learn" not in missing
+    xgboost_here = installed_version("xgboost") or "not installed"
+    assert f"xgboost 1.4.2 when saved, {xgboost_here} here" in missing
     # Not a skew error, or no skew: nothing added.
     assert skew_advice("KeyError: 'petal_width'", old) is None
     same = PlanInputs.from_folder(write_model(tmp_path / "same", app_pins()))

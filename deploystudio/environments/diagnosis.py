@@ -58,10 +58,13 @@ def skewed(inputs: PlanInputs) -> dict[str, tuple[str, str | None]]:
     return found
 
 
-def _distribution_of(module: str) -> str | None:
+def _distribution_of(module: str) -> str:
     top = module.split(".")[0]
     names = importlib.metadata.packages_distributions().get(top)
-    return canonicalize_name(names[0]) if names else None
+    # A module of a package not installed here ("No module named 'xgboost'") maps to nothing:
+    # its top-level name is most often its distribution's (xgboost, lightgbm); a wrong guess
+    # matches no saved version and the caller lists every difference instead.
+    return canonicalize_name(names[0] if names else top)
 
 
 def skew_advice(message: str, inputs: PlanInputs) -> str | None:
