@@ -22,6 +22,10 @@ try:
 except OSError as exc:
     os.environ["PROBE_SAW"] = type(exc).__name__
 os.environ["PROBE_SAW"] += " token=" + os.environ.get("PROBE_APP_TOKEN", "none")
+try:
+    open({planted!r}, "w").close()
+except OSError:
+    pass
 """
 PROBE_INIT = 'import os\nraise ImportError(os.environ.get("PROBE_SAW", "no .pth ran"))\n'
 
@@ -48,7 +52,10 @@ def probe_environment(tmp_path: Path) -> tuple[Path, Path]:
     ).stdout.strip()
     site = Path(purelib)
     (site / "probe.pth").write_text(
-        PROBE_PTH.format(code=PTH_CODE.format(secret=str(secret))), encoding="utf-8"
+        PROBE_PTH.format(
+            code=PTH_CODE.format(secret=str(secret), planted=str(tmp_path / "planted"))
+        ),
+        encoding="utf-8",
     )
     (site / "probe").mkdir()
     (site / "probe" / "__init__.py").write_text(PROBE_INIT, encoding="utf-8")
@@ -70,6 +77,7 @@ def test_the_pth_file_reads_the_secret_when_run_unsandboxed(probe_environment, m
         check=True,
     )
     assert done.stdout.strip() == "read hunter2 token=app-secret"
+    assert (python.parents[3] / "planted").exists()
 
 
 @pytest.mark.skipif(not landlock_abi(), reason="the kernel has no Landlock")
@@ -80,6 +88,10 @@ def test_the_import_check_runs_package_code_behind_the_sandbox(probe_environment
     assert failures.startswith("probe (import probe): ImportError: ")
     assert "hunter2" not in failures and "app-secret" not in failures
     assert "PermissionError token=none" in failures
+    assert not (root.parent / "planted").exists()  # nor write outside
+    # The environment itself is writable during the check: its bytecode is kept for later starts.
+    site = next((root / "venv" / "lib").glob("python3*/site-packages"))
+    assert list((site / "probe" / "__pycache__").glob("__init__.*.pyc"))
 
 
 def test_an_environment_that_imports_passes(probe_environment):

@@ -47,15 +47,22 @@ print(json.dumps(failed))
 
 
 def import_failures(python: Path, distributions: Sequence[str], root: Path) -> str:
-    """What the environment under `root` (whose interpreter is `python`) fails to import of
-    `distributions`' top-level modules, as one line; "" when all import."""
+    """What the environment under `root` (whose interpreter is `python`, in `root`'s virtualenv
+    `.../venv/bin/python`) fails to import of `distributions`' top-level modules, as one line;
+    "" when all import."""
     if not distributions:
         return ""
     with tempfile.TemporaryDirectory(prefix="deploystudio-import-check-") as scratch:
         # -I: no PYTHON* variables, no user site, and neither the script's folder nor the
         # working folder on sys.path (the app's folder must not shadow the environment's).
         argv = [str(python), "-I", "-c", _CHECK, json.dumps(list(distributions))]
-        command = sandboxed_command(argv, Access.of(read=[root], write=[scratch]))
+        # The virtualenv is writable here, and only here: the imports write their bytecode
+        # (.pyc) into it, which every later start reuses (the worker and servers read the
+        # environment only, and would compile these modules again on every start). The
+        # environment is not ready yet, and its own packages can change only themselves.
+        venv = python.parent.parent
+        access = Access.of(read=[root], write=[scratch, venv])
+        command = sandboxed_command(argv, access)
         try:
             done = subprocess.run(
                 command,
