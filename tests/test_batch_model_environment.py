@@ -1,0 +1,134 @@
+"""Batch jobs in a model's own environment (issue 19, parts 3 and 4): `batch run --env` with an
+old stack (scikit-learn 1.1.3, pandas 1.5.3, numpy 1.26.4, MLflow 2.17.2) built by the product
+with uv, and models trained and logged inside it at test time (never committed). The gradient
+boosting model pickles `sklearn.ensemble._gb_losses`, which the app's scikit-learn cannot load:
+it scores only when the workers really run the old environment's Python."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from deploystudio.cli.main import main
+from deploystudio.config import Settings, load_settings
+from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs
+from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
+from tests.environments_support import use_session_uv_cache, write_model
+from tests.test_worker_model_environment import OLD_STACK, SKLEARN_FLAVOR, TRAIN
+
+
+@pytest.fixture(scope="module", autouse=True)
+def uv_cache(tmp_path_factory: pytest.TempPathFactory):
+    yield from use_session_uv_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("batch-old-stack-home")
+
+
+@pytest.fixture(scope="module")
+def old_models(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    declared = write_model(tmp_path_factory.mktemp("declared"), OLD_STACK, flavors=SKLEARN_FLAVOR)
+    environment = ensure(plan_environment(PlanInputs.from_folder(declared),
+                                          environments_root(home)), home)
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    done = subprocess.run(
+        [str(environment.python), "-c", TRAIN, str(folder), OLD_STACK.replace("\n", " ")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    inputs = tmp_path_factory.mktemp("inputs")
+    frame = pd.DataFrame(facts["X"], columns=["a", "b"])
+    frame.to_csv(inputs / "part-1.csv", index=False)
+    frame.to_parquet(inputs / "part-2.parquet", index=False)
+    return {
+        "plain": folder,
+        "boosted": Path(f"{folder}-boosted"),
+        "environment": environment,
+        "inputs": inputs,
+        **facts,
+    }
+
+
+@pytest.fixture()
+def cli_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    return load_settings()
+
+
+def _predictions(output: Path) -> list[dict[str, str]]:
+    with (output / "predictions.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_batch_run_auto_scores_in_the_models_own_environment(old_models, cli_home, tmp_path,
+                                                             capsys):
+    output = tmp_path / "out"
+    code = main(["batch", "run", str(old_models["plain"]), "--input",
+                 str(old_models["inputs"]), "--output", str(output)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "environment: The model's own environment, since the app's differs" in out
+    assert "scikit-learn==1.1.3" in out
+    rows = _predictions(output)
+    assert list(rows[0]) == ["row", "prediction", "file_name"]
+    by_file: dict[str, list[int]] = {}
+    for row in rows:
+        by_file.setdefault(row["file_name"], []).append(int(row["prediction"]))
+    # CSV through pandas 1.5, Parquet through the environment's pyarrow: both as trained.
+    assert by_file == {"part-1.csv": old_models["y"], "part-2.parquet": old_models["y"]}
+    assert [int(r["row"]) for r in rows] == [0, 1, 2, 3, 4] * 2
+    job = list_batch_jobs(cli_home, 1)[0]
+    assert job.environment["mode"] == "auto"
+    assert job.environment["key"] == old_models["environment"].key
+    assert job.environment["python"] == str(old_models["environment"].python)
+    assert job.summary["environment"]["key"] == old_models["environment"].key
+    # `batch show` says it too.
+    assert main(["batch", "show", job.id]) == 0
+    assert "Environment: The model's own environment" in capsys.readouterr().out
+
+
+def test_an_old_pickle_scores_only_in_its_own_environment(old_models, cli_home, tmp_path,
+                                                          capsys):
+    source = old_models["inputs"] / "part-1.csv"
+    mine = tmp_path / "mine"
+    assert main(["batch", "run", str(old_models["boosted"]), "--input", str(source),
+                 "--output", str(mine), "--env", "model", "--json"]) == 0
+    out, err = capsys.readouterr()
+    job = json.loads(out)
+    assert job["environment"]["mode"] == "model"
+    assert "as asked (--env model)" in job["environment"]["reason"]
+    assert "environment: The model's own environment" in err
+    assert len(_predictions(mine)) == 5
+    # The app's scikit-learn cannot unpickle scikit-learn 1.1's gradient boosting.
+    theirs = tmp_path / "theirs"
+    assert main(["batch", "run", str(old_models["boosted"]), "--input", str(source),
+                 "--output", str(theirs), "--env", "app"]) == 1
+    out = capsys.readouterr().out
+    assert "environment: The app's environment, as asked (--env app)." in out
+    assert "could not be loaded" in out and "_gb_losses" in out
+    failed = get_batch_job(cli_home, list_batch_jobs(cli_home, 1)[0].id)
+    assert failed.environment["key"] is None and failed.environment["mode"] == "app"
+
+
+def test_a_read_error_in_the_old_environment_fails_only_its_file(old_models, cli_home,
+                                                                 tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "good.csv").write_text((old_models["inputs"] / "part-1.csv").read_text())
+    (inputs / "bad.csv").write_text("a,b\n1.0,not-a-number\n")
+    output = tmp_path / "out"
+    code = main(["batch", "run", str(old_models["plain"]), "--input", str(inputs),
+                 "--output", str(output), "--env", "model"])
+    out = capsys.readouterr().out
+    assert code == 0, out  # error_threshold -1 tolerates the failed file
+    assert "1 file(s) scored, 1 failed" in out
+    assert "bad.csv, rows 1-1" in out
+    assert {r["file_name"] for r in _predictions(output)} == {"good.csv"}
