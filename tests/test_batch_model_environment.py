@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from deploystudio.cli.main import main
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs
 from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
+from tests.conftest import REPO_ROOT
 from tests.environments_support import use_session_uv_cache, write_model
 from tests.test_worker_model_environment import OLD_STACK, SKLEARN_FLAVOR, TRAIN
 
@@ -58,8 +60,9 @@ def old_models(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture()
-def cli_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def cli_home(home: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)  # the session's registry
     return load_settings()
 
 
@@ -93,6 +96,13 @@ def test_batch_run_auto_scores_in_the_models_own_environment(old_models, cli_hom
     # `batch show` says it too.
     assert main(["batch", "show", job.id]) == 0
     assert "Environment: The model's own environment" in capsys.readouterr().out
+    # And the Batch page, next to the job.
+    at = AppTest.from_file(str(REPO_ROOT / "views" / "batch.py"), default_timeout=120)
+    at.query_params["job"] = job.id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value for c in at.caption]
+    assert any(f"Environment {old_models['environment'].key}" in c for c in captions), captions
 
 
 def test_an_old_pickle_scores_only_in_its_own_environment(old_models, cli_home, tmp_path,
