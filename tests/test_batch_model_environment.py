@@ -1,4 +1,5 @@
-"""Batch jobs in a model's own environment (issue 19, parts 3 and 4): `batch run --env` with an
+"""Batch jobs in a model's own environment (issue 19, parts 3 and 4), and the Azure export
+pinned to that environment (part 7): `batch run --env` with an
 old stack (scikit-learn 1.1.3, pandas 1.5.3, numpy 1.26.4, MLflow 2.17.2) built by the product
 with uv, and models trained and logged inside it at test time (never committed). The gradient
 boosting model pickles `sklearn.ensemble._gb_losses`, which the app's scikit-learn cannot load:
@@ -13,12 +14,23 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from deploystudio.cli.main import main
 from deploystudio.config import Settings, load_settings
+from deploystudio.customization.script_environment import DEFAULT_BASE_IMAGE
+from deploystudio.deployment.azure.export import export_online
+from deploystudio.deployment.azure.pinning import environment_for
+from deploystudio.deployment.azure.specs import (
+    ModelSource,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+    ScoringCode,
+)
 from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs
 from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
+from deploystudio.environments.choice import choose
 from tests.conftest import REPO_ROOT
 from tests.environments_support import use_session_uv_cache, write_model
 from tests.test_worker_model_environment import OLD_STACK, SKLEARN_FLAVOR, TRAIN
@@ -142,3 +154,60 @@ def test_a_read_error_in_the_old_environment_fails_only_its_file(old_models, cli
     assert "1 file(s) scored, 1 failed" in out
     assert "bad.csv, rows 1-1" in out
     assert {r["file_name"] for r in _predictions(output)} == {"good.csv"}
+
+
+# ----------------------------------------------------------------------------- Azure fidelity
+
+
+def _pip_and_python(conda_text: str) -> tuple[list[str], list[str]]:
+    document = yaml.safe_load(conda_text)
+    pip = next(d["pip"] for d in document["dependencies"] if isinstance(d, dict))
+    python = [d for d in document["dependencies"] if isinstance(d, str) and d.startswith("python")]
+    return pip, python
+
+
+def test_azure_export_pins_the_environment_the_model_ran_in(old_models, home, tmp_path):
+    """Part 7: the exported conda files (the model folder's, which Azure uses for a no-code
+    deployment, and a scoring bundle's) list exactly what the model's environment installed,
+    and its Python; azure-ai-ml loads the export back."""
+    choose("model", old_models["plain"], home)  # the model ran here in its own environment
+    pinned = environment_for(old_models["plain"], home)
+    assert pinned is not None and pinned.key == old_models["environment"].key
+    lock = (pinned.root / "requirements.lock").read_text().split()
+    assert "scikit-learn==1.1.3" in lock and "pandas==1.5.3" in lock
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "score.py").write_text("def init():\n    pass\n\n\ndef run(raw):\n    return raw\n")
+    server = "azureml-inference-server-http==1.4.0"
+    (bundle / "conda.yaml").write_text(
+        "name: env\nchannels: [conda-forge]\ndependencies:\n  - python=3.12\n  - pip\n"
+        f"  - pip:\n    - scikit-learn>=1.5\n    - {server}\n"
+    )
+    spec = OnlineDeploymentSpec(
+        name="blue",
+        endpoint_name="old-stack",
+        model=ModelSource(local_path=old_models["plain"], name="old-stack", version="1"),
+        code=ScoringCode(bundle, "score.py", bundle / "conda.yaml", DEFAULT_BASE_IMAGE),
+    )
+    result = export_online(tmp_path / "out", OnlineEndpointSpec("old-stack"), spec, pinned=pinned)
+    for conda in (result.folder / "conda.yaml", result.folder / "model" / "conda.yaml"):
+        pip, python = _pip_and_python(conda.read_text())
+        assert python == [f"python={pinned.python_version}"]
+        assert pip[: len(lock)] == lock  # every installed version, exactly
+        assert "scikit-learn>=1.5" not in pip
+    pip, _ = _pip_and_python((result.folder / "conda.yaml").read_text())
+    assert pip[len(lock):] == [server]  # not in the environment: kept as the bundle asked
+    # azure-ai-ml reads the pinned conda file into the deployment's environment.
+    loaded = result.deployment.environment.conda_file
+    loaded_pip = next(d["pip"] for d in loaded["dependencies"] if isinstance(d, dict))
+    assert "scikit-learn==1.1.3" in loaded_pip and f"python={pinned.python_version}" in (
+        loaded["dependencies"]
+    )
+    # The original model folder is untouched: only the export is pinned.
+    assert "Pinned by Deploy Studio" in (result.folder / "model" / "conda.yaml").read_text()
+    assert "Pinned by Deploy Studio" not in (old_models["plain"] / "conda.yaml").read_text()
+
+    # Without a model environment, the bundle's conda file goes out as written.
+    plain = export_online(tmp_path / "plain", OnlineEndpointSpec("old-stack"), spec)
+    assert (plain.folder / "conda.yaml").read_text() == (bundle / "conda.yaml").read_text()
