@@ -31,6 +31,7 @@ from deploystudio.deployment.azure.specs import (
 from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs
 from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
 from deploystudio.environments.choice import choose
+from deploystudio.inference_server import SERVER_REQUIREMENT
 from tests.conftest import REPO_ROOT
 from tests.environments_support import use_session_uv_cache, write_model
 from tests.test_worker_model_environment import OLD_STACK, SKLEARN_FLAVOR, TRAIN
@@ -211,3 +212,56 @@ def test_azure_export_pins_the_environment_the_model_ran_in(old_models, home, tm
     # Without a model environment, the bundle's conda file goes out as written.
     plain = export_online(tmp_path / "plain", OnlineEndpointSpec("old-stack"), spec)
     assert (plain.folder / "conda.yaml").read_text() == (bundle / "conda.yaml").read_text()
+
+
+# ----------------------------------------------------------------------------- script validate
+
+OLD_STACK_SCRIPT = '''
+import glob, json, os
+import mlflow.pyfunc, pandas as pd, sklearn
+
+def init():
+    global model
+    found = glob.glob(os.path.join(os.environ["AZUREML_MODEL_DIR"], "**", "MLmodel"),
+                      recursive=True)
+    model = mlflow.pyfunc.load_model(os.path.dirname(found[0]))
+
+def run(raw_data):
+    rows = json.loads(raw_data)["data"]
+    frame = pd.DataFrame(rows, columns=["a", "b"])
+    return {"predictions": [int(v) for v in model.predict(frame)],
+            "versions": [mlflow.__version__, sklearn.__version__, pd.__version__]}
+'''
+
+
+def test_script_validate_runs_the_inference_server_in_the_models_environment(
+    old_models, cli_home, tmp_path, capsys
+):
+    """Part 3 for `script validate --env model`: the Azure ML inference server runs with the
+    model environment's Python; the server package is an extra requirement of another
+    environment keyed by both, whose lock lists it."""
+    folder = tmp_path / "script"
+    folder.mkdir()
+    (folder / "score.py").write_text(OLD_STACK_SCRIPT)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"data": old_models["X"]}))
+    code = main(["script", "validate", str(folder), "--model", str(old_models["plain"]),
+                 "--request", str(request), "--env", "model", "--timeout", "300", "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 0, out[-4000:]
+    reply = json.loads(out)
+    assert reply["response"]["versions"] == ["2.17.2", "1.1.3", "1.5.3"]
+    assert reply["response"]["predictions"] == old_models["y"]
+    key = reply["environment"]["key"]
+    assert key and key != old_models["environment"].key  # the model's pins plus the server
+    assert "as asked (--env model)" in reply["environment"]["reason"]
+    lock = (Path(cli_home.home) / "environments" / key / "requirements.lock").read_text()
+    assert f"{SERVER_REQUIREMENT}\n" in lock and "scikit-learn==1.1.3" in lock
+    # --env app: the app's server and scikit-learn.
+    code = main(["script", "validate", str(folder), "--model", str(old_models["plain"]),
+                 "--request", str(request), "--env", "app", "--json"])
+    out, _ = capsys.readouterr()
+    reply = json.loads(out)
+    assert reply["environment"]["key"] is None
+    if code == 0:  # the app's scikit-learn may or may not read the 1.1.3 pickle
+        assert reply["response"]["versions"][1] != "1.1.3"
