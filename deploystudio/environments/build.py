@@ -239,7 +239,8 @@ def _build_in(
             "key": folder.name,
             "extra_requirements": list(extras),
             "python_version": plan.python.used,
-            "packages": len(plan.locked),
+            # What is installed: the plan's packages, plus any extra and what it pulled in.
+            "packages": len(lock.read_text(encoding="utf-8").split()),
             "built": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(seconds, 1),
         },
