@@ -169,21 +169,26 @@ def _chunks(path: Path, chunk_rows: int):
 
 
 def _parquet_chunks(path: Path, chunk_rows: int):
-    if importlib.util.find_spec("pyarrow") is not None:
+    # An import attempt, not importlib.util.find_spec: find_spec raises for a module that is
+    # known to be missing (None in sys.modules) instead of saying so.
+    try:
         import pyarrow.parquet as pq
-
+    except ImportError:
+        pq = None
+    if pq is not None:
         for batch in pq.ParquetFile(str(path)).iter_batches(chunk_rows):
             yield batch.to_pandas()
         return
-    if importlib.util.find_spec("fastparquet") is not None:
-        import pandas as pd
+    try:
+        import fastparquet  # noqa: F401 (pandas' other Parquet engine)
+    except ImportError:
+        raise _FileError(
+            f"{path.name}: the model's environment has neither pyarrow nor fastparquet to read "
+            "Parquet; give CSV, add pyarrow to the model's requirements, or use --env app."
+        ) from None
+    import pandas as pd
 
-        yield pd.read_parquet(path, engine="fastparquet")  # whole file: no chunked reader
-        return
-    raise _FileError(
-        f"{path.name}: the model's environment has neither pyarrow nor fastparquet to read "
-        "Parquet; give CSV, add pyarrow to the model's requirements, or use --env app."
-    )
+    yield pd.read_parquet(path, engine="fastparquet")  # whole file: it has no chunked reader
 
 
 def _predict(model: Any, frame: Any, name: str, first: int) -> Any:
