@@ -14,6 +14,7 @@ from components import services
 from components.azure_fields import DeploymentFields, render_deployment_fields
 from components.deploy_form import ModelChoice
 from deploystudio.deployment.azure.export import README_FILE, ExportResult, export_online
+from deploystudio.deployment.azure.pinning import environment_for
 from deploystudio.deployment.azure.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
@@ -47,6 +48,8 @@ def export_choice(choice: ModelChoice, fields: DeploymentFields) -> ExportResult
         OnlineEndpointSpec(name=fields.endpoint, auth_mode=fields.auth_mode),
         spec,
         allowed_roots=[exports_root()],
+        # The model's own environment, when one was built for it: its exact versions go to Azure.
+        pinned=environment_for(spec.model.local_path, settings.home),
     )
 
 

@@ -53,6 +53,8 @@ def render_job(settings: Settings, job_id: str) -> None:
     st.markdown(f"#### Job `{job.id}`")
     source = f"`{job.model_uri}`" + (f" with bundle {job.bundle}" if job.bundle else "")
     st.caption(f"{source} over `{job.input_path}`")
+    if job.environment:
+        st.caption(f":material/deployed_code: {job.environment.get('reason')}")
     if job.finished:
         _render_finished(settings, job)
     else:

@@ -17,6 +17,7 @@ gunicorn's worker heartbeat files), binds only its own port, and gets an allow-l
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -38,6 +39,10 @@ from deploystudio.errors import ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
+# What a model's own environment needs to run this server (issue 19): the same versions as
+# ours, gunicorn included (the command below passes options of our gunicorn's version).
+SERVER_REQUIREMENT = f"azureml-inference-server-http=={AZMLINFSRV_VERSION}"
+SERVER_REQUIREMENTS = (SERVER_REQUIREMENT, f"gunicorn=={importlib.metadata.version('gunicorn')}")
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"
 # By path, not as `python:deploystudio.gunicorn_hooks`: the file imports only the standard
@@ -140,11 +145,15 @@ def server_environment(
 
 
 def server_command(
-    port: int, workers: int, worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS
+    port: int,
+    workers: int,
+    worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS,
+    python: Path | None = None,
 ) -> list[str]:
-    """gunicorn with the arguments `amlserver_linux.run` passes, bound to loopback."""
+    """gunicorn with the arguments `amlserver_linux.run` passes, bound to loopback; `python`:
+    a model environment's interpreter (which has the inference server installed), else ours."""
     return [
-        sys.executable,
+        str(python) if python is not None else sys.executable,
         "-m",
         "gunicorn",
         "--bind",
@@ -182,6 +191,7 @@ def start(
     worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS,
     access: Access | None = None,
     relaunch_file: Path | None = None,
+    python: Path | None = None,
 ) -> ServerHandle:
     """Start a server for `entry_script` with AZUREML_MODEL_DIR=`model_dir`; return at once.
 
@@ -198,7 +208,7 @@ def start(
     model_dir = model_dir.resolve()
     env = server_environment(entry_script, model_dir, port, workers, extra_env)
     command = sandboxed_command(
-        server_command(port, workers, worker_timeout_seconds),
+        server_command(port, workers, worker_timeout_seconds, python),
         server_access(entry_script.parent, port, model_dir) | (access or Access()),
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)

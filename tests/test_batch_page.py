@@ -105,10 +105,15 @@ def test_uploaded_csvs_run_to_a_summary_results_and_downloads(page_settings, hom
     )
     rerun(at)
     assert not at.button(key="batch_run").disabled
+    assert at.segmented_control(key="batch_env").value == "auto"
     at.button(key="batch_run").click()
     rerun(at)
     job_id = at.query_params["job"]
     jobs["iris"] = job_id
+    # The demo model was trained here: auto keeps the app's environment, and the job says so.
+    assert get_batch_job(page_settings, job_id).environment["key"] is None
+    captions = [c.value for c in at.caption]
+    assert any("The app's environment: it already has every version" in c for c in captions)
     # The uploads were saved under the data folder with plain names, nowhere else.
     (folder,) = (home / UPLOADS_FOLDER).iterdir()
     assert sorted(p.name for p in folder.iterdir()) == ["first.csv", "second.csv"]

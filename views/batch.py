@@ -12,6 +12,7 @@ from components.batch_form import render_bundle, render_input, render_settings
 from components.batch_history import render_past_jobs
 from components.batch_job import render_job
 from components.deploy_form import render_model_choice
+from components.environment_choice import environment_status, render_env_mode
 from deploystudio.access import Action
 from deploystudio.customization.bundles import bundle_store
 from deploystudio.deployment.batch.jobs import start_batch_job
@@ -42,6 +43,7 @@ with form_area:
     bundle = render_bundle(choice, bundle_store(settings))
     source = render_input(settings)
     batch_settings = render_settings()
+    env_mode = render_env_mode("batch_env")
     ready = source is not None and batch_settings is not None
     if st.button("Run", type="primary", icon=":material/play_arrow:", key="batch_run",
                  **access.button_args(Action.BATCH, disabled=not ready),
@@ -54,7 +56,7 @@ with form_area:
             else:
                 input_path = source.folder
             # The job's record and its audit entry name the user who started it.
-            with acting_as(services.current_actor()):
+            with acting_as(services.current_actor()), environment_status(env_mode) as progress:
                 job = start_batch_job(
                     settings,
                     choice.uri,
@@ -65,6 +67,8 @@ with form_area:
                     # not be one of the configured roots; a typed path must be inside them.
                     restrict_input=not source.uploads,
                     registry=services.registry(),
+                    env=env_mode,
+                    progress=progress,
                 )
         except DeployStudioError as exc:
             st.error(str(exc))

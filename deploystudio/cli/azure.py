@@ -45,9 +45,18 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         environment_variables=environment,
         code=scoring_code(args.bundle, settings) if args.bundle else None,
     )
+    from deploystudio.deployment.azure.pinning import environment_for
+
+    pinned = environment_for(spec.model.local_path, settings.home)
     result = export_online(
-        args.out, OnlineEndpointSpec(name=args.endpoint, auth_mode=args.auth_mode), spec
+        args.out, OnlineEndpointSpec(name=args.endpoint, auth_mode=args.auth_mode), spec,
+        pinned=pinned,
     )
+    if pinned is not None:
+        print(
+            f"conda.yaml pins the model environment {pinned.key} (Python "
+            f"{pinned.python_version}, {pinned.packages} packages), where the model ran here."
+        )
     print(f"Wrote {len(result.files)} file(s) to {result.folder}:")
     for name in result.files:
         if not name.startswith("model/"):

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from deploystudio.cli.options import add_env_option
 from deploystudio.config import Settings
 from deploystudio.jsonable import to_jsonable
 
@@ -45,6 +46,11 @@ def _settings(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from deploystudio.deployment.batch.jobs import start_batch_job, wait_for_batch_job
 
+    out = sys.stderr if args.json else sys.stdout
+
+    def building(line: str) -> None:  # the model environment's build, when it is built now
+        print(f"  {line}", file=sys.stderr, flush=True)
+
     job = start_batch_job(
         settings,
         args.model_uri,
@@ -53,8 +59,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         bundle=args.bundle,
         output_dir=args.output,
         restrict_input=False,  # a local user may read any path, as `mlflow models predict` does
+        env=args.env,
+        progress=building,
     )
-    out = sys.stderr if args.json else sys.stdout
+    print(f"environment: {_environment_line(job)}", file=out, flush=True)
     if args.detach:
         if args.json:
             _print_json(job.as_dict())
@@ -77,6 +85,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         job = cancel_batch_job(settings, job.id)
     return _report(job, args.json)
+
+
+def _environment_line(job) -> str:
+    environment = job.environment or {}
+    return environment.get("reason") or "The app's environment."
 
 
 def _report(job, as_json: bool) -> int:
@@ -136,6 +149,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"Model: {job.model_uri}" + (f" with bundle {job.bundle}" if job.bundle else ""))
     print(f"Input: {job.input_path}")
+    print(f"Environment: {_environment_line(job)}")
     print(f"Progress: {_line(job)}")
     if job.finished:
         _report(job, as_json=False)
@@ -198,6 +212,7 @@ def add_batch_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--max-retries", type=int, help="per timed-out mini-batch (default 3)")
     run.add_argument("--timeout", type=int, help="seconds per mini-batch (default 30)")
     run.add_argument("--chunk-rows", type=int, help="rows read at a time (default 100000)")
+    add_env_option(run)
     run.add_argument("--detach", action="store_true", help="return once the job has started")
     run.add_argument("--json", action="store_true")
     run.set_defaults(handler=cmd_run)

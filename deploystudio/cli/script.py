@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from deploystudio.cli.options import add_env_option
 from deploystudio.config import Settings
 from deploystudio.errors import DeployStudioError
 from deploystudio.jsonable import to_jsonable
@@ -44,6 +45,7 @@ def add_script_command(commands: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--batch", action="store_true", help="the script is a batch variant")
     validate.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (120)")
+    add_env_option(validate)
     validate.add_argument("--json", action="store_true")
     validate.set_defaults(handler=cmd_script_validate)
 
@@ -104,6 +106,21 @@ def cmd_script_validate(args: argparse.Namespace, settings: Settings) -> int:
     def progress(message: str) -> None:
         print(message, file=out, flush=True)
 
+    from deploystudio.environments.choice import EnvModeError, choose
+    from deploystudio.inference_server import SERVER_REQUIREMENTS
+
+    if args.batch and args.env == "model":
+        raise EnvModeError("--batch validates in the app's environment: use --env app or auto.")
+    chosen = choose(
+        "app" if args.batch else args.env,
+        model_path,
+        settings.home,
+        progress=progress,
+        # The inference server runs in the model's environment, as on Azure: it is added there.
+        extra_requirements=SERVER_REQUIREMENTS,
+    )
+    print(f"environment: {chosen.reason}", file=out, flush=True)
+
     if args.batch:
         import mlflow
 
@@ -121,9 +138,24 @@ def cmd_script_validate(args: argparse.Namespace, settings: Settings) -> int:
             raise DeployStudioError(f"The request file '{request_path}' does not exist.")
         else:
             body = example_request(model_path)
-        result = validate_scoring_script(source, model_path, body, work_dir, args.timeout, progress)
+        result = validate_scoring_script(
+            source,
+            model_path,
+            body,
+            work_dir,
+            args.timeout,
+            progress,
+            read_roots=chosen.read_roots,
+            python=chosen.python_for_worker,
+        )
     if args.json:
-        print(json.dumps(to_jsonable(result), indent=2))
+        values = to_jsonable(result)
+        values["environment"] = {
+            "mode": chosen.mode.value,
+            "key": chosen.environment.key if chosen.environment else None,
+            "reason": chosen.reason,
+        }
+        print(json.dumps(values, indent=2))
     else:
         print(("OK: " if result.ok else f"FAILED at {result.stage}: ") + result.message)
         if result.response is not None:

@@ -213,10 +213,13 @@ def validate_scoring_script(
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     progress: Callable[[str], None] = lambda message: None,
     read_roots: Sequence[Path] = (),
+    python: Path | None = None,
 ) -> ValidationResult:
     """Check the syntax, serve the script with the model in the real inference server on
     127.0.0.1, POST `request_body` to /score, and stop the server (always). The server reads its
-    run folder and `read_roots` (a model environment), nothing else of the data folder."""
+    run folder and `read_roots` (a model environment), nothing else of the data folder.
+    `python`: a model environment's interpreter to run the server with (the environment must
+    have azureml-inference-server-http: `SERVER_REQUIREMENT`); None for the app's."""
     started = time.monotonic()
 
     def result(ok: bool, stage: str, message: str, **fields: Any) -> ValidationResult:
@@ -248,6 +251,7 @@ def validate_scoring_script(
             # Longer than our wait, so that gunicorn does not restart a slow init() meanwhile.
             worker_timeout_seconds=int(timeout_seconds) + 60,
             access=Access.of(read=read_roots),
+            python=python,
         )
         try:
             ready_seconds = inference_server.wait_ready(handle, timeout_seconds, progress)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,11 +109,29 @@ def _locked(root: Path, key: str, progress: Progress) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure(plan: EnvironmentPlan, home: Path, progress: Progress | None = None) -> Environment:
+def environment_key(plan: EnvironmentPlan, extra_requirements: Sequence[str] = ()) -> str | None:
+    """The plan's key; with extra requirements (what a runtime needs next to the model, such
+    as the Azure ML inference server), another key derived from both."""
+    if plan.key is None or not extra_requirements:
+        return plan.key
+    text = json.dumps([plan.key, sorted(extra_requirements)])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def ensure(
+    plan: EnvironmentPlan,
+    home: Path,
+    progress: Progress | None = None,
+    extra_requirements: Sequence[str] = (),
+) -> Environment:
     """The plan's environment, built if it is not there yet. Raises EnvironmentBlockedError for
-    a plan that cannot be built, EnvironmentBuildError when uv fails (the log is kept)."""
+    a plan that cannot be built, EnvironmentBuildError when uv fails (the log is kept).
+
+    `extra_requirements` ("name==version" lines) are installed after the plan's packages, with
+    those held at their versions (uv constraints); they make another environment, keyed by
+    both, and its requirements.lock lists everything installed."""
     say = progress or (lambda message: None)
-    key = plan.key
+    key = environment_key(plan, extra_requirements)
     if key is None:
         raise EnvironmentBlockedError(
             "This model's environment cannot be built here: " + " ".join(plan.blockers)
@@ -124,7 +143,7 @@ def ensure(plan: EnvironmentPlan, home: Path, progress: Progress | None = None) 
         environment = _ready(root, key)
         built_now = environment is None
         if environment is None:
-            environment = _build(plan, root / key, say)
+            environment = _build(plan, root / key, say, tuple(extra_requirements))
         _record_model(root / key, plan.model_uri)
     if built_now:
         return Environment(**{**environment.__dict__, "built_now": True})
@@ -148,19 +167,23 @@ def _write_json(path: Path, data: object) -> None:
     os.replace(temporary, path)
 
 
-def _build(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment:
+def _build(
+    plan: EnvironmentPlan, folder: Path, say: Progress, extras: tuple[str, ...] = ()
+) -> Environment:
     if folder.exists():
         say("Removing an unfinished or failed build of this environment.")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     try:
-        return _build_in(plan, folder, say)
+        return _build_in(plan, folder, say, extras)
     except PackageIndexUnreachableError as exc:
         _failed(folder, str(exc))  # recorded as failed, with its log; the message says why
         raise
 
 
-def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment:
+def _build_in(
+    plan: EnvironmentPlan, folder: Path, say: Progress, extras: tuple[str, ...] = ()
+) -> Environment:
     started = time.monotonic()
     env = uv_environment()
     with open(folder / LOG, "w", encoding="utf-8") as log:
@@ -194,6 +217,13 @@ def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment
         )
         if installed.returncode != 0:
             raise _failed(folder, f"uv could not install the packages: {installed.cause}")
+        if extras:
+            held = folder / "constraints.txt"
+            # The versions the model asked for (its direct requirements) stay; the packages they
+            # pulled in may move for the extra (the inference server pins its own OpenTelemetry).
+            pins = [f"{r.name}=={r.chosen}" for r in plan.requirements if r.chosen]
+            held.write_text("\n".join(pins) + "\n", encoding="utf-8")
+            _install_extras(extras, venv / "bin" / "python", lock, held, env, line, folder)
         loader = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
         broken = import_failures(venv / "bin" / "python", loader, folder)
         if broken:
@@ -207,9 +237,11 @@ def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment
     _write_json(
         folder / READY,
         {
-            "key": plan.key,
+            "key": folder.name,
+            "extra_requirements": list(extras),
             "python_version": plan.python.used,
-            "packages": len(plan.locked),
+            # What is installed: the plan's packages, plus any extra and what it pulled in.
+            "packages": len(lock.read_text(encoding="utf-8").split()),
             "built": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(seconds, 1),
         },
@@ -217,6 +249,32 @@ def _build_in(plan: EnvironmentPlan, folder: Path, say: Progress) -> Environment
     environment = _ready(folder.parent, folder.name)
     assert environment is not None
     return environment
+
+
+def _install_extras(
+    extras: tuple[str, ...],
+    python: Path,
+    lock: Path,
+    held: Path,
+    env: dict[str, str],
+    line: Progress,
+    folder: Path,
+) -> None:
+    # The model's own requirements stay at their versions (constraints): an extra that needs
+    # others fails here, saying which, rather than moving what the model was planned with.
+    line(f"Installing what the runtime needs besides: {', '.join(extras)}.")
+    added = run_uv(
+        ["pip", "install", *extras, "--constraint", str(held), "--python", str(python)],
+        env,
+        on_line=line,
+    )
+    if added.returncode != 0:
+        raise _failed(folder, f"uv could not install {', '.join(extras)}: {added.cause}")
+    # What is installed now, for requirements.lock (uv's freeze: a uv virtualenv has no pip).
+    listed = run_uv(["pip", "freeze", "--python", str(python)], env)
+    pins = sorted(text.strip() for text in listed.stdout.splitlines() if "==" in text)
+    if listed.returncode == 0 and pins:
+        lock.write_text("\n".join(pins) + "\n", encoding="utf-8")
 
 
 def _failed(folder: Path, reason: str) -> EnvironmentBuildError:

@@ -13,7 +13,7 @@ no time and needs no index; otherwise it uses the model's own. `model` always us
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -115,11 +115,14 @@ def choose(
     home: Path,
     progress: Progress | None = None,
     inputs: PlanInputs | None = None,
+    extra_requirements: Sequence[str] = (),
 ) -> Chosen:
     """The environment to run the model in `model_dir`, built if `model` (or `auto` with
     unmet requirements) needs one that is not there yet. Raises what the build raises
     (EnvironmentBlockedError, EnvironmentBuildError, PackageIndexUnreachableError,
-    RequirementsRefusedError), each saying to use `--env app` instead."""
+    RequirementsRefusedError), each saying to use `--env app` instead. `extra_requirements`:
+    what the runtime needs in the model's environment besides the model's own (see `ensure`);
+    the app's environment has them already."""
     mode = parse_mode(mode) if isinstance(mode, str) else mode
     app = Path(sys.executable)
     if mode is EnvMode.APP:
@@ -145,7 +148,7 @@ def choose(
     else:
         reason = "The model's own environment, as asked (--env model)."
     plan = plan_environment(inputs, environments_root(home))
-    environment = ensure(plan, home, progress=progress)
+    environment = ensure(plan, home, progress=progress, extra_requirements=extra_requirements)
     built = "built now" if environment.built_now else "built before"
     return Chosen(
         mode,

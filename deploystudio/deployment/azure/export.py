@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploystudio.deployment.azure.pinning import pin_conda
 from deploystudio.deployment.azure.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
@@ -31,6 +32,7 @@ from deploystudio.deployment.azure.specs import (
     endpoint_entity,
 )
 from deploystudio.deployment.azure.yaml_dump import deployment_yaml, endpoint_yaml, load_back
+from deploystudio.environments.build import Environment
 from deploystudio.errors import AzureExportError, UnsafePathError
 
 ENDPOINT_FILE = "endpoint.yml"
@@ -63,12 +65,15 @@ def export_online(
     endpoint: OnlineEndpointSpec,
     deployment: OnlineDeploymentSpec,
     allowed_roots: Sequence[Path] | None = None,
+    pinned: Environment | None = None,
 ) -> ExportResult:
     """Write the export folder; return what was written and the entities loaded back from it.
 
     `folder` must not exist or be empty (nothing is overwritten) and, when `allowed_roots` is
     given (a page: the studio's data folder), lie inside one of them. On failure the files
-    written so far are removed.
+    written so far are removed. `pinned`: the model environment the model ran in here
+    (`pinning.environment_for`); the exported conda files (the bundle's, and the model folder's
+    own, which Azure uses for a no-code deployment) then pin its exact versions and Python.
     """
     if deployment.endpoint_name.lower() != endpoint.name.lower():
         raise AzureExportError(
@@ -87,7 +92,7 @@ def export_online(
     created_here = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        return _write(out, endpoint_built, deployment, deployment_built)
+        return _write(out, endpoint_built, deployment, deployment_built, pinned)
     except BaseException:
         _clean(out, remove_folder=created_here)
         raise
@@ -126,10 +131,15 @@ def refuse_secret_variables(variables: Mapping[str, str]) -> None:
             )
 
 
-def _write(out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any) -> ExportResult:
+def _write(
+    out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any, pinned: Environment | None
+) -> ExportResult:
     model: Any = None
     if spec.model.local_path is not None:
         _copy_tree(spec.model.local_path, _inside(out, MODEL_FOLDER))
+        model_conda = _inside(out, f"{MODEL_FOLDER}/{CONDA_FILE}")
+        if pinned is not None and model_conda.is_file():
+            model_conda.write_text(pin_conda(model_conda.read_text(), pinned), encoding="utf-8")
         model = {
             "name": spec.model.name,
             "version": spec.model.version,
@@ -144,7 +154,10 @@ def _write(out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any) -> Ex
             spec.code.code_folder / spec.code.scoring_script,
             _inside(out, f"{CODE_FOLDER}/{spec.code.scoring_script}"),
         )
-        shutil.copyfile(spec.code.conda_file, _inside(out, CONDA_FILE))
+        conda_text = spec.code.conda_file.read_text(encoding="utf-8")
+        if pinned is not None:
+            conda_text = pin_conda(conda_text, pinned)
+        _inside(out, CONDA_FILE).write_text(conda_text, encoding="utf-8")
         environment = {"conda_file": CONDA_FILE, "image": spec.code.image}
         code_configuration = {"code": CODE_FOLDER, "scoring_script": spec.code.scoring_script}
     _inside(out, ENDPOINT_FILE).write_text(endpoint_yaml(entity), encoding="utf-8")

@@ -39,6 +39,7 @@ from deploystudio.deployment.batch.records import (
 from deploystudio.deployment.batch.runner import RUNNER_MODULE
 from deploystudio.deployment.batch.settings import BatchSettings, OutputAction
 from deploystudio.deployment.store import DeploymentStore
+from deploystudio.environments.choice import choose
 from deploystudio.errors import BatchInputError, DeployStudioError, StateTransitionError
 from deploystudio.inference_server import spawn_detached
 from deploystudio.prediction import local_model_path
@@ -82,6 +83,8 @@ def start_batch_job(
     output_dir: Path | str | None = None,
     restrict_input: bool = True,
     registry: Registry | None = None,
+    env: str = "auto",
+    progress: Callable[[str], None] | None = None,
 ) -> BatchJob:
     """Queue a job and start its process; return the `queued` record at once.
 
@@ -89,11 +92,16 @@ def start_batch_job(
     must lie inside `settings.allowed_batch_input_roots`; the CLI passes False, as its user may
     read any path. `output_dir` defaults to the job's folder in the data folder; a page never
     passes one. `bundle` ("name:version") scores with that bundle's batch script instead of the
-    model's own predict. Raises BatchInputError, BatchSettingsError, InvalidModelError, ...
+    model's own predict. `env` (auto|model|app) chooses the environment the workers run in
+    (`environments.choice`): a model environment that is not built yet is built here, before
+    the job is queued, with its installer's lines passed to `progress`; the choice and its
+    reason are kept in the job's record. Raises BatchInputError, BatchSettingsError,
+    InvalidModelError, EnvModeError, EnvironmentBuildError, ...
     """
     options = batch_settings or BatchSettings()
     source, files = _inputs(settings, Path(input_path), restrict_input)
     model_path = local_model_path(model_uri, settings, registry)
+    environment = _environment(env, model_path, settings, progress)
     job_id = new_job_id()
     work_dir = settings.home / JOBS_FOLDER / job_id
     output = Path(output_dir).expanduser().resolve() if output_dir else work_dir / "output"
@@ -112,6 +120,7 @@ def start_batch_job(
         work_dir=work_dir,
         settings=options,
         files=files,
+        environment=environment,
     )
     command = [sys.executable, "-P", "-m", RUNNER_MODULE, str(jobs.store.path), job_id]
     env = scrubbed_environment() | {"PYTHONUNBUFFERED": "1"}
@@ -122,6 +131,21 @@ def start_batch_job(
         raise
     jobs.set_pid(job_id, pid)
     return jobs.get(job_id)
+
+
+def _environment(
+    env: str, model_path: Path, settings: Settings, progress: Callable[[str], None] | None
+) -> dict[str, Any]:
+    chosen = choose(env, model_path, settings.home, progress=progress)
+    environment = chosen.environment
+    return {
+        "mode": chosen.mode.value,
+        "key": None if environment is None else environment.key,
+        "python": None if environment is None else str(environment.python),
+        "root": None if environment is None else str(environment.root),
+        "python_version": None if environment is None else environment.python_version,
+        "reason": chosen.reason,
+    }
 
 
 def _inputs(settings: Settings, input_path: Path, restrict: bool) -> tuple[Path, list[Path]]:

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     files_failed INTEGER NOT NULL DEFAULT 0,
     rows_done INTEGER NOT NULL DEFAULT 0,
     summary TEXT,
+    environment TEXT,
     created_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT
@@ -129,6 +130,10 @@ class BatchJob:
     started_at: datetime | None
     finished_at: datetime | None
     summary: dict[str, Any] | None = field(default=None, compare=False)
+    # Which environment runs the job's workers and why (issue 19): {"mode", "key", "python",
+    # "root", "reason"}; "key"/"python"/"root" are None for the app's own. None for jobs
+    # recorded before environments existed (they ran in the app's).
+    environment: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -167,6 +172,7 @@ class BatchJob:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "summary": self.summary,
+            "environment": self.environment,
         }
 
 
@@ -184,6 +190,9 @@ class BatchJobStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(batch_jobs)")}
+            if "environment" not in columns:  # a store written before environments existed
+                conn.execute("ALTER TABLE batch_jobs ADD COLUMN environment TEXT")
 
     @classmethod
     def at(cls, path: Path) -> BatchJobStore:
@@ -202,13 +211,14 @@ class BatchJobStore:
         work_dir: Path,
         settings: BatchSettings,
         files: list[Path],
+        environment: dict[str, Any] | None = None,
     ) -> BatchJob:
         """A `queued` job with its files pending; audited as `batch_start`."""
         with self.store.write_transaction() as conn:
             conn.execute(
                 "INSERT INTO batch_jobs (id, state, model_uri, model_path, bundle, script_path,"
-                " input_path, output_dir, work_dir, settings, actor, files_total, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " input_path, output_dir, work_dir, settings, actor, files_total, created_at,"
+                " environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     JobState.QUEUED,
@@ -223,6 +233,7 @@ class BatchJobStore:
                     self.store.actor,
                     len(files),
                     _now(),
+                    None if environment is None else json.dumps(environment),
                 ),
             )
             conn.executemany(
@@ -240,6 +251,7 @@ class BatchJobStore:
                     "output": str(output_dir),
                     "files": len(files),
                     "settings": settings.as_dict(),
+                    "environment": environment,
                 },
             )
             return _job(self._row(conn, job_id))
@@ -395,4 +407,5 @@ def _job(row: sqlite3.Row) -> BatchJob:
         started_at=_time(row["started_at"]),
         finished_at=_time(row["finished_at"]),
         summary=json.loads(row["summary"]) if row["summary"] else None,
+        environment=json.loads(row["environment"]) if row["environment"] else None,
     )

@@ -28,8 +28,10 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
+from deploystudio.deployment.batch import portable
 from deploystudio.deployment.batch.inputs import is_scorable, link_reason, unsupported_reason
 from deploystudio.deployment.batch.output import (
     OutputColumnsError,
@@ -81,6 +83,8 @@ class _Runner:
     def run(self) -> None:
         started = time.monotonic()
         self.jobs.transition(self.job.id, JobState.RUNNING, pid=os.getpid())
+        if self.job.environment:
+            log.info("Environment: %s", self.job.environment.get("reason"))
         self.parts.mkdir(parents=True, exist_ok=True)
         files = self.jobs.files(self.job.id)
         scorable: Batch = []
@@ -152,6 +156,7 @@ class _Runner:
             )
         summary = job_summary(self.job, files, seconds, self.memory)
         summary["state"] = state.value
+        summary["environment"] = self.job.environment
         (self.job.work_dir / SUMMARY_FILE).write_text(_json(summary), encoding="utf-8")
         shutil.rmtree(self.parts, ignore_errors=True)
         self.jobs.transition(self.job.id, state, reason, summary=summary)
@@ -172,13 +177,23 @@ class _Runner:
         outside = [t for t in targets if t != source and source not in t.parents]
         scripts = [] if self.job.script_path is None else [self.job.script_path]
         reads = [self.job.model_path, *scripts, source, *outside]
+        root = (self.job.environment or {}).get("root")
+        if root:  # the model's own environment, which the worker runs
+            reads.append(Path(root))
         return Access.of(read=reads, write=[self.parts, progress])
+
+    @property
+    def _python(self) -> Path | None:
+        """The interpreter of the model's own environment, None for the app's."""
+        python = (self.job.environment or {}).get("python")
+        return Path(python) if python else None
 
     def _work(self, index: int) -> None:
         worker = PredictionWorker(
             log_path=self.job.work_dir / f"worker-{index}.log",
             timeout_seconds=float(self.settings.timeout),
             access=self._worker_access(index),
+            python=self._python,
         )
         self.workers.append(worker)
         spec = ScorerSpec(
@@ -209,7 +224,9 @@ class _Runner:
             try:
                 if not worker.alive:
                     loading = time.monotonic()
-                    after_load = worker.call(prepare, spec, timeout_seconds=LOAD_TIMEOUT_SECONDS)
+                    after_load = worker.call(
+                        *self._function(prepare, spec), timeout_seconds=LOAD_TIMEOUT_SECONDS
+                    )
                     with self.lock:
                         self.memory.after_load.append(after_load)
                         self.memory.load_seconds.append(time.monotonic() - loading)
@@ -220,7 +237,7 @@ class _Runner:
                 return False
             self._progress_path(index).write_text("0")
             try:
-                result = worker.call(score_mini_batch, spec, batch)
+                result = worker.call(*self._function(score_mini_batch, spec), batch)
             except PredictionWorkerError as exc:  # a timeout or a crash: the worker restarts
                 if self.stop.is_set():
                     return False
@@ -247,6 +264,14 @@ class _Runner:
             self._keep(kept, batch, attempts, index)
             return not self.stop.is_set()
         return False
+
+    def _function(self, function, spec: ScorerSpec) -> tuple:
+        """The function and spec a worker runs: in a model's own environment, the portable
+        scorer with the spec as plain data (that environment may lack pyarrow and our app's
+        modules, see `portable`)."""
+        if self._python is None:
+            return function, spec
+        return getattr(portable, function.__name__), asdict(spec)
 
     def _keep(self, result: MiniBatchResult, batch: Batch, attempts: int, index: int) -> None:
         outcomes = {o.position: o for o in result.files}
