@@ -32,9 +32,7 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 # (importing module, "module._name") pairs.
 ALLOWED_PRIVATE_USES: dict[tuple[str, str], str] = {}
 
-ALLOWED_LONG_MODULES: dict[str, str] = {
-    "deploystudio.inspection": "being split by another change (issue 15 lists it)",
-}
+ALLOWED_LONG_MODULES: dict[str, str] = {}
 
 # Pages and components that still use the local target or the store directly. Issue 15: this
 # list must shrink to empty once pages reach deployments only through the target interface.
