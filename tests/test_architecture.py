@@ -38,25 +38,8 @@ ALLOWED_LONG_MODULES: dict[str, str] = {}
 # list must shrink to empty once pages reach deployments only through the target interface.
 ALLOWED_LOCAL_USES: frozenset[tuple[str, str]] = frozenset(
     {
-        ("components.access", "deploystudio.deployment.store"),
-        ("components.batch_job", "deploystudio.deployment.store"),
-        ("components.deploy_form", "deploystudio.deployment.local"),
-        ("components.deployment_list", "LocalTarget"),
-        ("components.deployment_list", "deploystudio.deployment.local"),
-        ("components.endpoint_access", "LocalTarget"),
-        ("components.endpoint_access", "deploystudio.deployment.local"),
-        ("components.endpoint_keys", "LocalTarget"),
-        ("components.endpoint_keys", "deploystudio.deployment.local"),
-        ("components.endpoint_keys", "deploystudio.deployment.store"),
-        ("components.endpoint_metrics", "deploystudio.deployment.local"),
-        ("components.rollout_panel", "LocalTarget"),
-        ("components.rollout_panel", "deploystudio.deployment.local"),
-        ("components.rollout_panel", "deploystudio.deployment.store"),
         ("components.services", "LocalTarget"),
         ("components.services", "deploystudio.deployment.local"),
-        ("components.traffic_editor", "LocalTarget"),
-        ("components.traffic_editor", "deploystudio.deployment.local"),
-        ("views.batch", "deploystudio.deployment.store"),
     }
 )
 
