@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from deploystudio.access import Action, User, allows, check, parse_roles, refusal, resolve_user
-from deploystudio.deployment.store_file import local_user
+from deploystudio.deployment.actors import local_user
 from deploystudio.errors import AccessDeniedError, DeployStudioError
 
 

@@ -14,6 +14,7 @@ from components.batch_history import job_seconds
 from components.prediction_chart import prediction_figure
 from deploystudio.access import Action
 from deploystudio.config import Settings
+from deploystudio.deployment.actors import acting_as
 from deploystudio.deployment.batch.jobs import (
     batch_deployment,
     batch_deployment_yaml,
@@ -26,7 +27,6 @@ from deploystudio.deployment.batch.jobs import (
 from deploystudio.deployment.batch.records import BatchJob, FileState, JobState
 from deploystudio.deployment.batch.scoring import FILE_COLUMN, ROW_COLUMN
 from deploystudio.deployment.deploy_request import suggest_endpoint_name
-from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError
 from deploystudio.model_uri import parse_model_uri
 

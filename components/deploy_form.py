@@ -25,12 +25,14 @@ from deploystudio.deployment.base import (
     Endpoint,
     Runtime,
 )
+
+# The instance bound the request checks, so that the form offers no count it would refuse.
 from deploystudio.deployment.deploy_request import (
+    MAX_INSTANCES,
     DeployRequest,
     free_deployment_name,
     suggest_endpoint_name,
 )
-from deploystudio.deployment.local.servers import MAX_INSTANCES
 from deploystudio.deployment.names import NAME_RULE
 from deploystudio.errors import DeployStudioError, InvalidModelUriError
 from deploystudio.model_uri import parse_model_uri, registered_version_uri

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import streamlit as st
 
 from components import access, endpoint_changes, services
 from components.endpoint_tables import deployments_frame
 from deploystudio.access import Action
-from deploystudio.deployment.base import Deployment, DeploymentState, Endpoint
-from deploystudio.deployment.local.healing import restart_count
-from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.operations import Progress
-from deploystudio.errors import ScoringServerError
+from deploystudio.deployment.base import (
+    Capability,
+    Deployment,
+    DeploymentState,
+    DeploymentTarget,
+    Endpoint,
+    Progress,
+)
+from deploystudio.errors import DeployStudioError, ScoringServerError
 
 LOG_LINES = 80
 RESTARTABLE = (DeploymentState.READY, DeploymentState.FAILED, DeploymentState.STOPPED)
@@ -23,21 +26,6 @@ STATE_ICONS = {
     DeploymentState.FAILED: ":material/error:",
     DeploymentState.STOPPED: ":material/stop_circle:",
 }
-
-
-def log_tail(deployment: Deployment, data_folder: Path, lines: int = LOG_LINES) -> str | None:
-    """The last lines of the log the record names, or None. Only a file inside the studio's
-    data folder is read: the record is data, and the page must not become a file viewer."""
-    if not deployment.log_path:
-        return None
-    path = Path(deployment.log_path).resolve()
-    if not path.is_relative_to(data_folder.resolve()) or not path.is_file():
-        return None
-    with path.open("rb") as file:
-        # The tail of a long log without reading all of it.
-        file.seek(max(0, path.stat().st_size - 200 * lines))
-        text = file.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def render_deployments(endpoint: Endpoint, deployments: Sequence[Deployment]) -> None:
@@ -50,34 +38,48 @@ def render_deployments(endpoint: Endpoint, deployments: Sequence[Deployment]) ->
     st.dataframe(
         deployments_frame(endpoint, deployments), hide_index=True, key="endpoint_deployments"
     )
-    data_folder = services.get_settings().home
+    target = services.endpoint_target()
     for deployment in deployments:
         icon = STATE_ICONS.get(deployment.state, ":material/pending:")
         label = f"{deployment.name} · {deployment.state.value} · {deployment.model_uri}"
         with st.expander(label, icon=icon):
-            _render_deployment(endpoint, deployment, data_folder)
+            _render_deployment(target, endpoint, deployment)
 
 
-def _render_deployment(endpoint: Endpoint, deployment: Deployment, data_folder: Path) -> None:
+def _server_log(target: DeploymentTarget, deployment: Deployment) -> str | None:
+    """The server log's last lines as the target has them, else those its record kept."""
+    if target.supports(Capability.LOGS):
+        try:
+            tail = target.get_logs(deployment.name, deployment.endpoint_name, LOG_LINES)
+        except DeployStudioError as exc:
+            st.caption(f"The server log cannot be read: {exc}")
+            tail = None
+        if tail:
+            return tail
+    return deployment.log_tail
+
+
+def _render_deployment(
+    target: DeploymentTarget, endpoint: Endpoint, deployment: Deployment
+) -> None:
     if deployment.reason and deployment.state is DeploymentState.FAILED:
         st.error(deployment.reason)
     elif deployment.reason:
         st.caption(deployment.reason)
-    restarts = restart_count(deployment.log_path)
+    restarts = target.restarts(deployment.name, deployment.endpoint_name)
     if restarts:
         st.caption(
             f"Restarted {restarts} time(s) by its endpoint after failed health checks "
             "(a crash loop leaves it failed)."
         )
-    tail = log_tail(deployment, data_folder) or deployment.log_tail
+    tail = _server_log(target, deployment)
     if tail:
         st.code(tail, language="text", height=240)
     else:
         st.caption("No server log.")
     key = f"deployment_{endpoint.name}_{deployment.name}"
-    target = services.local_endpoints().target
     restart, delete = st.columns(2)
-    if restart.button(
+    if target.supports(Capability.RESTART) and restart.button(
         "Restart",
         icon=":material/restart_alt:",
         key=f"{key}_restart",
@@ -105,7 +107,7 @@ def _render_deployment(endpoint: Endpoint, deployment: Deployment, data_folder: 
         )
 
 
-def _restart(target: LocalTarget, deployment: Deployment, progress: Progress) -> Deployment:
+def _restart(target: DeploymentTarget, deployment: Deployment, progress: Progress) -> Deployment:
     name, endpoint = deployment.name, deployment.endpoint_name
     current = target.get_deployment(name, endpoint)
     if current.state is DeploymentState.READY:
@@ -117,6 +119,6 @@ def _restart(target: LocalTarget, deployment: Deployment, progress: Progress) ->
     return record
 
 
-def _delete(target: LocalTarget, deployment: Deployment, progress: Progress) -> None:
-    target.delete_deployment(deployment.name, deployment.endpoint_name)
+def _delete(target: DeploymentTarget, deployment: Deployment, progress: Progress) -> None:
+    target.delete_deployment(deployment.name, deployment.endpoint_name, progress=progress)
     progress(f"Deleted {deployment.endpoint_name}/{deployment.name}")

@@ -10,9 +10,15 @@ import streamlit as st
 
 from components import access, services
 from deploystudio.access import Action
-from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint
+from deploystudio.deployment.base import (
+    AuthMode,
+    Capability,
+    Deployment,
+    DeploymentState,
+    DeploymentTarget,
+    Endpoint,
+)
 from deploystudio.deployment.invoke import DEPLOYMENT_HEADER, request_body
-from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.errors import (
     DeploymentNotFoundError,
     DeployStudioError,
@@ -40,8 +46,11 @@ def endpoints_link(endpoint: str, label: str | None = None) -> None:
     )
 
 
-def render_deployment_access(target: LocalTarget, endpoint_name: str, deployment_name: str) -> None:
-    """Everything a caller needs for `endpoint_name`/`deployment_name`, as the store has it now."""
+def render_deployment_access(
+    target: DeploymentTarget, endpoint_name: str, deployment_name: str
+) -> None:
+    """Everything a caller needs for `endpoint_name`/`deployment_name`, as the target has it
+    now."""
     try:
         endpoint = target.get_endpoint(endpoint_name)
         deployment = target.get_deployment(deployment_name, endpoint_name)
@@ -81,11 +90,14 @@ def render_deployment_access(target: LocalTarget, endpoint_name: str, deployment
     endpoints_link(endpoint.name)
 
 
-def _render_key(target: LocalTarget, endpoint: Endpoint) -> None:
+def _render_key(target: DeploymentTarget, endpoint: Endpoint) -> None:
     if endpoint.auth_mode is not AuthMode.KEY:
         st.caption("This endpoint takes no key: any program on this machine can call it.")
         return
-    # Only the toggle's on/off state is kept; the key itself is read from the store when shown.
+    if not target.supports(Capability.KEYS):
+        st.caption("This target does not give out its endpoints' keys here.")
+        return
+    # Only the toggle's on/off state is kept; the key itself is read from the target when shown.
     shown = st.toggle(
         "Show the primary key",
         key=f"deploy_show_key__{endpoint.name}",
@@ -111,7 +123,7 @@ def _inspection(deployment: Deployment) -> ModelInspection | None:
 
 
 def _render_test_call(
-    target: LocalTarget,
+    target: DeploymentTarget,
     endpoint: Endpoint,
     deployment: Deployment,
     inspection: ModelInspection | None,

@@ -130,7 +130,7 @@ def _send(
 def _primary_key(endpoint: Endpoint) -> str | None:
     if endpoint.auth_mode is not AuthMode.KEY:
         return None
-    return services.local_endpoints().target.get_keys(endpoint.name).primary
+    return services.endpoint_target().get_keys(endpoint.name).primary
 
 
 def _render_snippets(endpoint: Endpoint, result: InvokeResult, prefix: str) -> None:

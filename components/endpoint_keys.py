@@ -1,6 +1,6 @@
 """An endpoint's keys: hidden until revealed, and regenerated after a confirmation.
 
-Keys are read from the store on the run that shows them and never kept in session state (the
+Keys are read from the target on the run that shows them and never kept in session state (the
 toggle remembers only whether to show them).
 """
 
@@ -10,10 +10,14 @@ import streamlit as st
 
 from components import access, endpoint_changes, services
 from deploystudio.access import Action
-from deploystudio.deployment.base import AuthMode, Endpoint
-from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.operations import Progress
-from deploystudio.deployment.store import KEY_NAMES
+from deploystudio.deployment.base import (
+    KEY_NAMES,
+    AuthMode,
+    Capability,
+    DeploymentTarget,
+    Endpoint,
+    Progress,
+)
 
 
 def reveal_key(endpoint: str) -> str:
@@ -30,7 +34,10 @@ def render_keys(endpoint: Endpoint) -> None:
     if endpoint.auth_mode is not AuthMode.KEY:
         st.info("This endpoint takes calls without a key (auth mode 'none').")
         return
-    target = services.local_endpoints().target
+    target = services.endpoint_target()
+    if not target.supports(Capability.KEYS):
+        st.info("This target does not give out its endpoints' keys here.")
+        return
     st.toggle(
         "Show keys",
         key=reveal_key(endpoint.name),
@@ -69,7 +76,7 @@ def render_keys(endpoint: Endpoint) -> None:
         )
 
 
-def _regenerate(target: LocalTarget, endpoint: str, which: str, progress: Progress) -> None:
-    # Returns nothing: the operation keeps its result in memory, and keys belong in the store.
-    target.regenerate_key(endpoint, which)
+def _regenerate(target: DeploymentTarget, endpoint: str, which: str, progress: Progress) -> None:
+    # Returns nothing: the operation keeps its result in memory, and keys belong in the target.
+    target.regenerate_key(endpoint, which, progress=progress)
     progress(f"The {which} key of {endpoint} was replaced; the old one no longer works.")

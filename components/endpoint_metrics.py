@@ -18,9 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components import services
-from deploystudio.deployment import invoke
-from deploystudio.deployment.base import AuthMode, DeploymentState
-from deploystudio.deployment.local.processes import HOST
+from deploystudio.deployment.base import Capability
 from deploystudio.errors import DeployStudioError
 
 REFRESH_SECONDS = 2.0
@@ -121,18 +119,14 @@ def _figures(frame: pd.DataFrame) -> list[go.Figure]:
 
 
 def _front_view(endpoint_name: str) -> dict[str, Any] | str:
-    """The front's metrics document, or why there is none."""
-    target = services.local_endpoints().target
+    """The endpoint's metrics document, or why there is none."""
+    target = services.endpoint_target()
+    if not target.supports(Capability.METRICS):
+        return "This target does not report metrics here."
     try:
-        endpoint = target.get_endpoint(endpoint_name)
-        if endpoint.state is not DeploymentState.READY or endpoint.front_port is None:
-            return f"The endpoint's front is {endpoint.state.value}: no metrics."
-        # Read for this request only: the key is needed to read the metrics, never kept.
-        key = target.get_keys(endpoint.name).primary if endpoint.auth_mode is AuthMode.KEY else None
+        return target.get_metrics(endpoint_name)
     except DeployStudioError as exc:
         return str(exc)
-    view = invoke.front_view(f"http://{HOST}:{endpoint.front_port}", key)
-    return view if view is not None else "The endpoint's front did not answer."
 
 
 @st.fragment(run_every=REFRESH_SECONDS)

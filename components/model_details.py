@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from deploystudio.inspection import EnvironmentFiles, FlavorInfo
+from deploystudio.environment_report import EnvironmentFiles
+from deploystudio.inspection import FlavorInfo
 from deploystudio.registry import RunSummary
 
 EXAMPLE_PREVIEW_ROWS = 50

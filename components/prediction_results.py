@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from components.prediction_chart import prediction_figure, results_frame
+from deploystudio.checks import Check, CheckStatus
 from deploystudio.errors import DeployStudioError
-from deploystudio.inspection import Check, CheckStatus
 from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import Prediction
 from deploystudio.snippets import BODY_FILE, request_snippets

@@ -6,7 +6,7 @@ from collections import Counter
 
 import streamlit as st
 
-from deploystudio.inspection import Check, CheckStatus
+from deploystudio.checks import Check, CheckStatus
 
 # Material icons ship with Streamlit, so they render where no emoji font is installed.
 STATUS_MARKS = {

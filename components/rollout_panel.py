@@ -17,11 +17,15 @@ import streamlit as st
 from components import access, endpoint_changes, services
 from deploystudio.access import Action
 from deploystudio.deployment import invoke, rollout
-from deploystudio.deployment.base import AuthMode, Deployment, Endpoint
-from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.operations import Progress
+from deploystudio.deployment.base import (
+    AuthMode,
+    Capability,
+    Deployment,
+    DeploymentTarget,
+    Endpoint,
+    Progress,
+)
 from deploystudio.deployment.rollout import Change, ChecklistItem, Step, StepStatus
-from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError, RolloutError
 
 # Enough of an endpoint's history to cover a rollout (each step writes one or two entries).
@@ -56,9 +60,14 @@ def render_rollout(endpoint: Endpoint, deployments: Sequence[Deployment]) -> Non
     )
     if (asked_old, asked_new) != (old, new):
         st.query_params["old"], st.query_params["new"] = old, new
-    target = services.local_endpoints().target
+    target = services.endpoint_target()
     created = next((d.created_at for d in deployments if d.name == new), None)
-    history = target.store.history(endpoint.name, limit=HISTORY_ENTRIES)
+    # Without a history every step before the current one reads as skipped.
+    history = (
+        target.history(endpoint.name, limit=HISTORY_ENTRIES)
+        if target.supports(Capability.HISTORY)
+        else []
+    )
     try:
         step = rollout.current_step(endpoint, old, new)
         items = rollout.checklist(
@@ -90,7 +99,7 @@ def _render_steps(items: Sequence[ChecklistItem]) -> None:
 
 
 def _render_test_call(
-    target: LocalTarget,
+    target: DeploymentTarget,
     endpoint: Endpoint,
     deployments: Sequence[Deployment],
     new: str,
@@ -100,15 +109,16 @@ def _render_test_call(
     if st.button(f"Test {new} directly", icon=":material/science:", key=f"{prefix}_test"):
         st.session_state.pop(result_key, None)
         try:
-            answer = _test_call(endpoint, deployments, new)
+            answer = _test_call(target, endpoint, deployments, new)
             st.session_state[result_key] = answer
             # Recorded so the checklist can tick the test step later, for every user.
-            with acting_as(services.current_actor()):
-                target.store.audit(
+            if target.supports(Capability.HISTORY):
+                target.note(
+                    endpoint.name,
                     rollout.TEST_CALL_ACTION,
                     f"{endpoint.name}/{new}",
-                    endpoint=endpoint.name,
-                    new={"answered_by": answer.deployment or new},
+                    {"answered_by": answer.deployment or new},
+                    actor=services.current_actor(),
                 )
         except DeployStudioError as exc:
             st.error(str(exc))
@@ -121,7 +131,9 @@ def _render_test_call(
         st.json(answer.body, expanded=1)
 
 
-def _test_call(endpoint: Endpoint, deployments: Sequence[Deployment], new: str) -> invoke.Answer:
+def _test_call(
+    target: DeploymentTarget, endpoint: Endpoint, deployments: Sequence[Deployment], new: str
+) -> invoke.Answer:
     record = next(d for d in deployments if d.name == new)
     settings = services.get_settings()
     inspection = services.inspection(settings.registry_uri, record.model_uri)
@@ -135,13 +147,13 @@ def _test_call(endpoint: Endpoint, deployments: Sequence[Deployment], new: str) 
     )
     key = None
     if endpoint.auth_mode is AuthMode.KEY:
-        key = services.local_endpoints().target.get_keys(endpoint.name).primary
+        key = target.get_keys(endpoint.name).primary
     assert endpoint.scoring_uri is not None
     return invoke.call(endpoint.scoring_uri, body, key, new)
 
 
 def _render_next(
-    target: LocalTarget, endpoint: Endpoint, old: str, new: str, step: Step, prefix: str
+    target: DeploymentTarget, endpoint: Endpoint, old: str, new: str, step: Step, prefix: str
 ) -> None:
     mirror = rollout.DEFAULT_MIRROR_PERCENT
     if step is Step.TEST:
@@ -165,7 +177,7 @@ def _render_next(
         )
 
 
-def _render_rollback(target: LocalTarget, endpoint: Endpoint, old: str, prefix: str) -> None:
+def _render_rollback(target: DeploymentTarget, endpoint: Endpoint, old: str, prefix: str) -> None:
     try:
         change = rollout.rollback(endpoint, old)
     except RolloutError as exc:
@@ -189,10 +201,10 @@ def _render_rollback(target: LocalTarget, endpoint: Endpoint, old: str, prefix: 
         )
 
 
-def _apply(target: LocalTarget, endpoint: str, change: Change, progress: Progress) -> None:
+def _apply(target: DeploymentTarget, endpoint: str, change: Change, progress: Progress) -> None:
     if change.delete:
-        target.delete_deployment(change.delete, endpoint)
+        target.delete_deployment(change.delete, endpoint, progress=progress)
         progress(f"Deleted {endpoint}/{change.delete}")
         return
-    after = target.update_endpoint(endpoint, change.endpoint_config())
+    after = target.update_endpoint(endpoint, change.endpoint_config(), progress=progress)
     progress(f"Traffic of {endpoint}: {after.traffic}, mirror {after.mirror or 'none'}")

@@ -13,6 +13,7 @@ from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
 from deploystudio.config import Settings, load_settings
+from deploystudio.deployment.base import DeploymentTarget
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.operations import OperationRunner
 from deploystudio.environments.choice import Chosen
@@ -187,6 +188,12 @@ def _local_endpoints(home: str) -> LocalEndpoints:
 
 def local_endpoints() -> LocalEndpoints:
     return _local_endpoints(str(get_settings().home))
+
+
+def endpoint_target() -> DeploymentTarget:
+    """The target the endpoint panels manage, reached only through the interface (a panel
+    asks `supports(...)` before it shows what only some targets have)."""
+    return local_endpoints().target
 
 
 def current_actor() -> str:

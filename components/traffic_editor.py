@@ -15,9 +15,7 @@ import streamlit as st
 
 from components import access, endpoint_changes, services
 from deploystudio.access import Action
-from deploystudio.deployment.base import Endpoint
-from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.operations import Progress
+from deploystudio.deployment.base import Capability, DeploymentTarget, Endpoint, Progress
 from deploystudio.errors import TrafficError
 
 NO_MIRROR = "(no mirror)"
@@ -42,6 +40,10 @@ def editor_key(endpoint: Endpoint) -> str:
 
 
 def render_traffic_editor(endpoint: Endpoint) -> None:
+    target = services.endpoint_target()
+    if not target.supports(Capability.TRAFFIC):
+        st.info("This target does not split traffic between deployments.")
+        return
     names = list(endpoint.traffic)
     if not names:
         st.info("This endpoint has no deployments yet: deploy a model to it first.")
@@ -52,15 +54,14 @@ def render_traffic_editor(endpoint: Endpoint) -> None:
     except TrafficError as exc:
         st.error(str(exc))
         weights = None
-    mirror = _mirror(endpoint, names, key)
+    # Without the mirror capability the mirror stays as it is (none).
+    mirror = _mirror(endpoint, names, key) if target.supports(Capability.MIRROR) else None
     apply_args = access.button_args(Action.CHANGE_ENDPOINT, disabled=weights is None)
     if st.button("Apply traffic", type="primary", key=f"{key}_apply", **apply_args):
-        config = {"traffic": weights, "mirror": mirror}
-        target = services.local_endpoints().target
         endpoint_changes.submit(
             endpoint.name,
             "Set traffic",
-            lambda progress: _apply(target, endpoint.name, config, progress),
+            lambda progress: _apply(target, endpoint.name, weights, mirror, progress),
         )
 
 
@@ -126,6 +127,13 @@ def _mirror(endpoint: Endpoint, names: list[str], key: str) -> list | None:
     return None if target == NO_MIRROR else [target, int(percent)]
 
 
-def _apply(target: LocalTarget, name: str, config: dict, progress: Progress) -> None:
-    endpoint = target.update_endpoint(name, config)
+def _apply(
+    target: DeploymentTarget,
+    name: str,
+    weights: dict[str, int],
+    mirror: list | None,
+    progress: Progress,
+) -> None:
+    live_mirror = (mirror[0], int(mirror[1])) if mirror else None
+    endpoint = target.set_traffic(name, weights, live_mirror, progress=progress)
     progress(f"Traffic of {name}: {endpoint.traffic}, mirror {endpoint.mirror or 'none'}")

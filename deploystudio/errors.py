@@ -93,6 +93,10 @@ class DeploymentConfigError(DeployStudioError):
     """A deployment setting that is not valid (runtime, bundle, model URI, settings)."""
 
 
+class UnsupportedError(DeployStudioError):
+    """The target does not offer this (see DeploymentTarget.capabilities)."""
+
+
 class EndpointFrontError(DeployStudioError):
     """An endpoint's front process that cannot start: its port is taken, its store is missing,
     or it was asked to listen on an address other than loopback."""

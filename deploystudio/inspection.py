@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,14 @@ from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import DataType, Schema
 
+from deploystudio.checks import Check, CheckStatus
 from deploystudio.config import Settings
-from deploystudio.environment import (
-    FLAVOR_DISTRIBUTIONS,
-    DeclaredRequirement,
-    installed_version,
-    parse_requirements,
-    python_version_from_env_files,
-    running_python_version,
-    same_minor,
+from deploystudio.environment_report import (
+    EnvironmentFiles,
+    environment_checks,
+    read_environment_files,
 )
-from deploystudio.errors import DeployStudioError, InvalidModelError, UnsafePathError
+from deploystudio.errors import DeployStudioError, InvalidModelError
 from deploystudio.model_files import (
     ArtifactEntry,
     LocalModelFiles,
@@ -42,28 +38,11 @@ from deploystudio.registry import Registry, RunSummary, VersionSummary
 
 PYFUNC = "python_function"
 LARGE_MODEL_BYTES = 1 << 30
-ENVIRONMENT_FILES = ("requirements.txt", "conda.yaml", "python_env.yaml")
 # MLmodel files are a few KB (a 10,000-column signature is about 0.5 MB); parsing a larger one
 # would hold the page for seconds.
 MAX_MLMODEL_BYTES = 2 * 1024 * 1024
 # libyaml's loader when PyYAML has it: the same safe loading, ten times faster.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class CheckStatus(Enum):
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the deployability report; `fix` says what to do when it is not a pass."""
-
-    name: str
-    status: CheckStatus
-    detail: str
-    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,19 +80,6 @@ class SignatureInfo:
     output_kind: str | None
     outputs: list[SchemaField]
     params: list[ParamField]
-
-
-@dataclass(frozen=True)
-class EnvironmentFiles:
-    requirements_txt: str | None
-    conda_yaml: str | None
-    python_env_yaml: str | None
-    requirements: list[DeclaredRequirement]
-    unparsed_requirement_lines: list[str]
-    model_python_version: str | None
-    # Files present but not read (e.g. a link out of the folder), with why: a report item,
-    # not a reason to stop inspecting the rest of the model.
-    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,7 +127,8 @@ def inspect_model(
         registry = registry or Registry(settings.tracking_uri, settings.registry_uri)
     files = _open_files(reference, resolved, settings, registry, allowed_local_roots)
     model, created = _load_mlmodel(files, uri)
-    environment = _environment(files, model)
+    flavor_python = _text(_flavor_conf(model, PYFUNC).get("python_version"))
+    environment = read_environment_files(files, flavor_python)
     example, example_params, example_error = _input_example(model, files)
     artifacts, truncated = files.list_artifacts()
     run_id = (version.run_id if version else None) or model.run_id or reference.run_id
@@ -328,27 +295,6 @@ def describe_signature(signature: ModelSignature | None) -> SignatureInfo | None
     )
 
 
-def _environment(files: ModelFiles, model: Model) -> EnvironmentFiles:
-    texts: dict[str, str | None] = {}
-    refused: dict[str, str] = {}
-    for name in ENVIRONMENT_FILES:
-        try:
-            texts[name] = files.read_text(name)
-        except UnsafePathError as exc:
-            texts[name], refused[name] = None, str(exc)
-    requirements, unparsed = parse_requirements(texts["requirements.txt"] or "")
-    flavor_python = _text(_flavor_conf(model, PYFUNC).get("python_version"))
-    return EnvironmentFiles(
-        requirements_txt=texts["requirements.txt"],
-        conda_yaml=texts["conda.yaml"],
-        python_env_yaml=texts["python_env.yaml"],
-        requirements=requirements,
-        unparsed_requirement_lines=unparsed,
-        model_python_version=python_version_from_env_files(texts["python_env.yaml"], flavor_python),
-        refused=refused,
-    )
-
-
 def _input_example(model: Model, files: ModelFiles) -> tuple[Any, dict | None, str | None]:
     info = model.saved_input_example_info
     if not info:
@@ -380,15 +326,20 @@ def deployability_report(inspection: ModelInspection) -> list[Check]:
         _signature_check(inspection),
         _input_example_check(inspection),
         _payload_format_check(inspection),
-        _pinning_check(inspection),
-        _environment_files_check(inspection),
-        _mlflow_version_check(inspection),
-        *_framework_checks(inspection),
-        *_package_checks(inspection),
-        _python_check(inspection),
+        *environment_checks(
+            inspection.environment, _text(inspection.mlflow_version), _saved_with(inspection)
+        ),
         _size_check(inspection),
     ]
     return [c for c in checks if c is not None]
+
+
+def _saved_with(inspection: ModelInspection) -> dict[str, str]:
+    return {
+        flavor.name: flavor.framework_version
+        for flavor in inspection.flavors
+        if flavor.name != PYFUNC and flavor.framework_version
+    }
 
 
 def _pyfunc_check(inspection: ModelInspection) -> Check:
@@ -512,182 +463,6 @@ def _payload_format_check(inspection: ModelInspection) -> Check:
         CheckStatus.PASS,
         f"Tensor-based: Azure ML expects input_data as {shape}; the MLflow server takes "
         "instances or inputs." + params,
-    )
-
-
-def _pinning_check(inspection: ModelInspection) -> Check:
-    env = inspection.environment
-    if env.requirements_txt is None:
-        found = "requirements.txt was not read (see Environment files)"
-        return Check(
-            "Requirements pinned",
-            CheckStatus.WARN,
-            f"{found if 'requirements.txt' in env.refused else 'No requirements.txt'}: the "
-            "serving environment cannot be rebuilt as it was trained.",
-            "Re-log the model (MLflow writes requirements.txt) or add pip_requirements.",
-        )
-    unpinned = [r.name for r in env.requirements if r.pinned_version is None]
-    if unpinned:
-        return Check(
-            "Requirements pinned",
-            CheckStatus.WARN,
-            f"Not pinned with ==: {', '.join(unpinned)}. They resolve to whatever is newest "
-            "when the environment is built, which may not load this model.",
-            "Pin each with == to the version the model was trained with.",
-        )
-    return Check(
-        "Requirements pinned",
-        CheckStatus.PASS,
-        f"All {len(env.requirements)} requirement(s) pinned with ==.",
-    )
-
-
-def _environment_files_check(inspection: ModelInspection) -> Check | None:
-    """Environment files that pip or conda could not read: each named, with what is wrong."""
-    env = inspection.environment
-    problems = []
-    # Lines starting with "-" are pip options (-r, --index-url): those are fine.
-    unreadable = [line for line in env.unparsed_requirement_lines if not line.startswith("-")]
-    if unreadable:
-        shown = ", ".join(repr(line[:40]) for line in unreadable[:3])
-        more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
-        problems.append(f"requirements.txt has lines pip cannot read: {shown}{more}")
-    for name, text in (("conda.yaml", env.conda_yaml), ("python_env.yaml", env.python_env_yaml)):
-        if text is not None and not _is_yaml_mapping(text):
-            problems.append(f"{name} is not a YAML mapping")
-    problems.extend(why.rstrip(".") for why in env.refused.values())
-    if not problems:
-        return None
-    return Check(
-        "Environment files",
-        CheckStatus.WARN,
-        "; ".join(problems) + ": the serving environment cannot be built from them.",
-        "Re-log the model (MLflow writes these files), or fix them by hand.",
-    )
-
-
-def _is_yaml_mapping(text: str) -> bool:
-    try:
-        return isinstance(yaml.load(text, Loader=_YAML_LOADER), dict)
-    except yaml.YAMLError:
-        return False
-
-
-def _mlflow_version_check(inspection: ModelInspection) -> Check | None:
-    saved = _text(inspection.mlflow_version)
-    here = installed_version("mlflow")
-    if not saved or not here:
-        return None
-    if saved.split(".")[0] == here.split(".")[0]:
-        return Check(
-            "MLflow version", CheckStatus.PASS, f"Saved with MLflow {saved}; {here} here reads it."
-        )
-    return Check(
-        "MLflow version",
-        CheckStatus.WARN,
-        f"Saved with MLflow {saved}, another major version than {here} here: loaders and "
-        "payload handling changed between them.",
-        f"Pin mlflow=={saved} where it is served, or re-log it with MLflow {here}.",
-    )
-
-
-def _framework_checks(inspection: ModelInspection) -> list[Check]:
-    """The framework version the model was serialised with, against its pin and this machine."""
-    checks = []
-    pins = {r.name: r.pinned_version for r in inspection.environment.requirements}
-    for flavor in inspection.flavors:
-        if flavor.name == PYFUNC or not flavor.framework_version:
-            continue
-        distribution = FLAVOR_DISTRIBUTIONS.get(flavor.name, flavor.name)
-        saved = flavor.framework_version
-        pinned = pins.get(distribution)
-        here = installed_version(distribution)
-        problems = []
-        if pinned and pinned != saved:
-            problems.append(f"requirements.txt installs {pinned} to serve it")
-        if here is None:
-            problems.append("it is not installed here")
-        elif here != saved:
-            problems.append(f"{here} is installed here")
-        name = f"Saved with {distribution}"
-        if not problems:
-            checks.append(
-                Check(
-                    name, CheckStatus.PASS, f"Saved with {distribution} {saved}, as installed here."
-                )
-            )
-            continue
-        checks.append(
-            Check(
-                name,
-                CheckStatus.WARN,
-                f"Saved with {distribution} {saved}, but {' and '.join(problems)}: a pickle is "
-                "not guaranteed to load, or to predict the same, under another version.",
-                f"Pin {distribution}=={saved} in its requirements, or re-log it with the version "
-                "you serve with.",
-            )
-        )
-    return checks
-
-
-def _package_checks(inspection: ModelInspection) -> list[Check]:
-    checks = []
-    for requirement in inspection.environment.requirements:
-        if requirement.pinned_version is None:
-            continue
-        name = requirement.name
-        installed = requirement.installed_version
-        if installed is None:
-            checks.append(
-                Check(
-                    f"Package {name}",
-                    CheckStatus.WARN,
-                    f"Needs {name}=={requirement.pinned_version}, not installed here: a local "
-                    "preview cannot load the model (a served environment installs it).",
-                    f"pip install {name}=={requirement.pinned_version} to preview it here.",
-                )
-            )
-        elif installed != requirement.pinned_version:
-            checks.append(
-                Check(
-                    f"Package {name}",
-                    CheckStatus.WARN,
-                    f"Needs {name}=={requirement.pinned_version}, {installed} is installed here: "
-                    "local previews may differ from the served model, or fail to load it.",
-                    f"Compare predictions once deployed, or re-log it with {name} {installed}.",
-                )
-            )
-        else:
-            checks.append(
-                Check(
-                    f"Package {name}", CheckStatus.PASS, f"{name}=={installed}, as installed here."
-                )
-            )
-    return checks
-
-
-def _python_check(inspection: ModelInspection) -> Check:
-    model_python = inspection.environment.model_python_version
-    here = running_python_version()
-    if model_python is None:
-        return Check(
-            "Python version",
-            CheckStatus.WARN,
-            "The model does not say which Python it was saved with.",
-            "Re-log it with a current MLflow, which records python_env.yaml.",
-        )
-    if same_minor(model_python, here):
-        return Check(
-            "Python version",
-            CheckStatus.PASS,
-            f"Saved with Python {model_python}; this machine runs {here}.",
-        )
-    return Check(
-        "Python version",
-        CheckStatus.WARN,
-        f"Saved with Python {model_python}; this machine runs {here}: pickled objects may not "
-        "load here (a served environment uses the model's own Python).",
-        f"Preview it on Python {'.'.join(model_python.split('.')[:2])}, or re-log it on {here}.",
     )
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components import services
+from components import endpoint_changes, services
 from deploystudio.config import Settings
-from tests.conftest import settings_for
+from tests.conftest import REPO_ROOT, settings_for
 
 
 @contextmanager
@@ -56,3 +56,29 @@ def fresh_caches():
     clear_app_caches()
     yield
     clear_app_caches()
+
+
+def endpoint_page(endpoint: str, tab: str | None, timeout: float, **params: str) -> AppTest:
+    """The Endpoints page opened on `endpoint` (and `tab`), run once."""
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=timeout)
+    at.switch_page("views/endpoints.py")
+    at.query_params["endpoint"] = endpoint
+    if tab:
+        at.query_params["tab"] = tab
+    for name, value in params.items():
+        at.query_params[name] = value
+    return rerun(at)
+
+
+def settle_change(at: AppTest, endpoint: str, seconds: float):
+    """Wait for the change the page started on `endpoint`, then show its outcome; returns the
+    operation."""
+    operation_id = at.session_state[endpoint_changes.slot(endpoint)]
+    operation = services.local_endpoints().operations.wait(operation_id, seconds)
+    assert operation is not None and operation.done, operation
+    rerun(at)
+    return operation
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)

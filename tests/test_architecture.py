@@ -32,33 +32,14 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 # (importing module, "module._name") pairs.
 ALLOWED_PRIVATE_USES: dict[tuple[str, str], str] = {}
 
-ALLOWED_LONG_MODULES: dict[str, str] = {
-    "deploystudio.inspection": "being split by another change (issue 15 lists it)",
-}
+ALLOWED_LONG_MODULES: dict[str, str] = {}
 
 # Pages and components that still use the local target or the store directly. Issue 15: this
 # list must shrink to empty once pages reach deployments only through the target interface.
 ALLOWED_LOCAL_USES: frozenset[tuple[str, str]] = frozenset(
     {
-        ("components.access", "deploystudio.deployment.store"),
-        ("components.batch_job", "deploystudio.deployment.store"),
-        ("components.deploy_form", "deploystudio.deployment.local"),
-        ("components.deployment_list", "LocalTarget"),
-        ("components.deployment_list", "deploystudio.deployment.local"),
-        ("components.endpoint_access", "LocalTarget"),
-        ("components.endpoint_access", "deploystudio.deployment.local"),
-        ("components.endpoint_keys", "LocalTarget"),
-        ("components.endpoint_keys", "deploystudio.deployment.local"),
-        ("components.endpoint_keys", "deploystudio.deployment.store"),
-        ("components.endpoint_metrics", "deploystudio.deployment.local"),
-        ("components.rollout_panel", "LocalTarget"),
-        ("components.rollout_panel", "deploystudio.deployment.local"),
-        ("components.rollout_panel", "deploystudio.deployment.store"),
         ("components.services", "LocalTarget"),
         ("components.services", "deploystudio.deployment.local"),
-        ("components.traffic_editor", "LocalTarget"),
-        ("components.traffic_editor", "deploystudio.deployment.local"),
-        ("views.batch", "deploystudio.deployment.store"),
     }
 )
 

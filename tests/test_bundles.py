@@ -28,7 +28,7 @@ from deploystudio.customization.script_environment import (
     EnvironmentSpec,
     generate_environment,
 )
-from deploystudio.deployment.store_file import local_user
+from deploystudio.deployment.actors import local_user
 from deploystudio.errors import BundleError, DeployStudioError, ModelNotFoundError
 from deploystudio.model_uri import parse_model_uri
 from deploystudio.registry import Registry

@@ -17,7 +17,7 @@ from components.wrap_options import KIND_LABELS, pairs_to_mapping
 from components.wrap_panel import side_by_side
 from deploystudio.customization.bundles import BundleStore
 from deploystudio.customization.wrapping import WrapperKind
-from deploystudio.deployment.store_file import local_user
+from deploystudio.deployment.actors import local_user
 from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     fresh_caches,

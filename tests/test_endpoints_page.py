@@ -23,16 +23,17 @@ from components.traffic_editor import editor_key
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.local.processes import our_processes
 from deploystudio.deployment.local.target import LocalTarget
-from tests.conftest import REPO_ROOT, settings_for
+from tests.conftest import settings_for
 from tests.page_support import (  # noqa: F401 (fixtures)
+    endpoint_page,
     fresh_caches,
     pages_using,
     prediction_worker_stopped_at_the_end,
     rerun,
+    settle_change,
+    texts,
 )
 
-APP = str(REPO_ROOT / "app.py")
-PAGE = "views/endpoints.py"
 ENDPOINT = "page-ep"
 IRIS_CLASSES = {"setosa", "versicolor", "virginica"}
 TIMEOUT = 120
@@ -72,23 +73,12 @@ def target(home, settings, registry):
 
 
 def open_page(tab: str | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.switch_page(PAGE)
-    at.query_params["endpoint"] = ENDPOINT
-    if tab:
-        at.query_params["tab"] = tab
-    for name, value in params.items():
-        at.query_params[name] = value
-    return rerun(at)
+    return endpoint_page(ENDPOINT, tab, TIMEOUT, **params)
 
 
 def settle(at: AppTest):
     """Wait for the change the page started, then show its outcome; returns the operation."""
-    operation_id = at.session_state[endpoint_changes.slot(ENDPOINT)]
-    operation = services.local_endpoints().operations.wait(operation_id, OPERATION_SECONDS)
-    assert operation is not None and operation.done, operation
-    rerun(at)
-    return operation
+    return settle_change(at, ENDPOINT, OPERATION_SECONDS)
 
 
 def button(at: AppTest, label_start: str):
@@ -102,10 +92,6 @@ def table_with(at: AppTest, column: str) -> pd.DataFrame:
     tables = [d.value for d in at.dataframe if column in d.value.columns]
     assert tables, [list(d.value.columns) for d in at.dataframe]
     return tables[0]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_list_shows_the_endpoint_with_its_deployments(target):

@@ -17,6 +17,10 @@ import pytest
 from deploystudio import inference_server
 from deploystudio.errors import ScoringServerError
 
+# The reliability suites' /proc reader, not the one processes.py stops servers with: a check
+# written apart from the code it checks.
+from tests.reliability.fault_support import group_members
+
 ECHO_SCRIPT = """
 import json
 import os
@@ -43,21 +47,6 @@ def fake_model(folder: Path) -> Path:
     (folder / "MLmodel").write_text("flavors: {}\n")
     (folder / "weights.bin").write_bytes(b"\x00" * 16)
     return folder
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, read from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
 
 
 def listening_addresses(port: int) -> set[str]:

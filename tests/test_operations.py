@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from deploystudio.deployment.actors import acting_as
 from deploystudio.deployment.operations import OperationRunner, OperationState
 from deploystudio.deployment.store import DeploymentStore
-from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import NameTakenError, OperationInProgressError
 
 

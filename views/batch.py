@@ -15,9 +15,9 @@ from components.deploy_form import render_model_choice
 from components.environment_choice import environment_status, render_env_mode
 from deploystudio.access import Action
 from deploystudio.customization.bundles import bundle_store
+from deploystudio.deployment.actors import acting_as
 from deploystudio.deployment.batch.jobs import start_batch_job
 from deploystudio.deployment.batch.uploads import save_uploads
-from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError
 
 settings = services.get_settings()

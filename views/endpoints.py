@@ -1,6 +1,7 @@
 """Endpoints: local online endpoints, their deployments, traffic, safe rollout, metrics, calls,
-keys and history. Everything shown is read from the deployment store on each run; changes run
-as operations (one at a time per endpoint). Addressed as ?endpoint=NAME&tab=TAB."""
+keys and history, through the deployment target interface: a panel a target does not support
+says so. Everything shown is read from the target on each run; changes run as operations (one
+at a time per endpoint). Addressed as ?endpoint=NAME&tab=TAB."""
 
 import streamlit as st
 
@@ -13,13 +14,13 @@ from components.endpoint_tables import endpoints_frame, history_frame
 from components.rollout_panel import render_rollout
 from components.traffic_editor import render_traffic_editor
 from deploystudio.access import Action
-from deploystudio.deployment.base import DeploymentState
+from deploystudio.deployment.base import Capability, DeploymentState
 from deploystudio.errors import DeployStudioError, EndpointNotFoundError
 
 TABS = ("Deployments", "Traffic", "Safe rollout", "Metrics", "Invoke", "Keys", "History")
 
 st.title("Endpoints")
-target = services.local_endpoints().target
+target = services.endpoint_target()
 
 endpoints = target.list_endpoints()
 if not endpoints:
@@ -77,7 +78,7 @@ try:
                     endpoint_changes.submit(
                         endpoint.name,
                         f"Delete endpoint {endpoint.name}",
-                        lambda progress: target.delete_endpoint(endpoint.name),
+                        lambda progress: target.delete_endpoint(endpoint.name, progress=progress),
                     )
     with panels["Traffic"]:
         if panels["Traffic"].open:
@@ -95,11 +96,13 @@ try:
         if panels["Keys"].open:
             render_keys(endpoint)
     with panels["History"]:
-        if panels["History"].open:
+        if panels["History"].open and target.supports(Capability.HISTORY):
             st.dataframe(
-                history_frame(target.store.history(endpoint.name)),
+                history_frame(target.history(endpoint.name)),
                 hide_index=True,
                 key="endpoint_history",
             )
+        elif panels["History"].open:
+            st.info("This target keeps no history of its endpoints here.")
 except DeployStudioError as exc:  # e.g. the endpoint was deleted while this page ran
     st.error(str(exc))

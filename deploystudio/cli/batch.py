@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from deploystudio.cli.options import add_env_option
+from deploystudio.cli.options import add_action, add_env_option
 from deploystudio.config import Settings
 from deploystudio.jsonable import to_jsonable
 
@@ -217,20 +217,10 @@ def add_batch_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true")
     run.set_defaults(handler=cmd_run)
 
-    listing = actions.add_parser("list", help="the newest batch jobs")
+    listing = add_action(actions, "list", "the newest batch jobs", cmd_list)
     listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=cmd_list)
-
-    show = actions.add_parser("show", help="one job: progress, summary and failed files")
-    show.add_argument("job_id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=cmd_show)
-
-    cancel = actions.add_parser("cancel", help="stop a job; what it finished is kept")
-    cancel.add_argument("job_id")
-    cancel.add_argument("--json", action="store_true")
-    cancel.set_defaults(handler=cmd_cancel)
+    add_action(actions, "show", "one job: progress, summary and failed files", cmd_show, "job_id")
+    add_action(actions, "cancel", "stop a job; what it finished is kept", cmd_cancel, "job_id")
 
     export = actions.add_parser(
         "export", help="a job's settings as Azure ML batch endpoint + deployment YAML"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploystudio.cli.options import add_env_option
+from deploystudio.cli.options import add_action, add_env_option
 from deploystudio.config import Settings
 from deploystudio.errors import DeployStudioError, PayloadError, TrafficError
 from deploystudio.jsonable import to_jsonable
@@ -371,25 +371,21 @@ def add_endpoint_commands(commands: argparse._SubParsersAction) -> None:
     endpoint = commands.add_parser("endpoint", help="local online endpoints")
     actions = endpoint.add_subparsers(dest="endpoint_command", required=True)
 
-    create = actions.add_parser("create", help="create an endpoint and start its front")
-    create.add_argument("name")
+    create = add_action(
+        actions, "create", "create an endpoint and start its front", cmd_create, "name"
+    )
     create.add_argument("--auth-mode", choices=["key", "none"], default="key")
     create.add_argument("--description")
-    create.add_argument("--json", action="store_true")
-    create.set_defaults(handler=cmd_create)
-
-    listing = actions.add_parser("list", help="endpoints with their state and traffic")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=cmd_list)
-
-    show = actions.add_parser("show", help="one endpoint and its deployments")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=cmd_show)
-
-    delete = actions.add_parser("delete", help="stop an endpoint's servers and delete it")
-    delete.add_argument("name")
-    delete.set_defaults(handler=cmd_delete)
+    add_action(actions, "list", "endpoints with their state and traffic", cmd_list)
+    add_action(actions, "show", "one endpoint and its deployments", cmd_show, "name")
+    add_action(
+        actions,
+        "delete",
+        "stop an endpoint's servers and delete it",
+        cmd_delete,
+        "name",
+        json_output=False,
+    )
 
     traffic = actions.add_parser(
         "traffic", help="set live traffic (blue=90 green=10) and mirror; show it without weights"
@@ -409,20 +405,20 @@ def add_endpoint_commands(commands: argparse._SubParsersAction) -> None:
     invoke.add_argument("--json", action="store_true", help="the answer on one line")
     invoke.set_defaults(handler=cmd_invoke)
 
-    keys = actions.add_parser("keys", help="print the endpoint's keys (or regenerate one)")
-    keys.add_argument("name")
+    keys = add_action(
+        actions, "keys", "print the endpoint's keys (or regenerate one)", cmd_keys, "name"
+    )
     keys.add_argument("--regenerate", choices=["primary", "secondary"])
-    keys.add_argument("--json", action="store_true")
-    keys.set_defaults(handler=cmd_keys)
-
-    restart = actions.add_parser("restart", help="start failed or stopped deployments again")
-    restart.add_argument("name")
+    restart = add_action(
+        actions,
+        "restart",
+        "start failed or stopped deployments again",
+        cmd_restart,
+        "name",
+        json_output=False,
+    )
     restart.add_argument("--deployment", help="only this one")
-    restart.set_defaults(handler=cmd_restart)
-
-    stop_all = actions.add_parser("stop-all", help="stop every local server of Deploy Studio")
-    stop_all.add_argument("--json", action="store_true")
-    stop_all.set_defaults(handler=cmd_stop_all)
+    add_action(actions, "stop-all", "stop every local server of Deploy Studio", cmd_stop_all)
 
     deploy = commands.add_parser("deploy", help="deploy a model to a local endpoint")
     deploy.add_argument("endpoint", metavar="NAME", help="the endpoint (created if missing)")

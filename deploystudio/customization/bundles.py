@@ -26,13 +26,13 @@ from azure.ai.ml.entities import CodeConfiguration, Environment, ManagedOnlineDe
 
 from deploystudio.config import Settings
 from deploystudio.customization.script_environment import EnvironmentSpec, validate_environment
+from deploystudio.deployment.actors import local_user
 from deploystudio.deployment.azure.model_reference import azure_model_reference
 from deploystudio.deployment.azure.yaml_dump import (
     ONLINE_DEPLOYMENT_SCHEMA,
     deployment_yaml,
     load_back,
 )
-from deploystudio.deployment.store_file import local_user
 from deploystudio.errors import BundleError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 from deploystudio.registry import Registry

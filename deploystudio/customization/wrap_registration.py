@@ -20,7 +20,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.utils.mlflow_tags import MLFLOW_USER
 
 from deploystudio.config import Settings
-from deploystudio.deployment.store_file import local_user
+from deploystudio.deployment.actors import local_user
 from deploystudio.errors import (
     DeployStudioError,
     InvalidModelUriError,

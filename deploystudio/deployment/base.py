@@ -3,18 +3,28 @@
 Modelled on MLflow's `mlflow.deployments.BaseDeploymentClient`: the same create/update/delete/
 list/get methods for endpoints and deployments plus `predict`, but returning frozen records
 instead of loose dicts (`as_dict()` gives the dict an MLflow deployments plugin must return).
+Beyond MLflow's verbs a target may offer keys, logs, traffic and mirror, metrics and restarts;
+`capabilities` says which, so that a page shows a panel only for a target that has it, and a
+method the target lacks raises `UnsupportedError` saying so.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
-from deploystudio.errors import EndpointAuthError
+from deploystudio.errors import EndpointAuthError, UnsupportedError
+
+# The two keys of an endpoint that uses keys, as regenerate_key names them.
+KEY_NAMES = ("primary", "secondary")
+
+# Receives one line of news at a time while a long call works (a page shows them, the CLI
+# prints them).
+Progress = Callable[[str], None]
 
 
 class DeploymentState(StrEnum):
@@ -184,6 +194,18 @@ class AuditEntry:
     new: Any
 
 
+class Capability(StrEnum):
+    """What a target may offer beyond endpoints, deployments and `predict`."""
+
+    KEYS = "keys"  # get_keys, regenerate_key
+    LOGS = "logs"  # get_logs
+    TRAFFIC = "traffic"  # set_traffic's live weights
+    MIRROR = "mirror"  # set_traffic's mirrored share
+    METRICS = "metrics"  # get_metrics
+    RESTART = "restart"  # restart_deployment
+    HISTORY = "history"  # history, note
+
+
 class DeploymentTarget(ABC):
     """Where deployments run (local processes, Azure ML). A new target is one new module.
 
@@ -197,8 +219,26 @@ class DeploymentTarget(ABC):
     "settings" (instance count, timeouts, environment variable names).
     """
 
+    # Overridden by each target: what it offers beyond the abstract methods.
+    capabilities: frozenset[Capability] = frozenset()
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def _unsupported(self, capability: Capability) -> UnsupportedError:
+        return UnsupportedError(
+            f"{type(self).__name__} has no {capability.value}: that panel is not available for "
+            "this target."
+        )
+
     @abstractmethod
-    def create_endpoint(self, name: str, config: Mapping[str, Any] | None = None) -> Endpoint:
+    def create_endpoint(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Endpoint:
         """Create an endpoint and block until it can take deployments.
 
         Returns the endpoint record (state ready, or failed with the reason).
@@ -206,14 +246,20 @@ class DeploymentTarget(ABC):
         """
 
     @abstractmethod
-    def update_endpoint(self, endpoint: str, config: Mapping[str, Any] | None = None) -> Endpoint:
+    def update_endpoint(
+        self,
+        endpoint: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Endpoint:
         """Change description, tags, traffic or mirror; all or nothing.
 
         Returns the updated record. Raises EndpointNotFoundError, TrafficError.
         """
 
     @abstractmethod
-    def delete_endpoint(self, endpoint: str) -> None:
+    def delete_endpoint(self, endpoint: str, *, progress: Progress | None = None) -> None:
         """Stop the endpoint's deployments and front, then delete its records.
 
         Idempotent: deleting an endpoint that does not exist does nothing. Returns None.
@@ -234,12 +280,15 @@ class DeploymentTarget(ABC):
         model_uri: str,
         endpoint: str,
         config: Mapping[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
     ) -> Deployment:
         """Deploy `model_uri` under `endpoint` with no traffic, and block until it answers.
 
         Returns the deployment record: ready, or failed with the reason and the log tail (a failed
-        start never leaves a half-written record). Raises InvalidNameError, NameTakenError,
-        EndpointNotFoundError.
+        start never leaves a half-written record, and never raises). Raises InvalidNameError,
+        NameTakenError, EndpointNotFoundError, DeploymentConfigError for settings refused before
+        anything starts.
         """
 
     @abstractmethod
@@ -249,14 +298,23 @@ class DeploymentTarget(ABC):
         endpoint: str,
         model_uri: str | None = None,
         config: Mapping[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
     ) -> Deployment:
-        """Serve a new model URI and/or config, restarting the deployment; block until done.
+        """Serve a new model URI and/or config; block until done.
 
-        Returns the updated record (ready or failed). Raises DeploymentNotFoundError.
+        A deployment that is not ready is changed and started again: returns it ready, or
+        failed with the reason. A ready deployment keeps serving while the new model starts
+        (no gap): when the new one does not start, the deployment is left serving the old one
+        unchanged, and ScoringServerError (local) or an AzureOperationError says why, since no
+        record changed to say it. Raises DeploymentNotFoundError, ResourceInUseError while it
+        is being started or stopped.
         """
 
     @abstractmethod
-    def delete_deployment(self, name: str, endpoint: str) -> None:
+    def delete_deployment(
+        self, name: str, endpoint: str, *, progress: Progress | None = None
+    ) -> None:
         """Stop the deployment and delete its record. Idempotent. Returns None.
 
         Raises ResourceInUseError while the deployment still gets live or mirrored traffic.
@@ -284,3 +342,66 @@ class DeploymentTarget(ABC):
         (Azure's bare list). Raises PayloadError for an input the model refuses, PredictionError
         when the model fails, EndpointNotFoundError, DeploymentNotFoundError.
         """
+
+    # -- what a target may offer (see `capabilities`) ----------------------------------------
+
+    def get_keys(self, endpoint: str) -> EndpointKeys:
+        """The endpoint's two keys (masked in repr). Raises EndpointAuthError when it does not
+        use keys. Capability KEYS."""
+        raise self._unsupported(Capability.KEYS)
+
+    def regenerate_key(
+        self, endpoint: str, which: str, *, progress: Progress | None = None
+    ) -> EndpointKeys:
+        """Replace the "primary" or "secondary" key; returns both once the endpoint takes the
+        new one. Capability KEYS."""
+        raise self._unsupported(Capability.KEYS)
+
+    def get_logs(self, name: str, endpoint: str, lines: int = 100) -> str:
+        """The last `lines` lines of the deployment's server log. Capability LOGS."""
+        raise self._unsupported(Capability.LOGS)
+
+    def set_traffic(
+        self,
+        endpoint: str,
+        traffic: Mapping[str, int],
+        mirror: tuple[str, int] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Endpoint:
+        """Set the live weights ({deployment: percent}, summing to 100 or all 0) and the mirror
+        ((deployment, percent), None for none) at once. Raises TrafficError. Capabilities
+        TRAFFIC and MIRROR."""
+        raise self._unsupported(Capability.TRAFFIC)
+
+    def restarts(self, name: str, endpoint: str) -> int:
+        """How many times the target restarted the deployment's server by itself (after failed
+        health checks) since it was last started; 0 where the target does not say."""
+        return 0
+
+    def history(self, endpoint: str, limit: int = 100) -> list[AuditEntry]:
+        """The endpoint's newest `limit` changes and events, newest first. Capability
+        HISTORY."""
+        raise self._unsupported(Capability.HISTORY)
+
+    def note(
+        self, endpoint: str, action: str, subject: str, new: Any = None, *, actor: str | None = None
+    ) -> None:
+        """Add an event that changes no record to the endpoint's history (e.g. a direct test
+        call, which a safe rollout looks for), signed by `actor` when given. Capability
+        HISTORY."""
+        raise self._unsupported(Capability.HISTORY)
+
+    def get_metrics(self, endpoint: str) -> dict[str, Any]:
+        """Requests, errors and latency per deployment, as the endpoint counts them:
+        {"uptime_seconds", "requests", "deployments": {name: {"requests", "mirrored",
+        "errors_4xx", "errors_5xx", "latency_ms": {"p50", "p90", "p99"}, "state"}}}. Raises a
+        DeployStudioError saying why there are none. Capability METRICS."""
+        raise self._unsupported(Capability.METRICS)
+
+    def restart_deployment(
+        self, name: str, endpoint: str, *, progress: Progress | None = None
+    ) -> Deployment:
+        """Start a failed or stopped deployment again; returns it ready, or failed with the
+        reason. Capability RESTART."""
+        raise self._unsupported(Capability.RESTART)

@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from deploystudio.deployment.store_file import acting_as
+from deploystudio.deployment.actors import acting_as
+from deploystudio.deployment.base import Progress
 from deploystudio.errors import DeployStudioError, OperationInProgressError
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 KEEP_FINISHED = 200
 MAX_MESSAGES = 200
 
-Progress = Callable[[str], None]
 
 
 class OperationState(StrEnum):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from deploystudio.deployment.base import (
+    KEY_NAMES,
     RUNNING_STATES,
     AuthMode,
     Deployment,
@@ -49,7 +50,6 @@ from deploystudio.errors import (
 )
 
 MAX_LOG_TAIL_CHARS = 16_000
-KEY_NAMES = ("primary", "secondary")
 
 
 class DeploymentStore(StoreFile):

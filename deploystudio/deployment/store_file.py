@@ -10,8 +10,6 @@ batch jobs keep their own tables here through `write_transaction` and `audit_in`
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import getpass
 import json
 import os
 import sqlite3
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from deploystudio.config import Settings
+from deploystudio.deployment.actors import acting_now, local_user
 from deploystudio.deployment.base import AuditEntry, DeploymentState
 from deploystudio.deployment.traffic import MAX_MIRROR_PERCENT
 from deploystudio.errors import DeploymentConfigError
@@ -88,24 +87,6 @@ CREATE INDEX audit_by_endpoint ON audit (endpoint_name, id);
 """
 
 
-# Who makes the changes of the current operation (a signed-in user of the app); when unset, a
-# store signs with the actor it was opened with (the OS user for the CLI). A context variable,
-# not a store attribute: the app shares one store between all its users' operations.
-_ACTING_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "deploystudio_acting_as", default=None
-)
-
-
-@contextmanager
-def acting_as(actor: str | None) -> Iterator[None]:
-    """Sign every audit entry written in this context (this thread or task) with `actor`."""
-    token = _ACTING_AS.set(actor or None)
-    try:
-        yield
-    finally:
-        _ACTING_AS.reset(token)
-
-
 def store_path(settings: Settings) -> Path:
     """Where the deployment store lives inside the studio's data folder."""
     return settings.home / DB_FILE
@@ -114,14 +95,6 @@ def store_path(settings: Settings) -> Path:
 def now() -> datetime:
     """The time a record or audit entry is stamped with (UTC)."""
     return datetime.now(UTC)
-
-
-def local_user() -> str:
-    """The OS login name that signs changes made outside the app (CLI, servers)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in the environment nor in the password database
-        return "unknown"
 
 
 def _keep_private(path: Path, mode: int) -> None:
@@ -161,7 +134,7 @@ class StoreFile:
     @property
     def actor(self) -> str:
         """Who signs audit entries now: the `acting_as` user, else the store's own actor."""
-        return _ACTING_AS.get() or self._actor
+        return acting_now() or self._actor
 
     @classmethod
     def from_settings(cls, settings: Settings, actor: str | None = None) -> Self:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from deploystudio.deployment.actors import local_user
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.store_file import local_user
 
 pytestmark = pytest.mark.e2e
 

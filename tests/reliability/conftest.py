@@ -9,8 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
 from hypothesis import HealthCheck, settings
+
+from deploystudio.config import Settings
+from tests.conftest import settings_for
+from tests.reliability.fault_support import SLEEPY_MODEL
 
 LONG = os.environ.get("RELIABILITY_LONG", "") not in ("", "0")
 SECRET_SCAN_MODULE = "test_secret_scan.py"
@@ -37,6 +42,25 @@ PROFILE = "reliability-long" if LONG else "reliability"
 def examples(default: int, long: int) -> settings:
     """Hypothesis settings for one test: `default` examples, `long` in the long run."""
     return settings(settings.get_profile(PROFILE), max_examples=long if LONG else default)
+
+
+# The fault suites' shared setup. Each module names its own studio folder with a
+# module-scoped `home` fixture, so that suites never share records, servers or ports.
+
+
+@pytest.fixture(scope="module")
+def local_settings(home: Path, settings: Settings, seeded) -> Settings:
+    """Settings for the module's own studio folder, on the session's seeded registry."""
+    return settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def sleepy_model(home: Path) -> Path:
+    """The sleepy model (fault_support.SLEEPY_MODEL) saved in the module's folder."""
+    code = home / "sleepy.py"
+    code.write_text(SLEEPY_MODEL)
+    mlflow.pyfunc.save_model(str(home / "sleepy-model"), python_model=str(code))
+    return home / "sleepy-model"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -52,10 +52,9 @@ from deploystudio.payload_formats import ModelInput
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 from deploystudio.worker.process import PredictionWorker
-from tests.conftest import NO_SECRETS, REPO_ROOT, settings_for
+from tests.conftest import NO_SECRETS, REPO_ROOT
 from tests.reliability.conftest import LONG
 from tests.reliability.fault_support import (
-    SLEEPY_MODEL,
     Tally,
     accepts,
     alive,
@@ -102,19 +101,6 @@ def children_before() -> set[int]:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("faults")
-
-
-@pytest.fixture(scope="module")
-def local_settings(home, settings, seeded):
-    return settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
-
-
-@pytest.fixture(scope="module")
-def sleepy_model(home) -> Path:
-    code = home / "sleepy.py"
-    code.write_text(SLEEPY_MODEL)
-    mlflow.pyfunc.save_model(str(home / "sleepy-model"), python_model=str(code))
-    return home / "sleepy-model"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 
@@ -33,10 +32,9 @@ from deploystudio.deployment.local.processes import ServerKind, ServerProcess
 from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.local.transitions import stop_deployment
 from deploystudio.errors import DeployStudioError, TrafficError
-from tests.conftest import NO_SECRETS, REPO_ROOT, settings_for
+from tests.conftest import NO_SECRETS, REPO_ROOT
 from tests.reliability.conftest import LONG
 from tests.reliability.fault_support import (
-    SLEEPY_MODEL,
     Tally,
     alive,
     group_members,
@@ -68,19 +66,6 @@ def frame() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("healing")
-
-
-@pytest.fixture(scope="module")
-def local_settings(home, settings, seeded):
-    return settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
-
-
-@pytest.fixture(scope="module")
-def sleepy_model(home) -> Path:
-    code = home / "sleepy.py"
-    code.write_text(SLEEPY_MODEL)
-    mlflow.pyfunc.save_model(str(home / "sleepy-model"), python_model=str(code))
-    return home / "sleepy-model"
 
 
 @pytest.fixture(scope="module")

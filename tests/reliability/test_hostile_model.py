@@ -37,7 +37,6 @@ from deploystudio.mlflow_scope import using_registry
 from deploystudio.payloads import ModelInput
 from deploystudio.prediction import local_model_path
 from deploystudio.worker.process import PredictionWorker
-from tests.conftest import settings_for
 from tests.reliability.figures import FIGURES
 
 SUITE = "hostile model"
@@ -109,11 +108,6 @@ mlflow.models.set_model(Hostile())
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hostile-studio")
-
-
-@pytest.fixture(scope="module")
-def local_settings(home, settings, seeded):
-    return settings_for(home, MLFLOW_TRACKING_URI=settings.tracking_uri)
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from deploystudio.deployment.actors import acting_as
 from deploystudio.deployment.operations import OperationRunner, OperationState
 from deploystudio.deployment.store import DeploymentStore
-from deploystudio.deployment.store_file import acting_as
 from deploystudio.errors import DeployStudioError, EndpointNotFoundError, OperationInProgressError
 from tests.reliability.conftest import LONG
 from tests.reliability.figures import FIGURES

@@ -60,6 +60,7 @@ from deploystudio.deployment.azure.workspace import (
 )
 from deploystudio.deployment.base import (
     AuthMode,
+    Capability,
     Deployment,
     DeploymentState,
     DeploymentTarget,
@@ -67,6 +68,7 @@ from deploystudio.deployment.base import (
     EndpointKeys,
     Runtime,
 )
+from deploystudio.deployment.history import StoreHistory
 from deploystudio.deployment.store import DeploymentStore
 from deploystudio.deployment.traffic import traffic_share
 from deploystudio.errors import (
@@ -89,8 +91,20 @@ DEPLOYMENT_CONFIG = {
 }
 
 
-class AzureTarget(DeploymentTarget):
+class AzureTarget(StoreHistory, DeploymentTarget):
     """Online endpoints of one Azure ML workspace."""
+
+    # No metrics (Azure Monitor's, not read here) and no restart (Azure ML has none: update
+    # the deployment instead).
+    capabilities = frozenset(
+        {
+            Capability.KEYS,
+            Capability.LOGS,
+            Capability.TRAFFIC,
+            Capability.MIRROR,
+            Capability.HISTORY,
+        }
+    )
 
     def __init__(
         self,

@@ -135,10 +135,24 @@ def reconcile_front(
             return f"{label}: front still starting"
         if alive:
             process.stop()
-        reason = f"The front (pid {endpoint.front_pid}): {GONE}."
+    return _replace_dead_front(store, endpoint, GONE, serving, start_front)
+
+
+def _replace_dead_front(
+    store: DeploymentStore,
+    endpoint: Endpoint,
+    gone: str,
+    serving: bool,
+    start_front: Callable[[str], Endpoint],
+) -> str | None:
+    """A front found not running: a starting or ready record fails saying `gone`, and a front
+    with a ready deployment behind it is started again; say what was done."""
+    label = _label(endpoint)
+    if endpoint.state in (State.STARTING, State.READY):
+        reason = f"The front (pid {endpoint.front_pid}): {gone}."
         endpoint = move_endpoint(store, endpoint.name, State.FAILED, reason=reason)
         if not serving:
-            return f"{label}: front {GONE}, marked failed"
+            return f"{label}: front {gone}, marked failed"
     if endpoint.state is State.FAILED and serving:
         started = start_front(endpoint.name)
         return f"{label}: front started again ({started.state.value}, {started.scoring_uri})"
@@ -187,15 +201,7 @@ def repair_front(
             return f"{label}: front adopted (pid {endpoint.front_pid}, port {endpoint.front_port})"
         return None
     serving = any(d.state is State.READY for d in store.list_deployments(endpoint.name))
-    if endpoint.state in (State.STARTING, State.READY):
-        reason = f"The front (pid {endpoint.front_pid}): {GONE_NOW}."
-        endpoint = move_endpoint(store, endpoint.name, State.FAILED, reason=reason)
-        if not serving:
-            return f"{label}: front {GONE_NOW}, marked failed"
-    if endpoint.state is State.FAILED and serving:
-        started = start_front(endpoint.name)
-        return f"{label}: front started again ({started.state.value}, {started.scoring_uri})"
-    return None
+    return _replace_dead_front(store, endpoint, GONE_NOW, serving, start_front)
 
 
 def repair(

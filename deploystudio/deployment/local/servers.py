@@ -24,7 +24,11 @@ from typing import Any
 from mlflow.pyfunc.scoring_server import get_cmd
 
 from deploystudio import inference_server
-from deploystudio.customization.scoring_script import ScriptTemplate, generate_scoring_script
+from deploystudio.customization.scoring_script import (
+    ScriptTemplate,
+    exception_line,
+    generate_scoring_script,
+)
 from deploystudio.deployment.base import Runtime
 from deploystudio.deployment.local.processes import (
     FRONT_LOG,
@@ -207,11 +211,17 @@ def _environment_command(
 ) -> tuple[str, dict[str, str]]:
     # The environment's packages were chosen by the model (a package may run code as the
     # interpreter starts, through a .pth file): behind the sandbox too, with nothing of ours.
-    argv = [str(environment.python), "-P", "-c", _GET_CMD, str(model_path), str(port), HOST,
-            str(config.workers)]
-    access = Access.of(
-        read=[model_path, *config.read_roots, environment.root], write=[private]
-    )
+    argv = [
+        str(environment.python),
+        "-P",
+        "-c",
+        _GET_CMD,
+        str(model_path),
+        str(port),
+        HOST,
+        str(config.workers),
+    ]
+    access = Access.of(read=[model_path, *config.read_roots, environment.root], write=[private])
     detail = "it did not answer in 120 s"
     try:
         done = subprocess.run(
@@ -269,3 +279,78 @@ def _is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def first_line(text: str) -> str:
+    """The first line of a message (for an audit entry or a one-line reason)."""
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def start_failure(exc: ScoringServerError, process: ServerProcess) -> str:
+    """The reason of a failed start: the script's own exception when the log shows one."""
+    try:
+        log = process.log_path.read_text(errors="replace")
+    except OSError:
+        log = ""
+    raised = exception_line(log)
+    summary = first_line(str(exc))
+    return f"{summary} It raised: {raised}" if raised else summary
+
+
+def new_run_folder(deployment_folder: Path) -> Path:
+    """`<deployment>/<n>` for the next n, created here (two starts never share one)."""
+    deployment_folder.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name) for p in deployment_folder.iterdir() if p.name.isdigit()]
+    number = max(numbers, default=0) + 1
+    while True:
+        folder = deployment_folder / str(number)
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            number += 1
+
+
+def runtime_of(value: Any) -> Runtime:
+    """`value` as a Runtime; DeploymentConfigError names the choices."""
+    try:
+        return Runtime(value)
+    except ValueError:
+        choices = ", ".join(repr(r.value) for r in Runtime)
+        raise DeploymentConfigError(
+            f"Unknown runtime {value!r}: choose one of {choices}."
+        ) from None
+
+
+def bundle_script(home: Path, bundle: str, runtime: Runtime) -> str:
+    """The score.py of saved scoring bundle `bundle` ("name:version") under `home`."""
+    if runtime is not Runtime.AZUREML:
+        raise DeploymentConfigError(
+            "A scoring bundle runs in Azure ML's inference server: use runtime 'azureml' "
+            "with a bundle (MLflow's scoring server takes no score.py)."
+        )
+    # Imported here: bundles import azure-ai-ml (about 2 s), which only bundles need.
+    from deploystudio.customization.bundles import BundleStore
+
+    name, _, version = str(bundle).partition(":")
+    if not version.isdigit():
+        raise DeploymentConfigError(
+            f"Scoring bundle {bundle!r} must be written name:version, e.g. 'my-score:1'."
+        )
+    return BundleStore(home / "bundles").get(name, int(version)).script()
+
+
+def log_tail_inside(log_path: str | None, data_folder: Path, lines: int) -> str:
+    """The last `lines` lines of the log a record names, "" when there is none. Only a file
+    inside the studio's data folder is read: the record is data, and must not make the pages a
+    file viewer."""
+    if not log_path:
+        return ""
+    path = Path(log_path).resolve()
+    if not path.is_relative_to(data_folder.resolve()) or not path.is_file():
+        return ""
+    with path.open("rb") as file:
+        # The tail of a long log without reading all of it.
+        file.seek(max(0, path.stat().st_size - 200 * lines))
+        text = file.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])

@@ -26,26 +26,35 @@ from urllib.parse import urlsplit
 
 from deploystudio import inference_server
 from deploystudio.config import Settings
-from deploystudio.customization.scoring_script import exception_line
 from deploystudio.deployment import invoke
 from deploystudio.deployment.base import (
     AuthMode,
+    Capability,
     Deployment,
     DeploymentState,
     DeploymentTarget,
     Endpoint,
     EndpointKeys,
+    Progress,
     Runtime,
     local_auth_mode,
 )
+from deploystudio.deployment.history import StoreHistory
 from deploystudio.deployment.local import reconcile as recovery
+from deploystudio.deployment.local.healing import restart_count
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
 from deploystudio.deployment.local.servers import (
     ENVIRONMENT_SETTING,
     ServerConfig,
+    bundle_script,
     checked_server_settings,
+    first_line,
+    log_tail_inside,
+    new_run_folder,
+    runtime_of,
     server_environment,
     start_deployment_server,
+    start_failure,
     start_front,
 )
 from deploystudio.deployment.local.starter_lock import in_progress, starting
@@ -64,6 +73,7 @@ from deploystudio.errors import (
     DeploymentConfigError,
     DeploymentNotFoundError,
     DeployStudioError,
+    EndpointFrontError,
     EndpointNotFoundError,
     ResourceInUseError,
     ScoringServerError,
@@ -73,7 +83,6 @@ from deploystudio.prediction import local_model_path
 from deploystudio.registry import Registry
 
 State = DeploymentState
-Progress = Callable[[str], None]
 
 DEFAULT_START_TIMEOUT_SECONDS = 300.0
 FRONT_START_TIMEOUT_SECONDS = 60.0
@@ -90,8 +99,10 @@ def _silent(message: str) -> None:
     """The default progress callback: report nothing."""
 
 
-class LocalTarget(DeploymentTarget):
+class LocalTarget(StoreHistory, DeploymentTarget):
     """Local online endpoints over the deployment store in the studio's data folder."""
+
+    capabilities = frozenset(Capability)
 
     def __init__(
         self,
@@ -119,6 +130,7 @@ class LocalTarget(DeploymentTarget):
         self,
         name: str,
         config: Mapping[str, Any] | None = None,
+        *,
         progress: Progress | None = None,
     ) -> Endpoint:
         """Create the endpoint and start its front; returns it ready, or failed with the reason.
@@ -134,7 +146,13 @@ class LocalTarget(DeploymentTarget):
         )
         return self._start_front(endpoint.name, progress or _silent)
 
-    def update_endpoint(self, endpoint: str, config: Mapping[str, Any] | None = None) -> Endpoint:
+    def update_endpoint(
+        self,
+        endpoint: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Endpoint:
         """Change "description", "tags", "traffic" ({deployment: percent}) and/or "mirror"
         ((deployment, percent) or None); traffic without "mirror" keeps the current mirror."""
         config = _checked_keys(config, _UPDATE_ENDPOINT_KEYS, "an endpoint")
@@ -159,7 +177,18 @@ class LocalTarget(DeploymentTarget):
             return self.store.update_endpoint(endpoint, changes)
         return self.store.get_endpoint(endpoint)
 
-    def delete_endpoint(self, endpoint: str) -> None:
+    def set_traffic(
+        self,
+        endpoint: str,
+        traffic: Mapping[str, int],
+        mirror: tuple[str, int] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Endpoint:
+        config = {"traffic": dict(traffic), "mirror": mirror}
+        return self.update_endpoint(endpoint, config, progress=progress)
+
+    def delete_endpoint(self, endpoint: str, *, progress: Progress | None = None) -> None:
         """Stop the endpoint's deployments and front, then delete its records and folder."""
         try:
             record = self.store.get_endpoint(endpoint)
@@ -181,7 +210,9 @@ class LocalTarget(DeploymentTarget):
         """The endpoint's two keys (masked in repr). Raises EndpointAuthError for auth "none"."""
         return self.store.get_keys(endpoint)
 
-    def regenerate_key(self, endpoint: str, which: str) -> EndpointKeys:
+    def regenerate_key(
+        self, endpoint: str, which: str, *, progress: Progress | None = None
+    ) -> EndpointKeys:
         """Replace the "primary" or "secondary" key; returns once the front accepts it."""
         keys = self.store.regenerate_key(endpoint, which)
         new_key = keys.primary if which == "primary" else keys.secondary
@@ -273,9 +304,9 @@ class LocalTarget(DeploymentTarget):
         """
         config = _checked_keys(config, _DEPLOYMENT_KEYS, "a deployment")
         validate_name(name, "deployment")
-        runtime = _runtime(config.get("runtime", Runtime.AZUREML))
+        runtime = runtime_of(config.get("runtime", Runtime.AZUREML))
         bundle = config.get("bundle")
-        script = self._bundle_script(bundle, runtime) if bundle else None
+        script = bundle_script(self.settings.home, bundle, runtime) if bundle else None
         settings = config.get("settings")  # checked by the store
         resolved = self._resolve(model_uri)
         # Held until the record is ready or failed: reconcile tells a dead starter by it.
@@ -286,9 +317,10 @@ class LocalTarget(DeploymentTarget):
             try:
                 server = self._server_config(record, script)
             except BaseException as exc:
-                # Nothing started: the record says why instead of staying pending.
+                # Nothing started: the record says why instead of staying pending, and is
+                # returned as the interface promises; only an interrupt propagates.
                 failed = move(self.store, record, State.FAILED, reason=_reason(exc))
-                if isinstance(exc, DeployStudioError):
+                if isinstance(exc, Exception):
                     return failed
                 raise
             return self._launch(record, server, timeout_seconds, progress or _silent)
@@ -315,12 +347,12 @@ class LocalTarget(DeploymentTarget):
         current = self.store.get_deployment(endpoint, name)
         changes = dict(config)
         if "runtime" in changes:
-            changes["runtime"] = _runtime(changes["runtime"])
+            changes["runtime"] = runtime_of(changes["runtime"])
         if model_uri is not None:
             changes["model_uri"] = self._resolve(model_uri)
         runtime = changes.get("runtime", current.runtime)
         bundle = changes.get("bundle", current.bundle)
-        script = self._bundle_script(bundle, runtime) if bundle else None
+        script = bundle_script(self.settings.home, bundle, runtime) if bundle else None
         if current.state is not State.READY:
             if current.state in (State.PENDING, State.STARTING, State.STOPPING):
                 raise ResourceInUseError(
@@ -344,7 +376,7 @@ class LocalTarget(DeploymentTarget):
                     "update_failed",
                     f"{current.endpoint_name}/{current.name}",
                     endpoint=current.endpoint_name,
-                    new={"changes": _jsonable(changes), "reason": _first_line(str(exc))},
+                    new={"changes": _jsonable(changes), "reason": first_line(str(exc))},
                 )
                 raise ScoringServerError(
                     f"The update of {current.endpoint_name}/{current.name} did not start, so it "
@@ -394,12 +426,18 @@ class LocalTarget(DeploymentTarget):
         if current.state is State.FAILED:
             stop_deployment(self.store, current)  # a hung server may still hold its port
             current = self.store.get_deployment(endpoint, name)
-        script = self._bundle_script(current.bundle, current.runtime) if current.bundle else None
+        script = (
+            bundle_script(self.settings.home, current.bundle, current.runtime)
+            if current.bundle
+            else None
+        )
         server = self._server_config(current, script)
         with starting(self._folder(current.endpoint_name, current.name)):
             return self._launch(current, server, timeout_seconds, progress or _silent)
 
-    def delete_deployment(self, name: str, endpoint: str) -> None:
+    def delete_deployment(
+        self, name: str, endpoint: str, *, progress: Progress | None = None
+    ) -> None:
         """Stop the deployment and delete it. Refused while it gets live or mirrored traffic."""
         try:
             current = self.store.get_deployment(endpoint, name)
@@ -446,6 +484,7 @@ class LocalTarget(DeploymentTarget):
         inputs: Any = None,
         endpoint: str | None = None,
         params: Mapping[str, Any] | None = None,
+        *,
         timeout_seconds: float = invoke.DEFAULT_TIMEOUT_SECONDS,
     ) -> dict[str, Any] | list[Any]:
         """POST `inputs` to the endpoint's scoring URI with its primary key; traffic decides,
@@ -469,6 +508,26 @@ class LocalTarget(DeploymentTarget):
         key = self.store.get_keys(record.name).primary if record.auth_mode is AuthMode.KEY else None
         body = invoke.request_body(inputs, params, runtime)
         return invoke.post(record.scoring_uri, body, key, deployment_name, timeout_seconds)
+
+    def get_logs(self, name: str, endpoint: str, lines: int = 100) -> str:
+        """The last `lines` lines of the server log of the deployment's current start."""
+        record = self.store.get_deployment(endpoint, name)
+        return log_tail_inside(record.log_path, self.settings.home, lines)
+
+    def restarts(self, name: str, endpoint: str) -> int:
+        return restart_count(self.store.get_deployment(endpoint, name).log_path)
+
+    def get_metrics(self, endpoint: str) -> dict[str, Any]:
+        """What the endpoint's front counted (see DeploymentTarget.get_metrics)."""
+        record = self.store.get_endpoint(endpoint)
+        if record.state is not State.READY or record.front_port is None:
+            raise EndpointFrontError(f"The endpoint's front is {record.state.value}: no metrics.")
+        # Read for this request only: the key is needed to read the metrics, never kept.
+        key = self.store.get_keys(record.name).primary if record.auth_mode is AuthMode.KEY else None
+        view = invoke.front_view(f"http://{HOST}:{record.front_port}", key)
+        if view is None:
+            raise EndpointFrontError("The endpoint's front did not answer.")
+        return view
 
     # -- recovery ----------------------------------------------------------------------------
 
@@ -519,22 +578,6 @@ class LocalTarget(DeploymentTarget):
             raise DeploymentConfigError(f"'{reference.local_path}' has no MLmodel file.")
         return reference.uri
 
-    def _bundle_script(self, bundle: str, runtime: Runtime) -> str:
-        if runtime is not Runtime.AZUREML:
-            raise DeploymentConfigError(
-                "A scoring bundle runs in Azure ML's inference server: use runtime 'azureml' "
-                "with a bundle (MLflow's scoring server takes no score.py)."
-            )
-        # Imported here: bundles import azure-ai-ml (about 2 s), which only bundles need.
-        from deploystudio.customization.bundles import BundleStore
-
-        name, _, version = str(bundle).partition(":")
-        if not version.isdigit():
-            raise DeploymentConfigError(
-                f"Scoring bundle {bundle!r} must be written name:version, e.g. 'my-score:1'."
-            )
-        return BundleStore(self.settings.home / "bundles").get(name, int(version)).script()
-
     def _server_config(self, record: Deployment, script: str | None) -> ServerConfig:
         workers, extra_env = checked_server_settings(record.settings)
         model_path = local_model_path(record.model_uri, self.settings, self._registry)
@@ -554,7 +597,7 @@ class LocalTarget(DeploymentTarget):
         )
 
     def _spawn(self, record: Deployment, server: ServerConfig) -> ServerProcess:
-        folder = _new_run_folder(self._folder(record.endpoint_name, record.name))
+        folder = new_run_folder(self._folder(record.endpoint_name, record.name))
         return start_deployment_server(server, folder)
 
     def _launch(
@@ -574,7 +617,7 @@ class LocalTarget(DeploymentTarget):
             if record.state is not State.PENDING:
                 raise  # a restart: the record keeps its failed or stopped state
             failed = move(self.store, record, State.FAILED, reason=_reason(exc))
-            if isinstance(exc, DeployStudioError):
+            if isinstance(exc, Exception):
                 return failed
             raise
         try:
@@ -594,7 +637,7 @@ class LocalTarget(DeploymentTarget):
             process.stop()
             log = inference_server.log_tail(process.log_path)
             return move(
-                self.store, record, State.FAILED, reason=_failure(exc, process), log_tail=log
+                self.store, record, State.FAILED, reason=start_failure(exc, process), log_tail=log
             )
         except BaseException:
             process.stop()
@@ -639,16 +682,6 @@ def _checked_keys(config: Mapping[str, Any] | None, allowed: set[str], what: str
     return config
 
 
-def _runtime(value: Any) -> Runtime:
-    try:
-        return Runtime(value)
-    except ValueError:
-        choices = ", ".join(repr(r.value) for r in Runtime)
-        raise DeploymentConfigError(
-            f"Unknown runtime {value!r}: choose one of {choices}."
-        ) from None
-
-
 def _with_changes(record: Deployment, changes: Mapping[str, Any]) -> Deployment:
     return replace(record, **changes)
 
@@ -661,32 +694,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, DeployStudioError):
         return str(exc)
     return f"It could not be started ({type(exc).__name__}: {exc})."
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
-
-
-def _failure(exc: ScoringServerError, process: ServerProcess) -> str:
-    """The reason of a failed start: the script's own exception when the log shows one."""
-    try:
-        log = process.log_path.read_text(errors="replace")
-    except OSError:
-        log = ""
-    raised = exception_line(log)
-    summary = _first_line(str(exc))
-    return f"{summary} It raised: {raised}" if raised else summary
-
-
-def _new_run_folder(deployment_folder: Path) -> Path:
-    """`<deployment>/<n>` for the next n, created here (two starts never share one)."""
-    deployment_folder.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name) for p in deployment_folder.iterdir() if p.name.isdigit()]
-    number = max(numbers, default=0) + 1
-    while True:
-        folder = deployment_folder / str(number)
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            number += 1
