@@ -181,6 +181,51 @@ def test_mlflow_runtime_serves_with_the_environments_own_mlflow(old_model, home,
         assert server.stop()
 
 
+def test_the_serve_command_is_recorded_at_build_and_read_at_start(old_model, tmp_path):
+    from deploystudio.deployment.base import Runtime
+    from deploystudio.deployment.local.processes import wait_ready
+    from deploystudio.deployment.local.servers import ServerConfig, start_deployment_server
+    from deploystudio.environments.serve_command import SERVE_FILE, ask_arguments, serve_command
+
+    environment = old_model["environment"]
+    recorded = environment.root / SERVE_FILE
+    template = json.loads(recorded.read_text())
+    assert "gunicorn" in template["command"]  # MLflow 2's form, with placeholders
+    # Filled in, it is what the environment's MLflow answers for the same start.
+    model = old_model["folder"]
+    asked = subprocess.run(
+        [str(environment.python), *ask_arguments(str(model), "5123", "127.0.0.1", "3")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    command, added = json.loads(asked.stdout.strip().splitlines()[-1])
+    assert serve_command(environment.root, model, "127.0.0.1", 5123, 3) == (command, added)
+
+    # A start reads the file (a variable added to it reaches the server) ...
+    config = ServerConfig(runtime=Runtime.MLFLOW, model_path=model, environment=environment)
+    original = recorded.read_text()
+    try:
+        recorded.write_text(json.dumps(
+            {**template, "env": {**template["env"], "DS_FROM_SERVE_JSON": "yes"}}))
+        server = start_deployment_server(config, tmp_path / "recorded")
+        try:
+            wait_ready(server, 180)
+            environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+            assert b"DS_FROM_SERVE_JSON=yes" in environ
+        finally:
+            server.stop()
+        # ... and an environment built before it existed asks its MLflow, as before.
+        recorded.unlink()
+        server = start_deployment_server(config, tmp_path / "asked")
+        try:
+            wait_ready(server, 180)
+            environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+            assert not any(v.startswith(b"DS_FROM_SERVE_JSON") for v in environ)
+        finally:
+            server.stop()
+    finally:
+        recorded.write_text(original)
+
+
 def test_cli_deploy_env_auto_serves_an_old_model_with_its_mlflow(
     old_model, home, monkeypatch, capsys
 ):

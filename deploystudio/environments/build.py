@@ -7,6 +7,7 @@ Layout under `<home>/environments/`:
     <key>/build.log             uv's output, kept after the build (and after a failure)
     <key>/requirements.lock     exactly what was installed
     <key>/models.json           the models that asked for this environment
+    <key>/serve.json            its MLflow's scoring-server command (serve_command.py)
     <key>/ready.json            written last: without it the folder is not an environment
 
 Two builders of one environment take the lock in turn: the second finds `ready.json` and uses
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from deploystudio.environments.import_check import import_failures
 from deploystudio.environments.plan import EnvironmentPlan, cached_plan
+from deploystudio.environments.serve_command import finish_recording, start_recording
 from deploystudio.environments.sources import PlanInputs
 from deploystudio.environments.uv import index_settings, redact_urls, run_uv, uv_environment
 from deploystudio.errors import (
@@ -224,8 +226,14 @@ def _build_in(
             pins = [f"{r.name}=={r.chosen}" for r in plan.requirements if r.chosen]
             held.write_text("\n".join(pins) + "\n", encoding="utf-8")
             _install_extras(extras, venv / "bin" / "python", lock, held, env, line, folder)
-        loader = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
-        broken = import_failures(venv / "bin" / "python", loader, folder)
+        # Recorded while the import check runs (two interpreters starting at once): every
+        # start of a server in this environment then reads it instead of asking.
+        recorder = start_recording(venv / "bin" / "python", folder)
+        try:
+            loader = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
+            broken = import_failures(venv / "bin" / "python", loader, folder)
+        finally:
+            finish_recording(recorder, folder, line)
         if broken:
             line(f"Import check failed: {broken}")
             reason = f"The new environment cannot import what the model needs: {broken}"

@@ -43,6 +43,7 @@ from deploystudio.deployment.local.processes import (
 from deploystudio.deployment.store_records import ENV_SETTING
 from deploystudio.environments.build import Environment
 from deploystudio.environments.choice import EnvMode, choose, parse_mode
+from deploystudio.environments.serve_command import ask_arguments, serve_command
 from deploystudio.errors import DeploymentConfigError, ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
@@ -195,33 +196,21 @@ def _start_mlflow_server(
     )
 
 
-# Asks the environment's own MLflow for its serving command (MLflow 2 serves with gunicorn and
-# a WSGI app, MLflow 3 with uvicorn): what it adds to the environment, as JSON.
-_GET_CMD = """
-import json, os, sys
-from mlflow.pyfunc.scoring_server import get_cmd
-path, port, host, workers = sys.argv[1:5]
-command, env = get_cmd(path, port=int(port), host=host, nworkers=int(workers))
-print(json.dumps([command, {k: v for k, v in env.items() if os.environ.get(k) != v}]))
-"""
-
-
 def _environment_command(
     environment: Environment, model_path: Path, port: int, config: ServerConfig, private: Path
 ) -> tuple[str, dict[str, str]]:
-    # The environment's packages were chosen by the model (a package may run code as the
-    # interpreter starts, through a .pth file): behind the sandbox too, with nothing of ours.
-    argv = [
-        str(environment.python),
-        "-P",
-        "-c",
-        _GET_CMD,
-        str(model_path),
-        str(port),
-        HOST,
-        str(config.workers),
-    ]
-    access = Access.of(read=[model_path, *config.read_roots, environment.root], write=[private])
+    recorded = serve_command(environment.root, model_path, HOST, port, config.workers)
+    if recorded is not None:
+        return recorded  # written when the environment was built: no interpreter to start
+    # Built before the command was recorded (or without MLflow): ask its MLflow (MLflow 2
+    # serves with gunicorn and a WSGI app, MLflow 3 with uvicorn). The environment's packages
+    # were chosen by the model (a package may run code as the interpreter starts, through a
+    # .pth file): behind the sandbox too, with nothing of ours.
+    argv = [str(environment.python),
+            *ask_arguments(str(model_path), str(port), HOST, str(config.workers))]
+    access = Access.of(
+        read=[model_path, *config.read_roots, environment.root], write=[private]
+    )
     detail = "it did not answer in 120 s"
     try:
         done = subprocess.run(
