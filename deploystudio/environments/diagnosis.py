@@ -30,6 +30,8 @@ _SKEW_PATTERNS = (
     re.compile(r"undefined symbol"),
     re.compile(r"_pickle\.UnpicklingError|invalid load key|unsupported pickle protocol"),
     re.compile(r"(?:numpy|pandas|sklearn)\._?core\b"),
+    # faulthandler's line for a native crash (SIGABRT, SIGSEGV...) in a library's compiled code
+    re.compile(r"Fatal Python error: (?:Aborted|Segmentation fault|Bus error|Illegal instruction)"),
 )
 
 

@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from deploystudio import inference_server
+from deploystudio.deployment.local.crashes import CrashWatch, native_crash
 from deploystudio.errors import ScoringServerError
 
 HOST = inference_server.HOST
@@ -158,11 +159,26 @@ def wait_ready(
     if progress:
         progress(f"Waiting for the {what} on {process.url} (pid {process.pid})")
     last_report = started
+    crashes = CrashWatch(process.log_path)
     while True:
         if not process.is_ours():
+            try:
+                crash = native_crash(process.log_path.read_text(errors="replace"))
+            except OSError:
+                crash = None
+            how = f": it was {crash}" if crash else ""
             raise ScoringServerError(
-                f"The {what} stopped before it was ready.\n\n"
+                f"The {what} stopped before it was ready{how}.\n\n"
                 f"{inference_server.log_tail(process.log_path)}"
+            )
+        looping = crashes.repeated()
+        if looping:
+            # Its supervisor would start worker after worker until the timeout: the second
+            # death says the model will not load.
+            raise ScoringServerError(
+                f"The {what} crash-looped while starting: {looping} It was stopped at its "
+                f"first repeated crash rather than after the {timeout_seconds:.0f} s start "
+                f"timeout.\n\n{inference_server.log_tail(process.log_path)}"
             )
         remaining = deadline - time.monotonic()
         if remaining <= 0:

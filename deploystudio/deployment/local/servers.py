@@ -26,7 +26,6 @@ from mlflow.pyfunc.scoring_server import get_cmd
 from deploystudio import inference_server
 from deploystudio.customization.scoring_script import (
     ScriptTemplate,
-    exception_line,
     generate_scoring_script,
 )
 from deploystudio.deployment.base import Runtime
@@ -176,7 +175,11 @@ def _start_mlflow_server(
         read_roots.append(environment.root)
         command, added = _environment_command(environment, model_path, port, config, private)
     env = scrubbed_environment(
-        home=private, temp=private, extra={**added, **config.extra_env, "PYTHONUNBUFFERED": "1"}
+        home=private,
+        temp=private,
+        # PYTHONFAULTHANDLER: a native crash writes its signal to the log (the server is not
+        # our child: its exit status cannot be read), as Azure ML's inference server does.
+        extra={**added, **config.extra_env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
     )
     # get_cmd names `uvicorn` (MLflow 3) or `gunicorn` (MLflow 2) on PATH: the one of the
     # interpreter is the one installed with it. MLflow runs the command through a shell, which
@@ -273,17 +276,6 @@ def _is_free(port: int) -> bool:
 def first_line(text: str) -> str:
     """The first line of a message (for an audit entry or a one-line reason)."""
     return text.strip().splitlines()[0] if text.strip() else text
-
-
-def start_failure(exc: ScoringServerError, process: ServerProcess) -> str:
-    """The reason of a failed start: the script's own exception when the log shows one."""
-    try:
-        log = process.log_path.read_text(errors="replace")
-    except OSError:
-        log = ""
-    raised = exception_line(log)
-    summary = first_line(str(exc))
-    return f"{summary} It raised: {raised}" if raised else summary
 
 
 def new_run_folder(deployment_folder: Path) -> Path:

@@ -41,6 +41,7 @@ from deploystudio.deployment.base import (
 )
 from deploystudio.deployment.history import StoreHistory
 from deploystudio.deployment.local import reconcile as recovery
+from deploystudio.deployment.local.crashes import start_failure
 from deploystudio.deployment.local.healing import restart_count
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
 from deploystudio.deployment.local.servers import (
@@ -54,7 +55,6 @@ from deploystudio.deployment.local.servers import (
     runtime_of,
     server_environment,
     start_deployment_server,
-    start_failure,
     start_front,
 )
 from deploystudio.deployment.local.starter_lock import in_progress, starting
@@ -636,9 +636,9 @@ class LocalTarget(StoreHistory, DeploymentTarget):
         except ScoringServerError as exc:
             process.stop()
             log = inference_server.log_tail(process.log_path)
-            return move(
-                self.store, record, State.FAILED, reason=start_failure(exc, process), log_tail=log
-            )
+            why = start_failure(str(exc), process.log_path, server.model_path,
+                                server.environment is None)
+            return move(self.store, record, State.FAILED, reason=why, log_tail=log)
         except BaseException:
             process.stop()
             move(self.store, record, State.FAILED, reason="Its start was interrupted.")
