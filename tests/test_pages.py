@@ -12,6 +12,7 @@ from tests.conftest import REPO_ROOT
 
 APP = str(REPO_ROOT / "app.py")
 INSPECT = "views/inspect.py"
+BROWSE = "views/browse.py"
 
 
 def clear_app_caches() -> None:
@@ -27,10 +28,9 @@ def fresh_caches():
     clear_app_caches()
 
 
-def run_app(query_params: dict | None = None, page: str | None = None) -> AppTest:
+def run_app(query_params: dict | None = None, page: str = BROWSE) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
-    if page:
-        at.switch_page(page)
+    at.switch_page(page)
     for key, value in (query_params or {}).items():
         at.query_params[key] = value
     at.run()
