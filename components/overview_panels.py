@@ -9,8 +9,6 @@ import plotly.graph_objects as go
 
 from components.batch_history import job_seconds
 from components.endpoint_tables import traffic_text
-from deploystudio.deployment.audit_words import describe, value_text
-from deploystudio.deployment.base import AuditEntry
 from deploystudio.deployment.batch.records import BatchJob
 from deploystudio.overview import EndpointHealth, RegistryFacts, served_version
 from deploystudio.times import format_time
@@ -53,23 +51,6 @@ def jobs_overview_frame(jobs: Sequence[BatchJob]) -> pd.DataFrame:
             "seconds": [job_seconds(job) for job in jobs],
         },
         columns=["job", "state", "model", "progress", "files", "started", "seconds"],
-    )
-
-
-def activity_frame(entries: Sequence[AuditEntry]) -> pd.DataFrame:
-    """Audit entries as sentences, with before and after as plain text."""
-    return pd.DataFrame(
-        [
-            {
-                "when": format_time(e.at),
-                "who": e.actor,
-                "what": describe(e),
-                "before": value_text(e.previous, e.field),
-                "after": value_text(e.new, e.field),
-            }
-            for e in entries
-        ],
-        columns=["when", "who", "what", "before", "after"],
     )
 
 

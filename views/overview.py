@@ -5,8 +5,8 @@ import streamlit as st
 
 from components import services
 from components.endpoint_metrics import front_totals
+from components.endpoint_tables import history_frame
 from components.overview_panels import (
-    activity_frame,
     endpoints_health_frame,
     jobs_overview_frame,
     registry_figure,
@@ -113,7 +113,7 @@ st.subheader("Recent activity")
 activity = target.store.history(limit=RECENT_ACTIVITY)
 if activity:
     st.dataframe(
-        activity_frame(activity),
+        history_frame(activity),
         hide_index=True,
         key="overview_activity",
         column_config={"what": st.column_config.TextColumn(width="large")},
