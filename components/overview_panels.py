@@ -23,7 +23,7 @@ def endpoints_health_frame(endpoints: Sequence[EndpointHealth]) -> pd.DataFrame:
         rows.append(
             {
                 "endpoint": health.endpoint.name,
-                "health": ("✅ " if health.healthy else "⚠️ ") + health.health,
+                "health": health.health,
                 "traffic": traffic_text(health.endpoint),
                 "requests/s": None if health.request_rate is None else health.request_rate,
                 "requests": health.requests,

@@ -87,7 +87,7 @@ if endpoints:
             "requests/s": st.column_config.NumberColumn(
                 format="%.2f", help="Average since the endpoint's front started"
             ),
-            "serves": st.column_config.TextColumn(width="large"),
+            "serves": st.column_config.TextColumn(width="medium"),
         },
     )
 else:
@@ -116,7 +116,7 @@ if activity:
         history_frame(activity),
         hide_index=True,
         key="overview_activity",
-        column_config={"what": st.column_config.TextColumn(width="large")},
+        column_config={"after": st.column_config.TextColumn(width="large")},
     )
 else:
     st.caption("Nothing has changed yet.")
