@@ -71,7 +71,9 @@ def test_home_shows_the_overview_and_its_next_step_opens_deploy(app_url, page, t
     step = page.get_by_role("link", name=re.compile(r"Deploy diabetes-regressor version \d+"))
     expect(step).to_be_visible()
     step.click()
-    expect(page.get_by_role("heading", name="Deploy a model")).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Deploy a model")).to_be_visible(
+        timeout=LOAD_TIMEOUT_MS
+    )
     assert "model=diabetes-regressor" in page.url
     choice = page.locator('[data-testid="stSelectbox"]')
     expect(choice.first).to_contain_text("diabetes-regressor")
