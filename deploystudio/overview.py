@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 from deploystudio.deployment.base import Deployment, DeploymentState, DeploymentTarget, Endpoint
 from deploystudio.deployment.batch.records import BatchJob, JobState
@@ -208,3 +209,44 @@ def next_steps(
     if not facts.models:
         steps.append(NextStep("The registry is empty: run `deploystudio seed-demo`.", "browse"))
     return steps
+
+
+def _loose(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def _closeness(wanted: str, candidate: str) -> float:
+    wanted, candidate = _loose(wanted), _loose(candidate)
+    if not wanted:
+        return 0.0
+    if wanted in candidate or candidate in wanted:
+        return 1.0
+    return SequenceMatcher(None, wanted, candidate).ratio()
+
+
+def suggest_tags(
+    tag: tuple[str, str] | None, suggestions: dict[str, list[str]], limit: int = 8
+) -> list[tuple[str, str]]:
+    """Existing (key, value) tags close to a filter that found nothing, closest first.
+
+    `framework=sklearn` suggests every value of `framework` (scikit-learn first); an unknown
+    key suggests the keys that look like it, and values that look like the typed value.
+    """
+    if tag is None:
+        return []
+    key, value = tag
+    pairs = [(k, v) for k, values in suggestions.items() for v in values]
+    if key in suggestions:
+        ranked = sorted(suggestions[key], key=lambda v: -_closeness(value, v))
+        return [(key, v) for v in ranked][:limit]
+    # Key and value each count: "frameworks=scikit" ranks framework=scikit-learn first.
+    scored = [(_closeness(key, k) + _closeness(value or key, v), k, v) for k, v in pairs]
+    ranked = sorted(scored, key=lambda s: -s[0])
+    return [(k, v) for score, k, v in ranked if score >= 0.5][:limit]
+
+
+def suggest_aliases(alias: str, facts: RegistryFacts, limit: int = 8) -> list[str]:
+    """Aliases in the registry, those like `alias` first (for an alias filter that found
+    nothing)."""
+    known = facts.alias_counts()
+    return sorted(known, key=lambda a: (-_closeness(alias, a), -known[a]))[:limit]

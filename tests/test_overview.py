@@ -19,6 +19,7 @@ from deploystudio.overview import (
     next_steps,
     registry_facts,
     served_version,
+    suggest_tags,
     tag_suggestions,
 )
 from deploystudio.registry import ModelSummary
@@ -143,3 +144,11 @@ def test_registry_facts_count_the_seeded_registry(registry, seeded):
     assert {"iris-classifier", "diabetes-regressor"} <= names and facts.complete
     assert facts.alias_counts()["champion"] >= 2
     assert facts.versions >= len(facts.models)
+
+
+def test_tag_suggestions_match_loosely_for_a_filter_that_found_nothing():
+    known = {"framework": ["pytorch", "scikit-learn"], "task": ["classification"]}
+    assert suggest_tags(("framework", "sklearn"), known)[0] == ("framework", "scikit-learn")
+    assert suggest_tags(("frameworks", "scikit"), known)[0] == ("framework", "scikit-learn")
+    assert ("task", "classification") in suggest_tags(("tasks", "classif"), known)
+    assert suggest_tags(None, known) == []

@@ -188,3 +188,24 @@ def test_unreachable_registry_is_a_banner_not_a_hang(monkeypatch):
     at = run_app()
     assert "did not answer" in at.error[0].value
     assert "127.0.0.1:9" in at.sidebar.caption[0].value
+
+
+def test_browse_tag_filter_that_finds_nothing_suggests_existing_tags(seeded):
+    at = run_app()
+    at.text_input(key="browse_tag").input("framework=sklearn").run()
+    assert "No registered models match" in at.info[0].value
+    suggestions = [b for b in at.button if b.key and b.key.startswith("browse_tag_suggestion")]
+    assert suggestions[0].label == "framework=scikit-learn"
+    suggestions[0].click().run()
+    assert at.text_input(key="browse_tag").value == "framework=scikit-learn"
+    names = set(at.dataframe[0].value["name"])
+    assert {"iris-classifier", "diabetes-regressor"} <= names
+
+
+def test_browse_alias_filter_that_finds_nothing_suggests_existing_aliases(seeded):
+    at = run_app()
+    at.text_input(key="browse_alias").input("champ").run()
+    assert "No registered models match" in at.info[0].value
+    suggestion = next(b for b in at.button if b.label == "champion")
+    suggestion.click().run()
+    assert "iris-classifier" in set(at.dataframe[0].value["name"])
