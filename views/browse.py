@@ -3,6 +3,7 @@
 import streamlit as st
 
 from components import services
+from components.model_address import remember_model
 from components.tables import models_frame, versions_frame
 from deploystudio.errors import DeployStudioError
 from deploystudio.overview import suggest_aliases, suggest_tags, tag_suggestions
@@ -108,6 +109,7 @@ else:
     )
     if event.selection.rows:
         st.query_params["model"] = page.models[event.selection.rows[0]].name
+        remember_model({"model": st.query_params["model"]})
 
 previous_col, position_col, next_col = st.columns([1, 2, 1])
 if previous_col.button("← Previous", disabled=page_number == 1):
