@@ -7,6 +7,7 @@ import pandas as pd
 from deploystudio.inspection import format_bytes
 from deploystudio.model_files import ArtifactEntry
 from deploystudio.registry import ModelSummary, VersionSummary
+from deploystudio.times import format_time
 
 
 def _aliases_text(aliases: dict[str, str]) -> str:
@@ -21,7 +22,7 @@ def models_frame(models: list[ModelSummary]) -> pd.DataFrame:
             "latest version": [m.latest_version or "" for m in models],
             "aliases": [_aliases_text(m.aliases) for m in models],
             "tags": [", ".join(f"{k}={v}" for k, v in sorted(m.tags.items())) for m in models],
-            "last updated": [m.last_updated for m in models],
+            "last updated": [format_time(m.last_updated) for m in models],
         }
     )
 
@@ -34,7 +35,7 @@ def versions_frame(versions: list[VersionSummary]) -> pd.DataFrame:
             "stage": [v.stage or "" for v in versions],
             "status": [v.status for v in versions],
             "source run": [v.run_id or "" for v in versions],
-            "created": [v.created for v in versions],
+            "created": [format_time(v.created) for v in versions],
         }
     )
 

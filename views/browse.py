@@ -104,7 +104,6 @@ else:
             "description": st.column_config.TextColumn(width="medium"),
             # Wide enough for a model's four or five tags without cutting them off.
             "tags": st.column_config.TextColumn(width="large"),
-            "last updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         },
     )
     if event.selection.rows:
@@ -143,7 +142,6 @@ if model.tags:
 st.dataframe(
     versions_frame(versions),
     hide_index=True,
-    column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
 )
 for version in versions:
     aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
