@@ -152,3 +152,33 @@ def test_tag_suggestions_match_loosely_for_a_filter_that_found_nothing():
     assert suggest_tags(("frameworks", "scikit"), known)[0] == ("framework", "scikit-learn")
     assert ("task", "classification") in suggest_tags(("tasks", "classif"), known)
     assert suggest_tags(None, known) == []
+
+
+def test_versions_table_shows_what_each_version_wraps_its_bundle_and_who_serves_it():
+    from components.tables import versions_frame
+    from deploystudio.customization.bundles import SCORING_BUNDLE_TAG
+    from deploystudio.customization.wrap_registration import WRAPPED_FROM_TAG
+    from deploystudio.registry import VersionSummary
+
+    def version(number: str, aliases: tuple[str, ...], tags: dict[str, str]) -> VersionSummary:
+        return VersionSummary(
+            "iris", number, aliases, None, "READY", "s", None, NOW, NOW, "", None, tags
+        )
+
+    versions = [
+        version("3", ("challenger",), {WRAPPED_FROM_TAG: "models:/iris/1"}),
+        version("2", (), {SCORING_BUNDLE_TAG: "iris-score:1"}),
+        version("1", ("champion",), {}),
+    ]
+    served = [
+        served_version(deployment("ep", "blue", "models:/iris@champion")),
+        served_version(deployment("ep", "green", "models:/iris/3")),
+        served_version(deployment("other", "x", "models:/wine/1")),
+    ]
+    frame = versions_frame(versions, served).set_index("version")
+    assert frame.loc[3, "wraps"] == "models:/iris/1"
+    assert frame.loc[2, "scoring bundle"] == "iris-score:1"
+    assert frame.loc[1, "served by"] == "ep/blue"
+    assert frame.loc[3, "served by"] == "ep/green"
+    assert frame.loc[2, "served by"] == ""
+    assert frame.loc[1, "created"].endswith("(just now)") or "ago" in frame.loc[1, "created"]

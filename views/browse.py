@@ -6,7 +6,7 @@ from components import services
 from components.model_address import remember_model
 from components.tables import models_frame, versions_frame
 from deploystudio.errors import DeployStudioError
-from deploystudio.overview import suggest_aliases, suggest_tags, tag_suggestions
+from deploystudio.overview import served_version, suggest_aliases, suggest_tags, tag_suggestions
 from deploystudio.registry import parse_tag_filter
 
 TAG_KEY, ALIAS_KEY = "browse_tag", "browse_alias"
@@ -139,8 +139,14 @@ if model.description:
     st.write(model.description)
 if model.tags:
     st.markdown(" ".join(f":gray-badge[{k}={v}]" for k, v in sorted(model.tags.items())))
+# Which endpoint deployments serve each version (read from the deployment store).
+served = [
+    s
+    for d in services.local_endpoints().target.list_deployments()
+    if (s := served_version(d)) is not None and s.model == model.name
+]
 st.dataframe(
-    versions_frame(versions),
+    versions_frame(versions, served),
     hide_index=True,
 )
 for version in versions:
