@@ -75,6 +75,5 @@ def test_home_shows_the_overview_and_its_next_step_opens_deploy(app_url, page, t
         timeout=LOAD_TIMEOUT_MS
     )
     assert "model=diabetes-regressor" in page.url
-    choice = page.locator('[data-testid="stSelectbox"]')
-    expect(choice.first).to_contain_text("diabetes-regressor")
-    expect(choice.nth(1)).to_contain_text("@champion")
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("diabetes-regressor")
+    expect(page.get_by_role("combobox", name="Version")).to_have_value(re.compile("@champion"))
