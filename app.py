@@ -21,7 +21,8 @@ sign_in_gate()
 # the page without this script: no sidebar, no layout, "Page not found" (checked on 1.67).
 navigation = st.navigation(
     [
-        st.Page("views/browse.py", title="Browse models", icon=":material/list:", default=True),
+        st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("views/browse.py", title="Browse models", icon=":material/list:"),
         st.Page("views/inspect.py", title="Inspect", icon=":material/search:"),
         st.Page("views/customize.py", title="Customize", icon=":material/tune:"),
         st.Page("views/predict.py", title="Predict", icon=":material/play_arrow:"),

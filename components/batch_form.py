@@ -35,6 +35,24 @@ HELP = {
 }
 
 
+# Each setting's name in Azure ML's batch deployment YAML, shown in its help (the label says it
+# in words).
+AZURE_NAMES = {
+    "max_retries": "retry_settings.max_retries",
+    "timeout": "retry_settings.timeout",
+}
+
+
+OUTPUT_WORDS = {
+    OutputAction.APPEND_ROW.value: "Every prediction, in one file",
+    OutputAction.SUMMARY_ONLY.value: "Only the job's summary",
+}
+
+
+def azure_help(key: str) -> str:
+    return f"{HELP[key]}\n\nAzure ML name: `{AZURE_NAMES.get(key, key)}`."
+
+
 @dataclass(frozen=True)
 class InputChoice:
     """Uploaded files to save, or a folder (or file) already on the server."""
@@ -102,40 +120,42 @@ def render_input(settings: Settings) -> InputChoice | None:
 
 
 def render_settings() -> BatchSettings | None:
-    """The settings with Azure's names; None (with the reason shown) if they do not hold."""
-    with st.expander("Settings (Azure ML batch deployment names)", expanded=False):
+    """The settings in words, Azure's names in their help; None (with the reason shown) if
+    they do not hold."""
+    with st.expander("Settings", expanded=False):
         left, middle, right = st.columns(3)
         mini_batch_size = left.number_input(
-            "mini_batch_size", 1, 100_000, DEFAULTS.mini_batch_size,
-            help=HELP["mini_batch_size"], key="batch_mini_batch_size",
+            "Files per mini-batch", 1, 100_000, DEFAULTS.mini_batch_size,
+            help=azure_help("mini_batch_size"), key="batch_mini_batch_size",
         )  # fmt: skip
         concurrency = middle.number_input(
-            "max_concurrency_per_instance", 1, 64, DEFAULTS.max_concurrency_per_instance,
-            help=HELP["max_concurrency_per_instance"], key="batch_concurrency",
+            "Parallel workers", 1, 64, DEFAULTS.max_concurrency_per_instance,
+            help=azure_help("max_concurrency_per_instance"), key="batch_concurrency",
         )  # fmt: skip
         error_threshold = right.number_input(
-            "error_threshold", -1, 2**31 - 1, DEFAULTS.error_threshold,
-            help=HELP["error_threshold"], key="batch_error_threshold",
+            "Failed files tolerated", -1, 2**31 - 1, DEFAULTS.error_threshold,
+            help=azure_help("error_threshold"), key="batch_error_threshold",
         )  # fmt: skip
         max_retries = left.number_input(
-            "retry_settings.max_retries", 0, 100, DEFAULTS.max_retries,
-            help=HELP["max_retries"], key="batch_max_retries",
+            "Retries per mini-batch", 0, 100, DEFAULTS.max_retries,
+            help=azure_help("max_retries"), key="batch_max_retries",
         )  # fmt: skip
         timeout = middle.number_input(
-            "retry_settings.timeout", 1, 7 * 24 * 3600, DEFAULTS.timeout,
-            help=HELP["timeout"], key="batch_timeout",
+            "Mini-batch timeout (s)", 1, 7 * 24 * 3600, DEFAULTS.timeout,
+            help=azure_help("timeout"), key="batch_timeout",
         )  # fmt: skip
         logging_level = right.selectbox(
-            "logging_level", LOGGING_LEVELS, LOGGING_LEVELS.index(DEFAULTS.logging_level),
-            help=HELP["logging_level"], key="batch_logging_level",
+            "Log detail", LOGGING_LEVELS, LOGGING_LEVELS.index(DEFAULTS.logging_level),
+            help=azure_help("logging_level"), key="batch_logging_level",
         )  # fmt: skip
         output_action = left.selectbox(
-            "output_action", [a.value for a in OutputAction], 0,
-            help=HELP["output_action"], key="batch_output_action",
+            "Output", [a.value for a in OutputAction], 0,
+            help=azure_help("output_action"), key="batch_output_action",
+            format_func=lambda action: OUTPUT_WORDS.get(action, action),
         )  # fmt: skip
         output_file_name = middle.text_input(
-            "output_file_name", DEFAULTS.output_file_name,
-            help=HELP["output_file_name"], key="batch_output_file_name",
+            "Predictions file name", DEFAULTS.output_file_name,
+            help=azure_help("output_file_name"), key="batch_output_file_name",
         ).strip()  # fmt: skip
     try:
         return BatchSettings(

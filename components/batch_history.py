@@ -10,6 +10,7 @@ import streamlit as st
 from deploystudio.config import Settings
 from deploystudio.deployment.batch.jobs import list_batch_jobs
 from deploystudio.deployment.batch.records import BatchJob
+from deploystudio.times import format_time
 
 PAST_JOBS_SHOWN = 50
 
@@ -32,7 +33,7 @@ def jobs_frame(jobs: list[BatchJob]) -> pd.DataFrame:
             "files": [f"{job.files_done}/{job.files_total}" for job in jobs],
             "failed": [job.files_failed for job in jobs],
             "rows": [job.rows_done for job in jobs],
-            "started": [job.started_at or job.created_at for job in jobs],
+            "started": [format_time(job.started_at or job.created_at) for job in jobs],
             "seconds": [job_seconds(job) for job in jobs],
         }
     )
@@ -48,7 +49,6 @@ def render_past_jobs(settings: Settings) -> None:
         hide_index=True,
         column_config={
             "job": st.column_config.LinkColumn("job", display_text=r"batch\?job=(.*)"),
-            "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
             "seconds": st.column_config.NumberColumn("duration (s)", format="%.1f"),
         },
         key="batch_past_jobs",

@@ -16,6 +16,7 @@ import streamlit as st
 
 from components import services
 from components.bundle_choice import marked, unvalidated_labels, warn_if_unvalidated
+from components.model_address import address_or_remembered, remember_model
 from deploystudio.customization.bundles import SCORING_BUNDLE_TAG, Bundle, BundleStore
 from deploystudio.customization.wrap_registration import WRAPPED_FROM_TAG, WRAPPER_KIND_TAG
 from deploystudio.deployment.base import (
@@ -84,6 +85,8 @@ def _version_label(version: VersionSummary, unvalidated: Collection[str] = ()) -
 def render_model_choice() -> ModelChoice:
     """Model and version selects, preset from the address; stops the page until both are set."""
     registry_uri = services.get_settings().registry_uri
+    # Opened from the sidebar, the page starts from the model chosen last on another page.
+    address_or_remembered()
     params = st.query_params
     wanted = params.get("model")
     try:
@@ -129,6 +132,7 @@ def render_model_choice() -> ModelChoice:
         # The address names the version on screen, so the page can be shared as it is.
         params.pop("alias", None)
         params["model"], params["version"] = name, number
+    remember_model({"model": name, "version": number})
     _describe_version(version)
     return ModelChoice(name, version)
 

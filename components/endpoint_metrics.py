@@ -129,6 +129,15 @@ def _front_view(endpoint_name: str) -> dict[str, Any] | str:
         return str(exc)
 
 
+def front_totals(endpoint_name: str) -> tuple[int, float] | None:
+    """(requests since the endpoint's front started, seconds since then), or None when the
+    front cannot be read."""
+    view = _front_view(endpoint_name)
+    if isinstance(view, str):
+        return None
+    return int(view.get("requests", 0)), float(view.get("uptime_seconds", 0))
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
 def render_metrics(endpoint_name: str) -> None:
     view = _front_view(endpoint_name)

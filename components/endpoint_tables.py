@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 
+from deploystudio.deployment.audit_words import describe, value_text
 from deploystudio.deployment.base import AuditEntry, Deployment, Endpoint
+from deploystudio.times import format_time
 
 
 def traffic_text(endpoint: Endpoint) -> str:
@@ -29,7 +29,7 @@ def endpoints_frame(endpoints: Sequence[Endpoint]) -> pd.DataFrame:
                 "scoring URI": e.scoring_uri or "",
                 "deployments": len(e.traffic),
                 "traffic": traffic_text(e),
-                "updated": e.updated_at,
+                "updated": format_time(e.updated_at),
             }
             for e in endpoints
         ],
@@ -69,24 +69,18 @@ def deployments_frame(endpoint: Endpoint, deployments: Sequence[Deployment]) -> 
 
 
 def history_frame(entries: Sequence[AuditEntry]) -> pd.DataFrame:
+    """Audit entries as sentences with before and after as plain text, never stored JSON or
+    action names ("set_traffic traffic")."""
     return pd.DataFrame(
         [
             {
-                "when": e.at,
+                "when": format_time(e.at),
                 "who": e.actor,
-                "what": e.action + (f" {e.field}" if e.field else ""),
-                "target": e.target,
-                "previous": _short(e.previous),
-                "new": _short(e.new),
+                "what": describe(e),
+                "before": value_text(e.previous, e.field),
+                "after": value_text(e.new, e.field),
             }
             for e in entries
         ],
-        columns=["when", "who", "what", "target", "previous", "new"],
+        columns=["when", "who", "what", "before", "after"],
     )
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,8 +7,29 @@ import streamlit as st
 from deploystudio.errors import DeployStudioError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 
+# The model last chosen on any page of this session, as its address: a page opened from the
+# sidebar (which drops the address) starts from it instead of from nothing.
+CHOSEN_MODEL = "chosen_model"
+ADDRESS_KEYS = ("model", "version", "alias")
+
+
+def remember_model(params: dict[str, str]) -> None:
+    """Keep the model `params` address (model with version or alias) for the session's other
+    pages."""
+    if params.get("model"):
+        st.session_state[CHOSEN_MODEL] = {k: params[k] for k in ADDRESS_KEYS if params.get(k)}
+
+
+def address_or_remembered() -> None:
+    """Put the session's last model in an address that names none (and no other model URI)."""
+    params = st.query_params
+    remembered = st.session_state.get(CHOSEN_MODEL)
+    if remembered and not params.get("model") and not params.get("uri"):
+        params.update(remembered)
+
 
 def uri_from_query_params() -> str:
+    address_or_remembered()
     params = st.query_params
     if params.get("uri"):
         return params["uri"]
@@ -51,4 +72,5 @@ def model_uri_input(empty_hint: str) -> str:
         except DeployStudioError as exc:
             st.error(str(exc))
             st.stop()
+    remember_model(st.query_params.to_dict())
     return entered

@@ -10,6 +10,7 @@ import streamlit as st
 from deploystudio.environment_report import EnvironmentFiles
 from deploystudio.inspection import FlavorInfo
 from deploystudio.registry import RunSummary
+from deploystudio.times import format_time
 
 EXAMPLE_PREVIEW_ROWS = 50
 IMAGE_PREVIEW_ITEMS = 3
@@ -110,7 +111,7 @@ def render_run(run: RunSummary | None, run_id: str | None) -> None:
             else "This model version has no source run."
         )
         return
-    started = run.started.strftime("%Y-%m-%d %H:%M UTC") if run.started else "unknown"
+    started = format_time(run.started) if run.started else "unknown"
     st.caption(
         f"Run `{run.run_id}` ({run.run_name or 'unnamed'}), {run.status.lower()}, "
         f"started {started} by {run.user_id or 'unknown'}"

@@ -31,6 +31,7 @@ from deploystudio.customization.script_environment import (
 )
 from deploystudio.errors import DeployStudioError
 from deploystudio.inspection import ModelInspection
+from deploystudio.times import format_time
 
 VALIDATION_TIMEOUT_SECONDS = 120
 
@@ -279,7 +280,7 @@ def _render_bundles(store: BundleStore, model_uri: str, key: str) -> None:
                 "version": [b.version for b in bundles],
                 "template": [b.template for b in bundles],
                 "validated": [b.validated for b in bundles],
-                "created": [b.created_at for b in bundles],
+                "created": [format_time(b.created_at) for b in bundles],
                 "saved by": [b.saved_by for b in bundles],
                 "note": [b.note for b in bundles],
             }

@@ -19,6 +19,7 @@ from deploystudio.deployment.operations import OperationRunner
 from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
+from deploystudio.overview import RegistryFacts, registry_facts
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
 from deploystudio.worker.process import PredictionWorker
@@ -73,9 +74,16 @@ def inspection(registry_uri: str, model_uri: str) -> ModelInspection:
     )
 
 
+@st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
+def registry_overview(registry_uri: str) -> RegistryFacts:
+    """The registry at a glance (models, versions, aliases, tags) for the overview and the tag
+    filter's suggestions."""
+    return registry_facts(registry())
+
+
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
-    for cached in (model_page, model_versions, model_summary, inspection):
+    for cached in (model_page, model_versions, model_summary, inspection, registry_overview):
         cached.clear()
 
 

@@ -289,10 +289,13 @@ def test_deleting_a_deployment_with_traffic_is_refused(target):
 
 def test_history_lists_the_changes_made_on_the_page(target):
     at = open_page("History")
-    table = table_with(at, "previous")
-    traffic = table[table["what"] == "set_traffic traffic"]
-    assert '{"blue": 70, "green": 30}' in set(traffic["new"])
-    assert "regenerate_key primary_key" in set(table["what"])
+    table = table_with(at, "before")
+    # Plain words: no action names, no stored JSON.
+    traffic = table[table["what"] == f"Changed the traffic of endpoint {ENDPOINT}"]
+    assert "blue 70% · green 30%" in set(traffic["after"])
+    assert f"Regenerated a key of endpoint {ENDPOINT}" in set(table["what"])
+    assert not table["after"].str.contains("{", regex=False).any()
+    assert all(when.endswith("ago)") or when.endswith("(just now)") for when in table["when"])
 
 
 def test_deleting_the_endpoint_needs_its_name_then_stops_everything(target, home):

@@ -12,6 +12,7 @@ from tests.conftest import REPO_ROOT
 
 APP = str(REPO_ROOT / "app.py")
 INSPECT = "views/inspect.py"
+BROWSE = "views/browse.py"
 
 
 def clear_app_caches() -> None:
@@ -27,10 +28,9 @@ def fresh_caches():
     clear_app_caches()
 
 
-def run_app(query_params: dict | None = None, page: str | None = None) -> AppTest:
+def run_app(query_params: dict | None = None, page: str = BROWSE) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
-    if page:
-        at.switch_page(page)
+    at.switch_page(page)
     for key, value in (query_params or {}).items():
         at.query_params[key] = value
     at.run()
@@ -188,3 +188,56 @@ def test_unreachable_registry_is_a_banner_not_a_hang(monkeypatch):
     at = run_app()
     assert "did not answer" in at.error[0].value
     assert "127.0.0.1:9" in at.sidebar.caption[0].value
+
+
+def test_browse_tag_filter_that_finds_nothing_suggests_existing_tags(seeded):
+    at = run_app()
+    at.text_input(key="browse_tag").input("framework=sklearn").run()
+    assert "No registered models match" in at.info[0].value
+    suggestions = [b for b in at.button if b.key and b.key.startswith("browse_tag_suggestion")]
+    assert suggestions[0].label == "framework=scikit-learn"
+    suggestions[0].click().run()
+    assert at.text_input(key="browse_tag").value == "framework=scikit-learn"
+    names = set(at.dataframe[0].value["name"])
+    assert {"iris-classifier", "diabetes-regressor"} <= names
+
+
+def test_browse_alias_filter_that_finds_nothing_suggests_existing_aliases(seeded):
+    at = run_app()
+    at.text_input(key="browse_alias").input("champ").run()
+    assert "No registered models match" in at.info[0].value
+    suggestion = next(b for b in at.button if b.label == "champion")
+    suggestion.click().run()
+    assert "iris-classifier" in set(at.dataframe[0].value["name"])
+
+
+@pytest.mark.parametrize("first_page", [INSPECT, "views/deploy.py"])
+def test_batch_starts_from_the_model_chosen_on_another_page(seeded, first_page):
+    at = run_app({"model": "diabetes-regressor", "version": "1"}, page=first_page)
+    # The sidebar's links carry no address: only the session remembers the model.
+    for name in list(at.query_params):
+        del at.query_params[name]
+    at.switch_page("views/batch.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="deploy_model").value == "diabetes-regressor"
+    assert at.query_params["model"] == "diabetes-regressor"
+    assert at.query_params["version"] == "1"
+
+
+def test_batch_without_a_model_chosen_anywhere_asks_for_one(seeded):
+    at = run_app(page="views/batch.py")
+    assert at.selectbox(key="deploy_model").value is None
+
+
+def test_batch_settings_are_labelled_in_words_with_azure_names_as_help(seeded):
+    at = run_app({"model": "iris-classifier", "version": "1"}, page="views/batch.py")
+    mini_batch = at.number_input(key="batch_mini_batch_size")
+    assert mini_batch.label == "Files per mini-batch"
+    assert "`mini_batch_size`" in mini_batch.help
+    assert "`retry_settings.timeout`" in at.number_input(key="batch_timeout").help
+    labels = [w.label for w in [*at.number_input, *at.selectbox, *at.text_input]]
+    assert not any("_" in label for label in labels), labels
+    output = at.selectbox(key="batch_output_action")
+    assert output.options == ["Every prediction, in one file", "Only the job's summary"]
+    assert output.value == "append_row"

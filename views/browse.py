@@ -3,17 +3,56 @@
 import streamlit as st
 
 from components import services
+from components.model_address import remember_model
 from components.tables import models_frame, versions_frame
 from deploystudio.errors import DeployStudioError
+from deploystudio.overview import served_version, suggest_aliases, suggest_tags, tag_suggestions
 from deploystudio.registry import parse_tag_filter
+
+TAG_KEY, ALIAS_KEY = "browse_tag", "browse_alias"
+
+
+def _set_filter(key: str, value: str) -> None:
+    # A callback runs before the widgets of the next run exist: the one moment their state
+    # can be set.
+    st.session_state[key] = value
+
+
+def _suggest(label: str, key: str, values: list[str]) -> None:
+    """Buttons that put an existing tag or alias in its filter."""
+    if not values:
+        return
+    st.caption(label)
+    columns = st.columns(min(len(values), 4))
+    for number, value in enumerate(values):
+        columns[number % len(columns)].button(
+            value, key=f"{key}_suggestion_{number}", on_click=_set_filter, args=(key, value)
+        )
+
 
 st.title("Registered models")
 settings = services.get_settings()
 
 search_col, tag_col, alias_col = st.columns([2, 1, 1])
 name_query = search_col.text_input("Search by name", placeholder="part of a model name")
-tag_text = tag_col.text_input("Tag", placeholder="key=value or key")
-alias = alias_col.text_input("Alias", placeholder="e.g. champion")
+try:
+    # The registry's own tags and aliases, for the filters' help and suggestions (cached).
+    facts = services.registry_overview(settings.registry_uri)
+except DeployStudioError:
+    facts = None
+known_tags = tag_suggestions(facts.models) if facts else {}
+tag_text = tag_col.text_input(
+    "Tag",
+    placeholder="key=value or key",
+    key=TAG_KEY,
+    help="Tag keys in the registry: " + ", ".join(known_tags) if known_tags else None,
+)
+alias = alias_col.text_input(
+    "Alias",
+    placeholder="e.g. champion",
+    key=ALIAS_KEY,
+    help="Aliases in the registry: " + ", ".join(facts.alias_counts()) if facts else None,
+)
 
 try:
     tag = parse_tag_filter(tag_text)
@@ -45,6 +84,15 @@ if not page.models:
         if any(filters) or page_number > 1
         else "The registry has no models yet. Run `deploystudio seed-demo` to add demos."
     )
+    # Not a dead end: offer the tags and aliases that do exist, closest first.
+    if tag is not None:
+        _suggest(
+            "Tags in the registry like this one:",
+            TAG_KEY,
+            [f"{k}={v}" for k, v in suggest_tags(tag, known_tags)],
+        )
+    if alias and facts is not None:
+        _suggest("Aliases in the registry:", ALIAS_KEY, suggest_aliases(alias, facts))
 else:
     event = st.dataframe(
         models_frame(page.models),
@@ -53,12 +101,14 @@ else:
         selection_mode="single-row",
         key="models_table",
         column_config={
-            "description": st.column_config.TextColumn(width="large"),
-            "last updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "description": st.column_config.TextColumn(width="medium"),
+            # Wide enough for a model's four or five tags without cutting them off.
+            "tags": st.column_config.TextColumn(width="large"),
         },
     )
     if event.selection.rows:
         st.query_params["model"] = page.models[event.selection.rows[0]].name
+        remember_model({"model": st.query_params["model"]})
 
 previous_col, position_col, next_col = st.columns([1, 2, 1])
 if previous_col.button("← Previous", disabled=page_number == 1):
@@ -89,10 +139,15 @@ if model.description:
     st.write(model.description)
 if model.tags:
     st.markdown(" ".join(f":gray-badge[{k}={v}]" for k, v in sorted(model.tags.items())))
+# Which endpoint deployments serve each version (read from the deployment store).
+served = [
+    s
+    for d in services.local_endpoints().target.list_deployments()
+    if (s := served_version(d)) is not None and s.model == model.name
+]
 st.dataframe(
-    versions_frame(versions),
+    versions_frame(versions, served),
     hide_index=True,
-    column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
 )
 for version in versions:
     aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""

@@ -48,6 +48,7 @@ def choose_environment(mode: str, model_path: Path, home: Path) -> Chosen:
         status.update(label=chosen.label.capitalize(), state="complete", expanded=False)
     return chosen
 
+
 st.title("Preview predictions")
 settings = services.get_settings()
 entered = model_uri_input(
@@ -105,15 +106,18 @@ key = editor_key(inspection.resolved_uri)
 st.markdown("#### Input")
 source, builder = render_input_sources(inspection, signature, model_path, key)
 
-env_mode = st.segmented_control(
-    "Environment",
-    ENV_MODES,
-    default=EnvMode.AUTO.value,
-    format_func=ENV_LABELS.get,
-    key=f"{key}_env",
-    help="Auto runs the model in the app's environment when it has every version the model's "
-    "loader asks for, and in the model's own (built with uv on first use) otherwise.",
-) or EnvMode.AUTO.value
+env_mode = (
+    st.segmented_control(
+        "Environment",
+        ENV_MODES,
+        default=EnvMode.AUTO.value,
+        format_func=ENV_LABELS.get,
+        key=f"{key}_env",
+        help="Auto runs the model in the app's environment when it has every version the model's "
+        "loader asks for, and in the model's own (built with uv on first use) otherwise.",
+    )
+    or EnvMode.AUTO.value
+)
 button_column, hint_column = st.columns([1, 5], vertical_alignment="center")
 clicked = button_column.button(
     "Predict", type="primary", icon=":material/play_arrow:", key=f"{key}_predict"

@@ -15,7 +15,7 @@ GRID_ROW_PX = 35
 
 
 def test_browse_click_classifier_and_see_signature_and_report(app_url, page):
-    page.goto(app_url)
+    page.goto(f"{app_url}/browse")
     expect(page.get_by_role("heading", name="Registered models")).to_be_visible(
         timeout=LOAD_TIMEOUT_MS
     )
