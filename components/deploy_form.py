@@ -64,6 +64,11 @@ class ModelChoice:
         return registered_version_uri(self.name, self.version.version)
 
 
+MODEL_KEY = "deploy_model"
+VERSION_KEY = "deploy_version__"
+_CHOICE_PAGE = "deploy_model_page"
+
+
 def _preset(key: str, value: object) -> None:
     """Start a widget at `value` unless the user already set it (a keyed widget keeps its
     state; its `index`/`value` argument only counts on its first run)."""
@@ -82,9 +87,16 @@ def _version_label(version: VersionSummary, unvalidated: Collection[str] = ()) -
     return " · ".join(parts)
 
 
-def render_model_choice() -> ModelChoice:
-    """Model and version selects, preset from the address; stops the page until both are set."""
+def render_model_choice(page: str) -> ModelChoice:
+    """Model and version selects, preset from the address; stops the page until both are set.
+    `page` names the calling page: Deploy, Batch and Azure share these widget keys."""
     registry_uri = services.get_settings().registry_uri
+    if st.session_state.get(_CHOICE_PAGE) != page:
+        # A keyed widget on another page is another widget: the state the last page's left
+        # under the same key would keep this page's select from being preset (it shows empty).
+        for key in [k for k in st.session_state if k == MODEL_KEY or k.startswith(VERSION_KEY)]:
+            del st.session_state[key]
+        st.session_state[_CHOICE_PAGE] = page
     # Opened from the sidebar, the page starts from the model chosen last on another page.
     address_or_remembered()
     params = st.query_params
@@ -101,9 +113,9 @@ def render_model_choice() -> ModelChoice:
         st.info("The registry has no models yet. Run `deploystudio seed-demo` to add demos.")
         st.stop()
     model_column, version_column = st.columns(2)
-    _preset("deploy_model", wanted)
+    _preset(MODEL_KEY, wanted)
     name = model_column.selectbox(
-        "Model", names, index=None, placeholder="Choose a registered model", key="deploy_model"
+        "Model", names, index=None, placeholder="Choose a registered model", key=MODEL_KEY
     )
     if not name:
         st.info("Choose a model, or open one from Browse models, Inspect or Predict.")
@@ -117,7 +129,7 @@ def render_model_choice() -> ModelChoice:
         st.warning(f"Model {name!r} has no versions to deploy.")
         st.stop()
     by_number = {v.version: v for v in versions}
-    version_key = f"deploy_version__{name}"
+    version_key = f"{VERSION_KEY}{name}"
     if name == wanted:
         _preset(version_key, _wanted_version(params, versions))
     unvalidated = unvalidated_labels(bundles_for(_bundle_store(), name))

@@ -17,7 +17,7 @@ if workspace is not None:
     render_connection_test(workspace)
 
 st.markdown("#### Model")
-choice = render_model_choice()
+choice = render_model_choice("azure")
 
 export_tab, deploy_tab, batch_tab = st.tabs(["Export for CI", "Deploy to Azure", "Batch endpoint"])
 with export_tab:

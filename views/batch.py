@@ -39,7 +39,7 @@ if shown_job:
 
 with form_area:
     st.markdown("#### New job")
-    choice = render_model_choice()
+    choice = render_model_choice("batch")
     bundle = render_bundle(choice, bundle_store(settings))
     source = render_input(settings)
     batch_settings = render_settings()

@@ -30,7 +30,7 @@ local = services.local_endpoints()
 target = local.target
 
 st.markdown("#### What")
-choice = render_model_choice()
+choice = render_model_choice("deploy")
 what = render_what(choice)
 
 st.markdown("#### Where")
