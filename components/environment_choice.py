@@ -30,7 +30,9 @@ def render_env_mode(key: str) -> str:
 
 
 @contextmanager
-def environment_status(mode: str) -> Iterator[Callable[[str], None]]:
+def environment_status(
+    mode: str, failed_label: str = "The model's environment could not be made"
+) -> Iterator[Callable[[str], None]]:
     """A status box for the choice (it builds the model's environment the first time, which
     takes a minute or more); yields the progress callback to give `choose`."""
     if mode == EnvMode.APP.value:
@@ -49,6 +51,6 @@ def environment_status(mode: str) -> Iterator[Callable[[str], None]]:
         try:
             yield progress
         except Exception:
-            status.update(label="The job could not start", state="error")
+            status.update(label=failed_label, state="error")
             raise
         status.update(label="Environment chosen", state="complete", expanded=False)

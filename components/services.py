@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -14,8 +12,7 @@ from mlflow.models import Model, ModelSignature
 from components.access import current_user
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.base import DeploymentTarget
-from deploystudio.deployment.local.target import LocalTarget
-from deploystudio.deployment.operations import OperationRunner
+from deploystudio.deployment.endpoint_supervisor import LocalEndpoints, start_local_endpoints
 from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
@@ -137,61 +134,10 @@ def customize_work_dir() -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class LocalEndpoints:
-    """The local deployment target and the runner that does its long work off the script."""
-
-    target: LocalTarget
-    operations: OperationRunner
-    # The start-up reconcile, as an operation pages can show ("adopted 2 deployments").
-    startup_operation_id: str
-    # Set when the cache lets go of this object: ends the periodic repair.
-    stop_repairing: threading.Event = field(default_factory=threading.Event, compare=False)
-
-
-RECONCILE_SUBJECT = "local endpoints"
-
-
-# How often the app squares the records with the processes (a dead front is started again).
-REPAIR_SECONDS = 5.0
-
-
-def _keep_repairing(
-    target: LocalTarget, operations: OperationRunner, startup_id: str, stop: threading.Event
-) -> None:
-    """Every REPAIR_SECONDS, after the start-up reconcile: `target.repair()`, until `stop`.
-
-    Deployments heal through their front (a long-lived process per endpoint); a front that
-    died has no such supervisor, so the app, which runs whenever the pages are used, starts it
-    again, as does any CLI command that touches the endpoint. A failed pass is logged and the
-    next one tries again.
-    """
-    operations.wait(startup_id, timeout_seconds=3600)
-    while not stop.wait(REPAIR_SECONDS):
-        try:
-            target.repair()
-        except Exception:  # a daemon loop: any failure is logged, the next pass tries again
-            log.exception("Repairing local endpoints failed; trying again.")
-
-
 @st.cache_resource(show_spinner=False, on_release=lambda endpoints: endpoints.stop_repairing.set())
 def _local_endpoints(home: str) -> LocalEndpoints:
-    settings = get_settings()
-    target = LocalTarget(settings, registry())
-    operations = OperationRunner()
-    # Once per server process: adopt servers that outlived the last app run, mark dead ones,
-    # restart fronts. Off the script thread, so the first page is not held up.
-    startup = operations.submit(
-        RECONCILE_SUBJECT, "Reconcile endpoints with running servers", lambda _: target.reconcile()
-    )
-    endpoints = LocalEndpoints(target, operations, startup.id)
-    threading.Thread(
-        target=_keep_repairing,
-        args=(target, operations, startup.id, endpoints.stop_repairing),
-        name="repair-local-endpoints",
-        daemon=True,
-    ).start()
-    return endpoints
+    # Once per server process (the cache): the target, its start-up reconcile and repair loop.
+    return start_local_endpoints(get_settings(), registry())
 
 
 def local_endpoints() -> LocalEndpoints:

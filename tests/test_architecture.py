@@ -36,12 +36,7 @@ ALLOWED_LONG_MODULES: dict[str, str] = {}
 
 # Pages and components that still use the local target or the store directly. Issue 15: this
 # list must shrink to empty once pages reach deployments only through the target interface.
-ALLOWED_LOCAL_USES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("components.services", "LocalTarget"),
-        ("components.services", "deploystudio.deployment.local"),
-    }
-)
+ALLOWED_LOCAL_USES: frozenset[tuple[str, str]] = frozenset()
 
 FORBIDDEN_IN_PAGES = ("deploystudio.deployment.store", "deploystudio.deployment.local")
 FORBIDDEN_NAMES_IN_PAGES = ("LocalTarget",)

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from components import services
+from components.environment_choice import environment_status, render_env_mode
 from components.input_sources import render_input_sources
 from components.model_address import model_uri_input, query_params_for
 from components.payload_editor import (
@@ -18,35 +19,16 @@ from components.prediction_results import (
     render_snippets,
     render_timing,
 )
-from deploystudio.environments.choice import ENV_MODES, Chosen, EnvMode, choose
+from deploystudio.environments.choice import Chosen, choose
 from deploystudio.environments.diagnosis import explained
 from deploystudio.errors import DeployStudioError
-
-ENV_LABELS = {"auto": "Auto", "model": "Model's own", "app": "This app's"}
 
 
 def choose_environment(mode: str, model_path: Path, home: Path) -> Chosen:
     """The environment, with a build's progress in a status box (it takes a minute or more the
     first time; a built one is found at once)."""
-    if mode == EnvMode.APP.value:
-        return choose(mode, model_path, home)
-    with st.status("Choosing the environment…", expanded=False) as status:
-        lines: list[str] = []
-        shown = st.empty()
-
-        def progress(line: str) -> None:
-            if not lines:
-                status.update(label="Building the model's environment…", expanded=True)
-            lines.append(line)
-            shown.code("\n".join(lines[-12:]), language=None)
-
-        try:
-            chosen = choose(mode, model_path, home, progress=progress)
-        except DeployStudioError:
-            status.update(label="The model's environment could not be made", state="error")
-            raise
-        status.update(label=chosen.label.capitalize(), state="complete", expanded=False)
-    return chosen
+    with environment_status(mode) as progress:
+        return choose(mode, model_path, home, progress=progress)
 
 
 st.title("Preview predictions")
@@ -106,18 +88,7 @@ key = editor_key(inspection.resolved_uri)
 st.markdown("#### Input")
 source, builder = render_input_sources(inspection, signature, model_path, key)
 
-env_mode = (
-    st.segmented_control(
-        "Environment",
-        ENV_MODES,
-        default=EnvMode.AUTO.value,
-        format_func=ENV_LABELS.get,
-        key=f"{key}_env",
-        help="Auto runs the model in the app's environment when it has every version the model's "
-        "loader asks for, and in the model's own (built with uv on first use) otherwise.",
-    )
-    or EnvMode.AUTO.value
-)
+env_mode = render_env_mode(f"{key}_env")
 button_column, hint_column = st.columns([1, 5], vertical_alignment="center")
 clicked = button_column.button(
     "Predict", type="primary", icon=":material/play_arrow:", key=f"{key}_predict"
