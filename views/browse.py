@@ -38,8 +38,10 @@ name_query = search_col.text_input("Search by name", placeholder="part of a mode
 try:
     # The registry's own tags and aliases, for the filters' help and suggestions (cached).
     facts = services.registry_overview(settings.registry_uri)
-except DeployStudioError:
-    facts = None
+except DeployStudioError as exc:
+    # The listing below would wait for the same registry again: say why once, now.
+    st.error(str(exc))
+    st.stop()
 known_tags = tag_suggestions(facts.models) if facts else {}
 tag_text = tag_col.text_input(
     "Tag",

@@ -19,7 +19,7 @@ def test_tag_suggestion_then_batch_remembers_the_model(app_url, page):
     expect(page.get_by_role("heading", name="Registered models")).to_be_visible(
         timeout=LOAD_TIMEOUT_MS
     )
-    tag = page.get_by_label("Tag")
+    tag = page.get_by_role("textbox", name="Tag")
     tag.fill("framework=sklearn")
     tag.press("Enter")
     expect(page.get_by_text("No registered models match these filters.")).to_be_visible(
@@ -49,5 +49,5 @@ def test_tag_suggestion_then_batch_remembers_the_model(app_url, page):
     )
     assert "model=diabetes-regressor" in page.url
     page.get_by_text("Settings", exact=True).click()
-    expect(page.get_by_label("Files per mini-batch")).to_be_visible()
+    expect(page.get_by_role("spinbutton", name="Files per mini-batch")).to_be_visible()
     expect(page.get_by_text("mini_batch_size", exact=True)).to_have_count(0)
