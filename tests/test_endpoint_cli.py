@@ -206,7 +206,11 @@ def test_a_killed_front_is_started_again_by_the_next_command(capsys, home, reque
     assert "front started again" in out + err
     after = shown(capsys)
     assert after["state"] == "ready" and after["front_pid"] != before["front_pid"]
-    assert after["scoring_uri"] == before["scoring_uri"]
+    # The front takes its old port again when it is free; when another process took it in the
+    # meantime (an ephemeral port of some other connection, seen under a loaded CI), it moves,
+    # and the command must then say where the endpoint now answers.
+    if after["scoring_uri"] != before["scoring_uri"]:
+        assert after["scoring_uri"] in out + err
     code, _, err = run_cli(capsys, "endpoint", "invoke", "cli-ep", "--input", str(request_file))
     assert code == 0, err
     # Any command that touches the endpoint repairs it, invoke included.
