@@ -20,6 +20,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -78,8 +79,37 @@ class ServerHandle:
         return f"{self.url}/score"
 
 
+# Servers listen on ports below the kernel's ephemeral range. A port the OS picks with bind(0)
+# comes from that range, and so does the local port of every outgoing connection on the
+# machine: between our choice and the server's own bind, any client's connect() could take it
+# (seen under load: "Port 32851 ... is in use by another program"). Below the range, only a
+# program that binds that very port can.
+_SERVER_PORTS_SPAN = 12000
+_PORT_TRIES = 50
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    """A TCP port free on 127.0.0.1 right now, below the ephemeral range when it can be (see
+    above), else one the OS picks."""
+    high = _ephemeral_low()
+    low = max(1024, high - _SERVER_PORTS_SPAN)
+    if high - low >= 1000:
+        for _ in range(_PORT_TRIES):
+            port = random.randrange(low, high)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
