@@ -39,12 +39,14 @@ from deploystudio import inference_server
 from deploystudio.customization.batch_driver import MISSING_FUNCTION_EXIT, STAGE_MARKER
 from deploystudio.errors import (
     InvalidModelError,
-    PayloadError,
     ScoringServerError,
     ScriptSyntaxError,
     ScriptTemplateError,
 )
-from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+
+# example_request moved to payloads.py (the Azure export writes it as request.json too); kept
+# importable from here, where the page, the CLI and the tests have always found it.
+from deploystudio.payloads import example_request as example_request
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
@@ -542,23 +544,3 @@ def _batch_failure(log: str, code: int) -> tuple[str, str]:
     if stage == "init":
         return "start", f"init() raised {raised}"
     return "score", f"run() raised {raised}"
-
-
-# ----------------------------------------------------------------------------- example
-
-
-def example_request(model_path: Path) -> dict:
-    """The model's input example as an Azure ML request body: {"input_data": ..., "params"}."""
-    model = _load_mlmodel(model_path)
-    if not model.saved_input_example_info:
-        raise PayloadError(
-            "The model has no input example, so there is no request to send: write one, e.g. "
-            '{"input_data": {"columns": ["a", "b"], "data": [[1, 2]]}}.'
-        )
-    try:
-        data = model.load_input_example(str(model_path))
-        params = model.load_input_example_params(str(model_path))
-    except (MlflowException, ValueError, OSError) as exc:
-        raise PayloadError(f"The model's input example cannot be read: {exc}") from exc
-    body = write_payload(ModelInput(data=data, params=params), PayloadFormat.AZURE_INPUT_DATA)
-    return json.loads(body)
