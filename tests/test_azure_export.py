@@ -165,7 +165,9 @@ def test_iris_export_writes_its_input_example_as_request_json(
     request = example_request_or_none(iris)
     assert request is not None
     spec = _local(iris, model=ModelSource(local_path=iris, name="iris-classifier", version="1"))
-    result = export_online(tmp_path / "out", OnlineEndpointSpec("iris-ep"), spec, request=request)
+    result = export_online(
+        tmp_path / "out", OnlineEndpointSpec("my-endpoint"), spec, request=request
+    )
     assert "request.json" in result.files
     written = json.loads((result.folder / "request.json").read_text())
     # The version's input example, in Azure's input_data shape, parsed as Azure's format.
@@ -177,7 +179,7 @@ def test_iris_export_writes_its_input_example_as_request_json(
     assert len(parsed.data) == len(written["input_data"]["data"]) > 0
     readme = readme_of(result)
     assert (
-        "az ml online-endpoint invoke --name iris-ep --deployment-name blue "
+        "az ml online-endpoint invoke --name my-endpoint --deployment-name blue "
         "--request-file request.json" in readme
     )
     assert_readme_names_only_exported_files(result)
@@ -216,7 +218,7 @@ def test_a_version_registered_through_azure_ai_ml_is_the_one_exported(
     spec = _local(iris, model=model_source(IRIS, settings, workspace_version=second.version))
     result = export_online(
         tmp_path / "out",
-        OnlineEndpointSpec("iris-ep"),
+        OnlineEndpointSpec("my-endpoint"),
         spec,
         request=example_request_or_none(iris),
     )
