@@ -91,4 +91,5 @@ def test_the_script_editor_marks_the_line_where_validation_failed(app_url, page,
     expect(editor.locator(".deploystudio-error-line")).to_have_count(1)
     # The script validated is the one typed, and it is still in the editor.
     expect(content).to_contain_text('raise ValueError("no model here")')
-    page.screenshot(path=str(tmp_path / "marked.png"), full_page=True)
+    page.locator('iframe[title*="code_editor"]').scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "marked.png"))
