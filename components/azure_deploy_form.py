@@ -5,12 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from components import access
-from components.azure_fields import render_deployment_fields
+from components.azure_fields import MODEL_IN_WORKSPACE, render_deployment_fields
 from components.azure_target import azure_target, subject
 from components.deploy_form import ModelChoice
 from components.operation_status import current_operation, follow_operation, start_operation
 from deploystudio.access import Action
+from deploystudio.deployment.azure.model_reference import workspace_reference
 from deploystudio.deployment.azure.workspace import AzureWorkspace
+from deploystudio.errors import DeployStudioError
 
 OPERATION_SLOT = "azure_deploy_operation"
 
@@ -31,12 +33,17 @@ def render_deploy_form(choice: ModelChoice, workspace: AzureWorkspace) -> None:
             **access.button_args(Action.AZURE, disabled=busy),
         )
     if clicked and not busy:
+        try:
+            model_uri = (
+                workspace_reference(choice.name, fields.workspace_version)
+                if fields.model_in_azure == MODEL_IN_WORKSPACE
+                else choice.uri
+            )
+        except DeployStudioError as exc:
+            st.error(str(exc))
+            follow_operation(OPERATION_SLOT)
+            return
         target = azure_target(workspace)
-        model_uri = (
-            f"azureml:{choice.name}:{choice.version.version}"
-            if fields.reference_in_azure
-            else choice.uri
-        )
         config = {"instance_type": fields.instance_type, "instance_count": fields.instance_count}
         if fields.bundle:
             config["bundle"] = fields.bundle

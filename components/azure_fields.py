@@ -19,6 +19,16 @@ from deploystudio.deployment.deploy_request import suggest_endpoint_name
 from deploystudio.deployment.names import NAME_RULE
 
 NO_BUNDLE = "No scoring script (Azure's no-code MLflow deployment)"
+# Where Azure gets the model. Never a version number guessed from ours: our version 2 may be
+# another version, or none, in the workspace.
+MODEL_UPLOAD = "upload"
+MODEL_REGISTER = "register"
+MODEL_IN_WORKSPACE = "workspace"
+MODEL_LABELS = {
+    MODEL_UPLOAD: "Upload its files with the deployment (Azure numbers the new version)",
+    MODEL_REGISTER: "Register it in the workspace now, and use the version Azure gives it",
+    MODEL_IN_WORKSPACE: "It is already registered in the workspace, as the version below",
+}
 AUTH_HELP = {
     "key": "Callers send one of two keys you can rotate.",
     "aml_token": "Azure ML tokens that expire (az ml online-endpoint get-credentials).",
@@ -34,10 +44,17 @@ class DeploymentFields:
     instance_type: str
     instance_count: int
     bundle: str | None
-    reference_in_azure: bool
+    # MODEL_UPLOAD, MODEL_REGISTER or MODEL_IN_WORKSPACE, and for the last the workspace's
+    # version as the user typed it (checked by model_reference.workspace_reference).
+    model_in_azure: str = MODEL_UPLOAD
+    workspace_version: str = ""
 
 
-def render_deployment_fields(prefix: str, choice: ModelChoice) -> DeploymentFields:
+def render_deployment_fields(
+    prefix: str, choice: ModelChoice, offer_registration: bool = False
+) -> DeploymentFields:
+    """The fields, inside the caller's form. `offer_registration`: the form can register the
+    model in the workspace itself (the export; a deploy that uploads registers it anyway)."""
     names = st.columns(2)
     endpoint = names[0].text_input(
         "Endpoint name",
@@ -78,12 +95,24 @@ def render_deployment_fields(prefix: str, choice: ModelChoice) -> DeploymentFiel
         help="A score.py and its environment saved on the Customize page.",
     )
     warn_if_unvalidated(bundle, unvalidated)
-    reference = st.checkbox(
-        f"The model is registered in the workspace as azureml:{choice.name}:"
-        f"{choice.version.version}",
-        value=True,
-        help="Otherwise its files are uploaded and registered under that name and version.",
-        key=f"{prefix}_reference",
+    modes = [MODEL_UPLOAD, MODEL_REGISTER, MODEL_IN_WORKSPACE]
+    if not offer_registration:
+        modes.remove(MODEL_REGISTER)
+    model_in_azure = st.radio(
+        f"{choice.name} in the Azure ML workspace",
+        modes,
+        index=0,
+        format_func=MODEL_LABELS.__getitem__,
+        key=f"{prefix}_model_in_azure",
+        help=f"Version {choice.version.version} here is not a version number in the workspace: "
+        "the workspace numbers its own versions.",
+    )
+    workspace_version = st.text_input(
+        "Its version in the workspace",
+        placeholder="e.g. 3",
+        key=f"{prefix}_workspace_version",
+        help=f"Only for a model already registered: the version Azure ML studio shows under "
+        f"Models > {choice.name} (used as azureml:{choice.name}:VERSION).",
     )
     return DeploymentFields(
         endpoint=endpoint.strip(),
@@ -92,5 +121,6 @@ def render_deployment_fields(prefix: str, choice: ModelChoice) -> DeploymentFiel
         instance_type=instance_type.strip(),
         instance_count=int(instance_count),
         bundle=None if bundle == NO_BUNDLE else bundle,
-        reference_in_azure=reference,
+        model_in_azure=str(model_in_azure),
+        workspace_version=workspace_version.strip(),
     )

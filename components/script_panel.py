@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from components import access, services
+from components.script_editor import MarkedFailure, render_script_editor, replace_script
 from deploystudio.access import Action
 from deploystudio.customization.bundles import Bundle, BundleStore, attach_bundle, bundle_zip
 from deploystudio.customization.scoring_script import (
@@ -57,6 +58,13 @@ def default_bundle_name(inspection: ModelInspection) -> str:
     return f"{base[:24]}-score".strip("-")
 
 
+def marked_failure(validated: ValidatedScript | None) -> MarkedFailure | None:
+    """The line the editor marks: where the last validation failed, if in the script."""
+    if validated is None or validated.result.ok or validated.result.error_line is None:
+        return None
+    return MarkedFailure(validated.script, validated.result.error_line, validated.result.message)
+
+
 def render_script_panel(inspection: ModelInspection, model_path: Path, key: str) -> None:
     template_key, script_key = f"{key}_template", f"{key}_script"
     conda_key, image_key = f"{key}_conda", f"{key}_image"
@@ -65,7 +73,7 @@ def render_script_panel(inspection: ModelInspection, model_path: Path, key: str)
 
     def regenerate() -> None:
         template = st.session_state[template_key]
-        st.session_state[script_key] = generate_scoring_script(template, model_path)
+        replace_script(key, script_key, generate_scoring_script(template, model_path))
 
     if script_key not in st.session_state:
         st.session_state[template_key] = ScriptTemplate.NO_CODE
@@ -85,7 +93,8 @@ def render_script_panel(inspection: ModelInspection, model_path: Path, key: str)
     )
     script_column, environment_column = st.columns([3, 2])
     with script_column:
-        script = st.text_area("score.py", key=script_key, height=520)
+        failure = marked_failure(st.session_state.get(f"{key}_validation"))
+        script = render_script_editor(key, script_key, failure)
     with environment_column:
         conda_yaml = st.text_area("conda.yaml", key=conda_key, height=420)
         image = st.text_input("Base image", key=image_key)
@@ -129,6 +138,11 @@ def _render_validation(
             st.session_state[result_key] = ValidatedScript(script, result)
         except DeployStudioError as exc:
             st.error(str(exc))
+        else:
+            if result.error_line is not None:
+                # Drawn again so that the editor above marks the line (it was drawn before the
+                # validation ran); the outcome below is shown from session state.
+                st.rerun()
     validated: ValidatedScript | None = st.session_state.get(result_key)
     if validated is None:
         return None

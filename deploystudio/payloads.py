@@ -37,6 +37,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc.scoring_server import (
     infer_and_parse_data,
@@ -92,6 +93,7 @@ __all__ = [
     "bad_value_message",
     "check_params",
     "detect_format",
+    "example_request",
     "first_failed_cast",
     "parse_payload",
     "write_payload",
@@ -506,3 +508,26 @@ def _not_an_object(parsed: Any) -> PayloadError:
         f"The body is {json_type(parsed)}, but it must be a JSON object such as "
         '{"dataframe_split": {"columns": [...], "data": [[...]]}} (or a JSON array for a tensor).'
     )
+
+
+def example_request(model_path: Path) -> dict:
+    """The model's input example as an Azure ML request body: {"input_data": ..., "params"}.
+
+    Reads the MLmodel file and the example only (never the model's pickles): what the Customize
+    page validates a script with, and what the Azure export writes as request.json."""
+    try:
+        model = Model.load(str(model_path))
+    except (MlflowException, OSError) as exc:
+        raise PayloadError(f"'{model_path}' is not an MLflow model folder: {exc}") from exc
+    if not model.saved_input_example_info:
+        raise PayloadError(
+            "The model has no input example, so there is no request to send: write one, e.g. "
+            '{"input_data": {"columns": ["a", "b"], "data": [[1, 2]]}}.'
+        )
+    try:
+        data = model.load_input_example(str(model_path))
+        params = model.load_input_example_params(str(model_path))
+    except (MlflowException, ValueError, OSError) as exc:
+        raise PayloadError(f"The model's input example cannot be read: {exc}") from exc
+    body = write_payload(ModelInput(data=data, params=params), PayloadFormat.AZURE_INPUT_DATA)
+    return json.loads(body)

@@ -3,26 +3,48 @@ keys as Azure's own example YAML."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from azure.ai.ml import load_online_deployment
+from mlflow.models import Model
 
 from deploystudio.cli.main import main
-from deploystudio.deployment.azure.export import export_online
+from deploystudio.deployment.azure.export import example_request_or_none, export_online
+from deploystudio.deployment.azure.model_reference import workspace_reference
+from deploystudio.deployment.azure.model_registration import register_model
 from deploystudio.deployment.azure.specs import (
     ModelSource,
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
     ScoringCode,
     endpoint_entity,
+    model_source,
     validate_traffic,
 )
-from deploystudio.errors import AzureExportError, AzureSpecError, TrafficError, UnsafePathError
+from deploystudio.deployment.azure.workspace import AzureWorkspace, ml_client
+from deploystudio.errors import (
+    AzureExportError,
+    AzureSpecError,
+    DeployStudioError,
+    TrafficError,
+    UnsafePathError,
+)
+from deploystudio.payloads import PayloadFormat, example_request, parse_payload
+from deploystudio.prediction import local_model_path
+from tests.azure_fake import FakeAzureML, StaticToken
 from tests.conftest import AZURE_FIXTURES
 
 YAML = AZURE_FIXTURES / "yaml"
 IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+IRIS = "models:/iris-classifier/1"
+
+
+def model_signature(path: Path):
+    return Model.load(str(path)).signature
 
 
 def _local(model_path: Path, **changes) -> OnlineDeploymentSpec:
@@ -67,8 +89,14 @@ def test_no_code_export_loads_back_with_the_same_fields(
     assert _keys(YAML / "online-deployment-mlflow-registered.yml") <= _keys(out / "deployment.yml")
     ours = yaml.safe_load((out / "deployment.yml").read_text())
     example = yaml.safe_load((YAML / "online-deployment-mlflow-with-script.yaml").read_text())
-    assert set(ours["model"]) == set(example["model"])
+    # Azure's example pins `version: 1`; ours leaves the number to the workspace (the name's
+    # next version), since our version 1 may be taken there by another model version.
+    assert set(ours["model"]) == set(example["model"]) - {"version"}
+    assert deployment.model.name == "sklearn-diabetes" and deployment.model.version is None
     assert ours["model"]["path"] == "model"  # relative to the folder
+    # This model has no input example: no request.json, and no command that needs one.
+    assert "request.json" not in result.files and "--request-file" not in readme_of(result)
+    assert_readme_names_only_exported_files(result)
 
 
 def test_bundle_export_has_script_environment_and_same_keys(
@@ -100,6 +128,136 @@ def test_bundle_export_has_script_environment_and_same_keys(
     assert ours["environment"]["conda_file"] == "conda.yaml"
 
 
+def readme_of(result) -> str:
+    return (result.folder / "README.md").read_text()
+
+
+# What the README tells the reader to run: `az ml` lines and the Python block's calls.
+_FILE_ARGUMENT = re.compile(
+    r"(?:-f|--request-file)\s+(\S+)|(?:load_online_\w+\(|request_file=)\"([^\"]+)\""
+)
+
+
+def readme_files(readme: str) -> set[str]:
+    """Every file a command or call in the README names."""
+    commands = [
+        line.strip()
+        for line in readme.splitlines()
+        if line.strip().startswith("az ml") or "load_online_" in line or "request_file=" in line
+    ]
+    assert commands, readme
+    return {a or b for line in commands for a, b in _FILE_ARGUMENT.findall(line)}
+
+
+def assert_readme_names_only_exported_files(result) -> None:
+    named = readme_files(readme_of(result))
+    assert {"endpoint.yml", "deployment.yml"} <= named
+    missing = named - set(result.files)
+    assert not missing, f"the README names files the export did not write: {missing}"
+    for command in result.commands:
+        assert command in readme_of(result)
+
+
+def test_iris_export_writes_its_input_example_as_request_json(
+    tmp_path: Path, settings, registry, seeded
+) -> None:
+    iris = local_model_path(IRIS, settings, registry)
+    request = example_request_or_none(iris)
+    assert request is not None
+    spec = _local(iris, model=ModelSource(local_path=iris, name="iris-classifier", version="1"))
+    result = export_online(
+        tmp_path / "out", OnlineEndpointSpec("my-endpoint"), spec, request=request
+    )
+    assert "request.json" in result.files
+    written = json.loads((result.folder / "request.json").read_text())
+    # The version's input example, in Azure's input_data shape, parsed as Azure's format.
+    assert written == example_request(iris) and set(written) >= {"input_data"}
+    parsed = parse_payload(
+        json.dumps(written), model_signature(iris), PayloadFormat.AZURE_INPUT_DATA
+    )
+    assert list(parsed.data.columns) == list(written["input_data"]["columns"])
+    assert len(parsed.data) == len(written["input_data"]["data"]) > 0
+    readme = readme_of(result)
+    assert (
+        "az ml online-endpoint invoke --name my-endpoint --deployment-name blue "
+        "--request-file request.json" in readme
+    )
+    assert_readme_names_only_exported_files(result)
+    # And the YAML loads with azure-ai-ml's loaders from the folder itself.
+    loaded = load_online_deployment(str(result.folder / "deployment.yml"))
+    assert loaded.model.type == "mlflow_model" and loaded.model.version is None
+
+
+def test_a_version_registered_through_azure_ai_ml_is_the_one_exported(
+    tmp_path: Path, settings, registry, seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeAzureML()
+    fake.serve_storage(monkeypatch)
+    client = ml_client(
+        AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name),
+        StaticToken(),
+        fake,
+    )
+    iris = local_model_path(IRIS, settings, registry)
+    # The workspace already has a version of that name (another machine's upload, say): Azure
+    # gives the next number, which is not our version 1.
+    first = register_model(client, iris, "iris-classifier", IRIS)
+    progress: list[str] = []
+    second = register_model(client, iris, "iris-classifier", IRIS, progress=progress.append)
+    assert (first.version, second.version) == ("1", "2")
+    assert second.reference == "azureml:iris-classifier:2"
+    assert progress[-1] == "Registered as azureml:iris-classifier:2"
+    (put, _) = [r for r in fake.of_route("asset_version", "PUT") if "/models/" in r.path][::-1]
+    assert put.path.endswith("/models/iris-classifier/versions/2")
+    properties = put.body["properties"]
+    assert properties["modelType"] == "mlflow_model"
+    assert properties["tags"] == {"deploystudio.source": IRIS}
+    assert "/datastores/workspaceblobstore/paths/LocalUpload/" in properties["modelUri"]
+    assert fake.blobs, "the model's files were uploaded"
+
+    spec = _local(iris, model=model_source(IRIS, settings, workspace_version=second.version))
+    result = export_online(
+        tmp_path / "out",
+        OnlineEndpointSpec("my-endpoint"),
+        spec,
+        request=example_request_or_none(iris),
+    )
+    assert yaml.safe_load((result.folder / "deployment.yml").read_text())["model"] == (
+        "azureml:iris-classifier:2"
+    )
+    assert result.deployment.model == "iris-classifier:2"
+    assert not any(name.startswith("model/") for name in result.files)
+    assert "`azureml:iris-classifier:2`" in readme_of(result)
+    assert_readme_names_only_exported_files(result)
+
+
+def test_a_registration_azure_refuses_says_why(
+    settings, registry, seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeAzureML()
+    fake.serve_storage(monkeypatch)
+    fake.fail("asset_version", 403, "AuthorizationFailed", "no write access", method="PUT")
+    client = ml_client(
+        AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name),
+        StaticToken(),
+        fake,
+    )
+    with pytest.raises(DeployStudioError, match="register model 'iris-classifier'"):
+        register_model(client, local_model_path(IRIS, settings, registry), "iris-classifier", IRIS)
+    with pytest.raises(AzureSpecError, match="valid Azure ML asset name"):
+        register_model(client, Path("unused"), "bad name", IRIS)
+
+
+def test_a_workspace_version_is_asked_never_guessed(settings) -> None:
+    assert workspace_reference("iris-classifier", " 7 ") == "azureml:iris-classifier:7"
+    with pytest.raises(AzureSpecError, match="Give the version of iris-classifier"):
+        model_source(IRIS, settings, workspace_version="")
+    with pytest.raises(AzureSpecError, match="not an Azure ML model version"):
+        workspace_reference("iris-classifier", "7; rm")
+    with pytest.raises(AzureSpecError, match="not a registered model"):
+        model_source("/some/folder", settings, workspace_version="3")
+
+
 def test_readme_has_the_commands(tmp_path: Path) -> None:
     spec = _local(Path("unused"), model=ModelSource(azure_reference="azureml:diabetes:3"))
     result = export_online(tmp_path / "out", OnlineEndpointSpec("my-endpoint"), spec)
@@ -112,6 +270,7 @@ def test_readme_has_the_commands(tmp_path: Path) -> None:
         "azureml:diabetes:3"
     )
     assert result.files == ("README.md", "deployment.yml", "endpoint.yml")
+    assert_readme_names_only_exported_files(result)
 
 
 def test_export_refuses_a_used_folder_or_one_outside_the_allowed_roots(
@@ -217,3 +376,32 @@ def test_cli_export_and_its_errors(
     assert main(["azure", "export", "--model", str(azure_diabetes_model), "--endpoint",
                  "my-endpoint", "--deployment", "blue", "--out", str(out)]) == 2  # fmt: skip
     assert "not an empty folder" in capsys.readouterr().err
+    # --azure-model (our version taken for the workspace's) is gone: the version is asked.
+    with pytest.raises(SystemExit):
+        main(["azure", "export", "--model", str(azure_diabetes_model), "--endpoint", "e",
+              "--deployment", "blue", "--out", str(tmp_path / "x"), "--azure-model"])  # fmt: skip
+    assert main(["azure", "export", "--model", str(azure_diabetes_model), "--endpoint", "e",
+                 "--deployment", "blue", "--out", str(tmp_path / "y"),
+                 "--azure-version", "3"]) == 2  # fmt: skip
+    assert "not a registered model" in capsys.readouterr().err
+
+
+def test_cli_export_of_a_workspace_version_writes_request_json(
+    tmp_path: Path, seeded, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "cli-ws"
+    code = main(
+        [
+            "azure", "export", "--model", IRIS, "--endpoint", "iris-ep", "--deployment", "blue",
+            "--azure-version", "4", "--out", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "The deployment uses azureml:iris-classifier:4." in printed
+    assert "--request-file request.json" in printed
+    assert yaml.safe_load((out / "deployment.yml").read_text())["model"] == (
+        "azureml:iris-classifier:4"
+    )
+    assert json.loads((out / "request.json").read_text())["input_data"]["data"]
+    assert not (out / "model").exists()

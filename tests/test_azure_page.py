@@ -20,9 +20,15 @@ from azure.ai.ml import load_online_deployment, load_online_endpoint
 from streamlit.testing.v1 import AppTest
 
 from components import azure_target, services
+from components.azure_export_form import RESULT_KEY
+from components.azure_fields import MODEL_IN_WORKSPACE, MODEL_LABELS, MODEL_REGISTER, MODEL_UPLOAD
+from deploystudio.deployment.azure.model_registration import register_model
+from deploystudio.deployment.azure.workspace import AzureWorkspace, ml_client
+from deploystudio.prediction import local_model_path
 from tests.azure_fake import FakeAzureML, StaticToken
 from tests.conftest import REPO_ROOT
 from tests.page_support import fresh_caches, pages_using, rerun  # noqa: F401 (fixture)
+from tests.test_azure_export import assert_readme_names_only_exported_files
 
 PAGE = str(REPO_ROOT / "views" / "azure.py")
 RUN_TIMEOUT = 120
@@ -135,6 +141,11 @@ def test_connection_failure_lists_the_credentials_tried_and_shows_no_token(
 
 def test_export_writes_loadable_yaml_and_offers_a_zip(page_settings, offline_azure) -> None:
     at = open_page({"model": "iris-classifier", "version": "1"})
+    # Nothing assumes the workspace has our version 1: the files go, Azure numbers them.
+    model_in_azure = at.radio(key="azure_export_model_in_azure")
+    assert model_in_azure.value == MODEL_UPLOAD
+    assert model_in_azure.options == [MODEL_LABELS[m] for m in MODEL_LABELS]
+    assert not any("azureml:iris-classifier:1" in c.label for c in at.checkbox)
     at.text_input(key="azure_export_endpoint__iris-classifier").set_value("iris-ci")
     at.number_input(key="azure_export_instance_count").set_value(2)
     at.button(key="azure_export_submit").click()
@@ -147,10 +158,15 @@ def test_export_writes_loadable_yaml_and_offers_a_zip(page_settings, offline_azu
     deployment = load_online_deployment(str(folder / "deployment.yml"))
     assert endpoint.name == "iris-ci" and endpoint.auth_mode == "key"
     assert deployment.endpoint_name == "iris-ci" and deployment.instance_count == 2
-    # The loader drops the azureml: prefix; the file keeps Azure's reference form.
-    assert deployment.model == "iris-classifier:1"
-    assert "model: azureml:iris-classifier:1" in (folder / "deployment.yml").read_text()
-    assert "az ml online-endpoint create -f endpoint.yml" in next(c.value for c in at.code)
+    assert deployment.model.name == "iris-classifier" and deployment.model.version is None
+    assert (folder / "model" / "MLmodel").is_file()
+    # Every file the README's commands name is in the folder, request.json included.
+    result = at.session_state[RESULT_KEY]
+    assert_readme_names_only_exported_files(result)
+    assert "request.json" in result.files
+    shown = next(c.value for c in at.code)
+    assert "az ml online-endpoint create -f endpoint.yml" in shown
+    assert "--request-file request.json" in shown
 
     download = at.get("download_button")
     assert len(download) == 1
@@ -159,7 +175,61 @@ def test_export_writes_loadable_yaml_and_offers_a_zip(page_settings, offline_azu
 
     with zipfile.ZipFile(io.BytesIO(zip_bytes(folder))) as archive:
         names = set(archive.namelist())
-    assert f"{folder.name}/endpoint.yml" in names and f"{folder.name}/README.md" in names
+    assert {f"{folder.name}/{name}" for name in result.files} <= names
+
+
+def test_export_of_a_workspace_version_asks_for_its_number(page_settings, offline_azure) -> None:
+    at = open_page({"model": "iris-classifier", "version": "1"})
+    at.text_input(key="azure_export_endpoint__iris-classifier").set_value("iris-ws")
+    at.radio(key="azure_export_model_in_azure").set_value(MODEL_IN_WORKSPACE)
+    at.button(key="azure_export_submit").click()
+    rerun(at)
+    assert any("Give the version of iris-classifier" in e.value for e in at.error), at.error
+    at.text_input(key="azure_export_workspace_version").set_value("5")
+    at.button(key="azure_export_submit").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    result = at.session_state[RESULT_KEY]
+    assert result.deployment.model == "iris-classifier:5"
+    assert "model: azureml:iris-classifier:5" in (result.folder / "deployment.yml").read_text()
+    assert_readme_names_only_exported_files(result)
+    assert any("azureml:iris-classifier:5" in c.value for c in at.caption)
+
+
+def test_export_registers_the_model_and_references_the_version_azure_gives(
+    page_settings, offline_azure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeAzureML(
+        subscription_id=AZURE_ENV["AZURE_SUBSCRIPTION_ID"],
+        resource_group=AZURE_ENV["AZURE_RESOURCE_GROUP"],
+        workspace_name=AZURE_ENV["AZUREML_WORKSPACE_NAME"],
+    )
+    fake.serve_storage(monkeypatch)
+    monkeypatch.setattr(
+        azure_target, "connection_for_tests", lambda ws: (StaticToken("token-never-shown"), fake)
+    )
+    # The workspace already holds an iris-classifier version 1 (an upload from elsewhere): the
+    # page's registration becomes version 2, which is not our version 1.
+    workspace = AzureWorkspace(fake.subscription_id, fake.resource_group, fake.workspace_name)
+    iris = local_model_path("models:/iris-classifier/1", page_settings, services.registry())
+    elsewhere = register_model(
+        ml_client(workspace, StaticToken(), fake), iris, "iris-classifier", "elsewhere"
+    )
+    assert elsewhere.version == "1"
+    at = open_page({"model": "iris-classifier", "version": "1"})
+    at.text_input(key="azure_export_endpoint__iris-classifier").set_value("iris-reg")
+    at.radio(key="azure_export_model_in_azure").set_value(MODEL_REGISTER)
+    at.button(key="azure_export_submit").click()
+    rerun(at)
+    assert not at.error, [e.value for e in at.error]
+    put = [r for r in fake.of_route("asset_version", "PUT") if "/models/" in r.path][-1]
+    assert put.path.endswith("/models/iris-classifier/versions/2")
+    assert put.body["properties"]["tags"] == {"deploystudio.source": "models:/iris-classifier/1"}
+    result = at.session_state[RESULT_KEY]
+    assert "model: azureml:iris-classifier:2" in (result.folder / "deployment.yml").read_text()
+    assert not (result.folder / "model").exists()
+    assert_readme_names_only_exported_files(result)
+    assert "token-never-shown" not in page_text(at)
 
 
 def test_deploy_goes_through_the_runner_and_reports_the_sign_in_failure(
@@ -193,7 +263,8 @@ def test_deploy_through_the_form_to_the_fake_workspace_shows_the_final_state(
     at = open_page({"model": "iris-classifier", "version": "1"})
     at.text_input(key="azure_deploy_endpoint__iris-classifier").set_value("iris-form-ep")
     at.selectbox(key="azure_deploy_auth_mode").set_value("aml_token")
-    at.checkbox(key="azure_deploy_reference").uncheck()  # upload the registry's files
+    assert at.radio(key="azure_deploy_model_in_azure").value == MODEL_UPLOAD  # the default
+    assert MODEL_LABELS[MODEL_REGISTER] not in at.radio(key="azure_deploy_model_in_azure").options
     at.checkbox(key="azure_all_traffic").check()
     at.button(key="azure_deploy_submit").click()
     rerun(at)

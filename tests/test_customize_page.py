@@ -13,9 +13,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import services
+from components.script_editor import edited_script, error_marks, generation_key
+from components.script_panel import marked_failure
 from components.wrap_options import KIND_LABELS, pairs_to_mapping
 from components.wrap_panel import side_by_side
 from deploystudio.customization.bundles import BundleStore
+from deploystudio.customization.scoring_script import ScriptTemplate
 from deploystudio.customization.wrapping import WrapperKind
 from deploystudio.deployment.actors import local_user
 from tests.conftest import REPO_ROOT
@@ -138,7 +141,7 @@ def test_a_failing_custom_wrapper_shows_why_and_offers_no_registration(seeded):
 def test_script_validates_in_the_real_server_and_saves_a_bundle(seeded, settings):
     at = open_customize(iris_query())
     key = f"{page_key(IRIS_URI)}_script"
-    script = at.text_area(key=f"{key}_script").value
+    script = at.session_state[f"{key}_script"]
     assert "def init()" in script and "def run(" in script
     assert "azureml-inference-server-http" in at.text_area(key=f"{key}_conda").value
     at.button(key=f"{key}_validate").click()
@@ -184,12 +187,45 @@ def test_attaching_an_unvalidated_script_is_not_offered_ticked(seeded):
 def test_a_script_with_a_syntax_error_fails_before_any_server_starts(seeded):
     at = open_customize(iris_query())
     key = f"{page_key(IRIS_URI)}_script"
-    at.text_area(key=f"{key}_script").input("def init():\n    pass\n\ndef run(raw_data)\n")
+    broken = "def init():\n    pass\n\ndef run(raw_data)\n"
+    # What the editor sends back after an edit (the component does not render in AppTest).
+    assert edited_script({"id": "a1", "type": "change", "text": broken}, "old") == broken
+    at.session_state[f"{key}_script"] = broken
     at.button(key=f"{key}_validate").click()
     rerun(at)
     message = at.error[0].value
     assert "line 4" in message, message
-    assert at.text_area(key=f"{key}_script").value.startswith("def init()")
+    # The script round-trips through the page unchanged, and its line 4 is the one marked.
+    assert at.session_state[f"{key}_script"] == broken
+    failure = marked_failure(at.session_state[f"{key}_validation"])
+    assert failure is not None and (failure.script, failure.line) == (broken, 4)
+    marks = error_marks(failure.line, failure.message, broken)
+    assert [a["row"] for a in marks["annotations"]] == [3]
+    assert marks["annotations"][0]["text"] == message
+    assert [(m["startRow"], m["type"]) for m in marks["markers"]] == [(3, "fullLine")]
+
+
+def test_a_new_template_replaces_the_script_in_a_fresh_editor(seeded):
+    at = open_customize(iris_query())
+    key = f"{page_key(IRIS_URI)}_script"
+    before = at.session_state[generation_key(key)]
+    at.selectbox(key=f"{key}_template").set_value(ScriptTemplate.PRE_POST)
+    rerun(at)
+    assert "def preprocess(" in at.session_state[f"{key}_script"]
+    # A new editor (new key) shows it: the old one's last edit cannot bring the old text back.
+    assert at.session_state[generation_key(key)] == before + 1
+
+
+def test_editor_responses_and_marks():
+    # The editor's first value (no edit yet) and non-text events keep the script.
+    assert edited_script({"id": "", "type": "", "text": ""}, "kept") == "kept"
+    assert edited_script({"id": "b2", "type": "selection", "text": "x"}, "kept") == "kept"
+    assert edited_script(None, "kept") == "kept"
+    assert edited_script({"id": "c3", "type": "blur", "text": ""}, "kept") == ""
+    # A line past the end (the script got shorter) or none marks nothing.
+    assert error_marks(9, "boom", "a\nb\n") == {"annotations": [], "markers": []}
+    assert error_marks(None, "", "a") == {"annotations": [], "markers": []}
+    assert error_marks(3, "boom", "a\nb\n")["annotations"][0]["row"] == 2
 
 
 def test_a_bad_address_is_an_error_not_a_traceback(seeded):

@@ -27,6 +27,7 @@ from deploystudio.customization.scoring_script import (
     example_request,
     exception_line,
     generate_scoring_script,
+    script_error_line,
     validate_batch_script,
     validate_scoring_script,
 )
@@ -288,6 +289,7 @@ def test_syntax_error_gives_line_and_column_and_starts_nothing(paths, tmp_path):
     )
     assert (result.ok, result.stage) == (False, "syntax")
     assert "line 4, column 18: expected ':'" in result.message
+    assert result.error_line == 4  # what the Customize page's editor marks
     assert not (tmp_path / "work").exists()  # no folder, no server
 
 
@@ -296,12 +298,15 @@ def test_init_that_raises_is_named_with_its_exception(results):
     assert (result.ok, result.stage) == (False, "start")
     assert result.message == "init() raised ValueError: the model file is corrupt"
     assert "Worker failed to boot" in result.log_tail
+    # The raising line of score.py, from the traceback the server logged (line 1 is blank).
+    assert result.error_line == 3
 
 
 def test_missing_run_is_named(results):
     result, _ = results["no-run"]
     assert (result.ok, result.stage) == (False, "start")
     assert "no run() function" in result.message
+    assert result.error_line is None  # no line of the script raised
 
 
 def test_endless_init_times_out_and_leaves_no_process(results, tmp_path_factory):
@@ -331,6 +336,7 @@ def test_run_that_raises_gives_the_500_and_the_exception(results):
     result, _ = results["run-raises"]
     assert (result.ok, result.stage, result.status_code) == (False, "score", 500)
     assert result.message == "/score answered 500: run() raised KeyError: 'petal_width'"
+    assert result.error_line == 6
 
 
 def test_validation_leaves_no_files_behind(results, tmp_path_factory):
@@ -358,6 +364,7 @@ def test_batch_script_without_run_fails(results):
     result, _ = results["batch-no-run"]
     assert (result.ok, result.stage) == (False, "start")
     assert "no run() function" in result.message
+    assert result.error_line is None  # no line of the script raised
 
 
 def test_generated_scripts_stand_alone(paths):
@@ -389,6 +396,22 @@ def test_example_request_is_an_azure_body(paths):
     assert np.asarray(digits).shape == (3, 8, 8)
     with pytest.raises(PayloadError, match="no input example"):
         example_request(AZURE_DIABETES_MODEL)
+
+
+def test_script_error_line_is_the_scripts_deepest_frame():
+    log = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/site-packages/azureml_inference_server_http/server/user_script.py", '
+        "line 132, in invoke_run\n"
+        '  File "/data/validate-x/score.py", line 21, in run\n'
+        '  File "/data/validate-x/score.py", line 9, in _predict\n'
+        '  File "/srv/site-packages/mlflow/pyfunc/__init__.py", line 800, in predict\n'
+        "ValueError: boom\n"
+    )
+    assert script_error_line(log, "score.py") == 9
+    assert script_error_line(log, "batch_score.py") is None
+    # A file that only ends like the script is another file.
+    assert script_error_line('  File "/x/my_score.py", line 3, in f\n', "score.py") is None
 
 
 def test_exception_line_skips_the_server_wrapper():

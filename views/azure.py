@@ -21,7 +21,7 @@ choice = render_model_choice("azure")
 
 export_tab, deploy_tab, batch_tab = st.tabs(["Export for CI", "Deploy to Azure", "Batch endpoint"])
 with export_tab:
-    render_export_form(choice)
+    render_export_form(choice, workspace)
 with deploy_tab:
     if workspace is None:
         st.info("Set the workspace above to deploy; exporting needs no workspace.")

@@ -39,17 +39,21 @@ from deploystudio import inference_server
 from deploystudio.customization.batch_driver import MISSING_FUNCTION_EXIT, STAGE_MARKER
 from deploystudio.errors import (
     InvalidModelError,
-    PayloadError,
     ScoringServerError,
     ScriptSyntaxError,
     ScriptTemplateError,
 )
-from deploystudio.payloads import ModelInput, PayloadFormat, write_payload
+
+# example_request moved to payloads.py (the Azure export writes it as request.json too); kept
+# importable from here, where the page, the CLI and the tests have always found it.
+from deploystudio.payloads import example_request as example_request
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 SCRIPT_NAME = "score.py"
+# What the batch variant is saved as in its run folder (the driver imports it by path).
+BATCH_SCRIPT_NAME = "batch_score.py"
 MODELS_FOLDER = "azureml-models"
 # A model registered from a folder named model/ (as in Azure's examples) is mounted as
 # AZUREML_MODEL_DIR/model: scripts copied from Azure's samples expect that path.
@@ -61,6 +65,8 @@ _INCLUDES = re.compile(r"^(?:# @include \w+\n)+", re.MULTILINE)
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Warning)(?::.*)?$"
 )
+# A traceback frame: `  File "/run/validate-x/score.py", line 12, in run`.
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)', re.MULTILINE)
 # Exceptions that the inference server wraps the script's own exception in.
 _SERVER_EXCEPTIONS = ("UserScript", "AzmlinfsrvError", "azureml_inference_server_http")
 
@@ -174,9 +180,11 @@ def check_syntax(source: str, filename: str = SCRIPT_NAME) -> None:
         raise error from exc
     except ValueError as exc:  # what some Python versions raise for a NUL character
         line, column = _nul_place(source)
-        raise ScriptSyntaxError(
+        error = ScriptSyntaxError(
             f"line {line}, column {column}: {exc}. Remove it and validate again."
-        ) from exc
+        )
+        error.lineno, error.offset = line, column
+        raise error from exc
 
 
 def _nul_place(source: str) -> tuple[int, int]:
@@ -203,6 +211,21 @@ class ValidationResult:
     seconds: float
     ready_seconds: float | None = None
     score_seconds: float | None = None
+    # The line of the script where it failed (1-based): the syntax error's, else the script's
+    # deepest frame in the traceback the server or driver logged; None when the script's own
+    # code is not in it (a missing function, a timeout, a failure in the model's code only).
+    error_line: int | None = None
+
+
+def script_error_line(log: str, script_name: str) -> int | None:
+    """The line of `script_name` in the last traceback frame of `log` that is in that script:
+    where the script's own code raised (or called what raised)."""
+    lines = [
+        int(match["line"])
+        for match in _FRAME.finditer(log)
+        if Path(match["file"]).name == script_name
+    ]
+    return lines[-1] if lines else None
 
 
 def validate_scoring_script(
@@ -232,7 +255,12 @@ def validate_scoring_script(
     try:
         check_syntax(source)
     except ScriptSyntaxError as exc:
-        return result(False, "syntax", f"The script is not valid Python: {exc}")
+        return result(
+            False,
+            "syntax",
+            f"The script is not valid Python: {exc}",
+            error_line=getattr(exc, "lineno", None),
+        )
 
     run_dir = _run_folder(work_dir)
     log_path = run_dir / "server.log"
@@ -263,6 +291,7 @@ def validate_scoring_script(
                 "start",
                 _start_failure(log, timed_out, timeout_seconds),
                 log_tail=inference_server.log_tail(log_path),
+                error_line=None if timed_out else script_error_line(log, SCRIPT_NAME),
             )
         progress(f"Server ready in {ready_seconds:.1f} s; sending the request to /score")
         score_started = time.monotonic()
@@ -286,8 +315,10 @@ def validate_scoring_script(
             "score_seconds": score_seconds,
         }
         if status >= 400:
-            message = _score_failure(status, response, _read(log_path))
-            return result(False, "score", message, **fields)
+            log = _read(log_path)
+            message = _score_failure(status, response, log)
+            line = script_error_line(log, SCRIPT_NAME) if status >= 500 else None
+            return result(False, "score", message, error_line=line, **fields)
         return result(
             True,
             "done",
@@ -385,11 +416,16 @@ def validate_batch_script(
     try:
         check_syntax(source)
     except ScriptSyntaxError as exc:
-        return result(False, "syntax", f"The script is not valid Python: {exc}")
+        return result(
+            False,
+            "syntax",
+            f"The script is not valid Python: {exc}",
+            error_line=getattr(exc, "lineno", None),
+        )
 
     run_dir = _run_folder(work_dir)
     try:
-        script = run_dir / "batch_score.py"
+        script = run_dir / BATCH_SCRIPT_NAME
         script.write_text(source, encoding="utf-8")
         model_dir = inference_server.stage_model(
             model_path, run_dir / MODELS_FOLDER, folder_name=AZURE_MODEL_FOLDER
@@ -417,7 +453,12 @@ def validate_batch_script(
                 log_tail=tail,
             )
         if code != 0:
-            return result(False, *_batch_failure(log, code), log_tail=tail)
+            return result(
+                False,
+                *_batch_failure(log, code),
+                log_tail=tail,
+                error_line=script_error_line(log, BATCH_SCRIPT_NAME),
+            )
         frame = pd.read_json(result_path, orient="split")
         records = json.loads(frame.head(100).to_json(orient="records"))
         if len(frame) != len(example_frame):
@@ -503,23 +544,3 @@ def _batch_failure(log: str, code: int) -> tuple[str, str]:
     if stage == "init":
         return "start", f"init() raised {raised}"
     return "score", f"run() raised {raised}"
-
-
-# ----------------------------------------------------------------------------- example
-
-
-def example_request(model_path: Path) -> dict:
-    """The model's input example as an Azure ML request body: {"input_data": ..., "params"}."""
-    model = _load_mlmodel(model_path)
-    if not model.saved_input_example_info:
-        raise PayloadError(
-            "The model has no input example, so there is no request to send: write one, e.g. "
-            '{"input_data": {"columns": ["a", "b"], "data": [[1, 2]]}}.'
-        )
-    try:
-        data = model.load_input_example(str(model_path))
-        params = model.load_input_example_params(str(model_path))
-    except (MlflowException, ValueError, OSError) as exc:
-        raise PayloadError(f"The model's input example cannot be read: {exc}") from exc
-    body = write_payload(ModelInput(data=data, params=params), PayloadFormat.AZURE_INPUT_DATA)
-    return json.loads(body)

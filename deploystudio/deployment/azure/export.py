@@ -8,7 +8,13 @@ Layout (paths in the YAML are relative to the folder, as in Azure's examples):
     model/            the MLflow model's files, unless the model is referenced as azureml:NAME:VER
     code/score.py     the scoring script, when the deployment has one
     conda.yaml        its environment (with the base image in deployment.yml)
-    README.md         the `az ml` commands and the equivalent Python
+    request.json      the version's input example as an Azure `input_data` request, for the
+                      README's `az ml online-endpoint invoke` (absent when the model has none)
+    README.md         the `az ml` commands and the equivalent Python: only files written here
+
+The model is never given a version number guessed from our registry: its files go with no
+version (Azure registers them as the name's next version), or it is `azureml:NAME:VERSION` with
+the version the workspace gave (model_registration.py) or the user read there.
 
 Both YAML files are loaded back with `load_online_endpoint` / `load_online_deployment` from the
 folder itself before the export counts as done. Batch deployments have their own builder
@@ -17,6 +23,7 @@ folder itself before the export counts as done. Batch deployments have their own
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -41,6 +48,7 @@ CONDA_FILE = "conda.yaml"
 CODE_FOLDER = "code"
 MODEL_FOLDER = "model"
 README_FILE = "README.md"
+REQUEST_FILE = "request.json"
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,38 @@ class ExportResult:
     deployment: Any
 
     @property
-    def commands(self) -> tuple[str, str]:
-        """The two `az ml` commands, run from inside `folder`."""
-        return (
-            f"az ml online-endpoint create -f {ENDPOINT_FILE}",
-            f"az ml online-deployment create -f {DEPLOYMENT_FILE} --all-traffic",
-        )
+    def commands(self) -> tuple[str, ...]:
+        """The `az ml` commands, run from inside `folder`: create, then (with a request.json)
+        call the endpoint."""
+        return deploy_commands(self.endpoint.name, self.deployment.name, REQUEST_FILE in self.files)
+
+
+def deploy_commands(endpoint: str, deployment: str, with_request: bool) -> tuple[str, ...]:
+    create = (
+        f"az ml online-endpoint create -f {ENDPOINT_FILE}",
+        f"az ml online-deployment create -f {DEPLOYMENT_FILE} --all-traffic",
+    )
+    if not with_request:
+        return create
+    return (
+        *create,
+        f"az ml online-endpoint invoke --name {endpoint} --deployment-name {deployment} "
+        f"--request-file {REQUEST_FILE}",
+    )
+
+
+def example_request_or_none(model_path: Path | None) -> dict | None:
+    """The model's input example as an Azure request body (what request.json holds), or None
+    when the model has none (the README then says how to write one)."""
+    from deploystudio.errors import PayloadError
+    from deploystudio.payloads import example_request
+
+    if model_path is None:
+        return None
+    try:
+        return example_request(model_path)
+    except PayloadError:
+        return None
 
 
 def export_online(
@@ -66,6 +100,7 @@ def export_online(
     deployment: OnlineDeploymentSpec,
     allowed_roots: Sequence[Path] | None = None,
     pinned: Environment | None = None,
+    request: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Write the export folder; return what was written and the entities loaded back from it.
 
@@ -74,6 +109,8 @@ def export_online(
     written so far are removed. `pinned`: the model environment the model ran in here
     (`pinning.environment_for`); the exported conda files (the bundle's, and the model folder's
     own, which Azure uses for a no-code deployment) then pin its exact versions and Python.
+    `request`: the body written as request.json (`example_request_or_none`), which the README's
+    invoke command sends; None writes no request.json and no invoke command.
     """
     if deployment.endpoint_name.lower() != endpoint.name.lower():
         raise AzureExportError(
@@ -92,7 +129,7 @@ def export_online(
     created_here = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        return _write(out, endpoint_built, deployment, deployment_built, pinned)
+        return _write(out, endpoint_built, deployment, deployment_built, pinned, request)
     except BaseException:
         _clean(out, remove_folder=created_here)
         raise
@@ -132,7 +169,12 @@ def refuse_secret_variables(variables: Mapping[str, str]) -> None:
 
 
 def _write(
-    out: Path, entity: Any, spec: OnlineDeploymentSpec, built: Any, pinned: Environment | None
+    out: Path,
+    entity: Any,
+    spec: OnlineDeploymentSpec,
+    built: Any,
+    pinned: Environment | None,
+    request: Mapping[str, Any] | None,
 ) -> ExportResult:
     model: Any = None
     if spec.model.local_path is not None:
@@ -140,12 +182,10 @@ def _write(
         model_conda = _inside(out, f"{MODEL_FOLDER}/{CONDA_FILE}")
         if pinned is not None and model_conda.is_file():
             model_conda.write_text(pin_conda(model_conda.read_text(), pinned), encoding="utf-8")
-        model = {
-            "name": spec.model.name,
-            "version": spec.model.version,
-            "path": MODEL_FOLDER,
-            "type": "mlflow_model",
-        }
+        # No version: our registry's number may be taken in the workspace by another model
+        # version (the deployment would then fail to register it). Without one, azure-ai-ml
+        # registers the files as the name's next version when the deployment is created.
+        model = {"name": spec.model.name, "path": MODEL_FOLDER, "type": "mlflow_model"}
     environment = code_configuration = None
     if spec.code is not None:
         code_folder = _inside(out, CODE_FOLDER)
@@ -176,7 +216,13 @@ def _write(
         raise AzureExportError(
             f"azure-ai-ml does not load the exported YAML: {exc}. Check the settings."
         ) from exc
-    _inside(out, README_FILE).write_text(readme(entity.name, spec), encoding="utf-8")
+    if request is not None:
+        _inside(out, REQUEST_FILE).write_text(
+            json.dumps(request, indent=2) + "\n", encoding="utf-8"
+        )
+    _inside(out, README_FILE).write_text(
+        readme(entity.name, spec, with_request=request is not None), encoding="utf-8"
+    )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     return ExportResult(out, tuple(files), loaded_endpoint, loaded_deployment)
 
@@ -231,17 +277,18 @@ def _clean(out: Path, remove_folder: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-def readme(endpoint_name: str, spec: OnlineDeploymentSpec) -> str:
-    """How to deploy the folder: `az ml` commands, then the same steps in Python."""
+def readme(endpoint_name: str, spec: OnlineDeploymentSpec, with_request: bool = False) -> str:
+    """How to deploy the folder: `az ml` commands, then the same steps in Python. Every file a
+    command names is one the export writes (`request.json` only `with_request`)."""
     if spec.model.azure_reference is not None:
         model_note = (
-            f"The deployment uses `{spec.model.azure_reference}`, a model already registered in "
+            f"The deployment uses `{spec.model.azure_reference}`, a model version registered in "
             "the workspace."
         )
     else:
         model_note = (
-            f"`{MODEL_FOLDER}/` holds the MLflow model; Azure uploads and registers it as "
-            f"`{spec.model.name}` when the deployment is created."
+            f"`{MODEL_FOLDER}/` holds the MLflow model; Azure uploads it and registers it as the "
+            f"next version of `{spec.model.name}` when the deployment is created."
         )
     script_note = (
         f"`{CODE_FOLDER}/{spec.code.scoring_script}` is the scoring script; `{CONDA_FILE}` its "
@@ -255,19 +302,31 @@ def readme(endpoint_name: str, spec: OnlineDeploymentSpec) -> str:
         else ""
     )
     deployment_name = spec.name
+    listed = deploy_commands(endpoint_name, deployment_name, with_request)
+    commands = "\n".join(f"    {command}" for command in listed)
+    request_note = (
+        f"`{REQUEST_FILE}` is the model's input example as an Azure `input_data` request.\n"
+        if with_request
+        else "The model has no input example, so no request file was written: to call the "
+        'endpoint, send a body such as `{"input_data": {"columns": [...], "data": [[...]]}}`.\n'
+    )
+    python_invoke = (
+        f"print(ml_client.online_endpoints.invoke(\n"
+        f'    endpoint_name="{endpoint_name}", deployment_name="{deployment_name}", '
+        f'request_file="{REQUEST_FILE}"\n))\n'
+        if with_request
+        else ""
+    )
     return f"""# Azure ML online deployment {endpoint_name}/{deployment_name}
 
 Exported by Deploy Studio. Paths in the YAML files are relative to this folder.
 {model_note}
 {script_note}
-{env_note}
+{request_note}{env_note}
 ## With the Azure CLI (`az extension add -n ml`), from this folder
 
     az configure --defaults group=RESOURCE_GROUP workspace=WORKSPACE
-    az ml online-endpoint create -f {ENDPOINT_FILE}
-    az ml online-deployment create -f {DEPLOYMENT_FILE} --all-traffic
-    az ml online-endpoint invoke --name {endpoint_name} --deployment-name {deployment_name} \\
-        --request-file request.json
+{commands}
 
 ## With the Python SDK (azure-ai-ml, azure-identity), from this folder
 
@@ -284,5 +343,5 @@ deployment = load_online_deployment("{DEPLOYMENT_FILE}")
 ml_client.online_deployments.begin_create_or_update(deployment).result()
 endpoint.traffic = {{"{deployment_name}": 100}}
 ml_client.online_endpoints.begin_create_or_update(endpoint).result()
-```
+{python_invoke}```
 """

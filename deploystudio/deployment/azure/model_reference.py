@@ -10,11 +10,37 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deploystudio.errors import InvalidModelUriError
+from deploystudio.errors import AzureSpecError, InvalidModelUriError
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
 
 # Azure ML asset names: a letter or digit, then letters, digits, '.', '_' or '-'.
 AZURE_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# Asset versions: Azure numbers model versions 1, 2, ...; a version given by hand may be any
+# short token of the same characters as a name.
+AZURE_MODEL_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+
+
+def workspace_reference(name: str, version: str) -> str:
+    """`azureml:NAME:VERSION` for a model version the user says is in the workspace. The
+    version is the workspace's, which need not be our registry's number: it is asked, never
+    guessed."""
+    version = str(version).strip()
+    if not AZURE_MODEL_NAME.match(name or ""):
+        raise AzureSpecError(
+            f"Model name {name!r} is not a valid Azure ML asset name: letters, digits, dots, "
+            "dashes or underscores."
+        )
+    if not version:
+        raise AzureSpecError(
+            f"Give the version of {name} as the workspace numbers it (Azure ML studio > Models > "
+            f"{name}), or let the export register the model or upload its files."
+        )
+    if not AZURE_MODEL_VERSION.match(version):
+        raise AzureSpecError(
+            f"{version!r} is not an Azure ML model version: a number such as 3, as the "
+            "workspace shows it."
+        )
+    return f"azureml:{name}:{version}"
 
 
 def azure_model_reference(model_uri: str) -> str | None:
@@ -24,9 +50,7 @@ def azure_model_reference(model_uri: str) -> str | None:
         reference = parse_model_uri(model_uri)
     except InvalidModelUriError:
         return None
-    if reference.kind is ModelUriKind.REGISTERED_VERSION and AZURE_MODEL_NAME.match(
-        reference.name
-    ):
+    if reference.kind is ModelUriKind.REGISTERED_VERSION and AZURE_MODEL_NAME.match(reference.name):
         return f"azureml:{reference.name}:{reference.version}"
     return None
 

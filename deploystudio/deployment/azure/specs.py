@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from deploystudio.config import Settings
-from deploystudio.deployment.azure.model_reference import azure_model_reference
+from deploystudio.deployment.azure.model_reference import (
+    azure_model_reference,
+    workspace_reference,
+)
 from deploystudio.deployment.base import AZURE_AUTH_MODES, AuthMode, Deployment
 from deploystudio.deployment.local.routing import MAX_REQUEST_TIMEOUT_MS, REQUEST_SETTINGS
 from deploystudio.deployment.names import validate_name
@@ -247,12 +250,15 @@ def model_source(
     settings: Settings,
     reference_in_azure: bool = False,
     registry: Any = None,
+    workspace_version: str | None = None,
 ) -> ModelSource:
     """Where Azure gets `model_uri` from.
 
-    `reference_in_azure`: the version is already registered in the workspace under the same name
-    and version (`azureml:NAME:VERSION`). Otherwise the model's files are fetched from our
-    registry (cached) and Azure uploads them as an mlflow_model asset of the same name/version.
+    `workspace_version`: the version is registered in the workspace as this version of the
+    same name (`azureml:NAME:workspace_version`), as the user read it there or as registering
+    it returned. `reference_in_azure` (the Deploy form's older records): as the same version
+    number as here. Otherwise the model's files are fetched from our registry (cached) and Azure
+    uploads them as an mlflow_model asset of the same name.
     """
     # Imported here: the CLI parser imports us, and prediction is slow to import.
     from deploystudio.prediction import local_model_path
@@ -261,6 +267,16 @@ def model_source(
         reference = parse_model_uri(model_uri)
     except InvalidModelUriError as exc:
         raise AzureSpecError(str(exc)) from exc
+    if workspace_version is not None:
+        if reference.kind not in (
+            ModelUriKind.REGISTERED_VERSION,
+            ModelUriKind.REGISTERED_ALIAS,
+        ):
+            raise AzureSpecError(
+                f"'{model_uri}' is not a registered model: only a registered version has a name "
+                "to look up in the workspace. Export its files instead."
+            )
+        return ModelSource(azure_reference=workspace_reference(reference.name, workspace_version))
     if reference_in_azure:
         azure = azure_model_reference(model_uri)
         if azure is None:
