@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from mlflow.exceptions import MlflowException
@@ -11,6 +13,10 @@ from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
 from deploystudio.config import Settings, load_settings
+from deploystudio.deployment.azure import fake_transport_hook
+from deploystudio.deployment.azure.online import AzureTarget
+from deploystudio.deployment.azure.records import ONLINE
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 from deploystudio.deployment.base import DeploymentTarget
 from deploystudio.deployment.endpoint_supervisor import LocalEndpoints, start_local_endpoints
 from deploystudio.environments.choice import Chosen
@@ -24,6 +30,14 @@ from deploystudio.worker.sandbox import Access
 
 LISTING_TTL_SECONDS = 30
 log = logging.getLogger(__name__)
+# The session-state key holding the Azure ML workspace the Endpoints page's target picker chose;
+# absent or None: the local target.
+ENDPOINT_WORKSPACE_KEY = "endpoint_target_workspace"
+AZURE_RESUME_TITLE = "Resume Azure operations left running by the last app run"
+# Test seam: None in the app; an AppTest (which runs pages in its own process) may set it to a
+# function returning the (credential, transport) pair for a workspace, e.g. the fake ARM
+# transport. Browser tests use fake_transport_hook instead (another process, see there).
+connection_for_tests: Callable[[AzureWorkspace], tuple[Any, Any]] | None = None
 
 
 def get_settings() -> Settings:
@@ -144,9 +158,55 @@ def local_endpoints() -> LocalEndpoints:
     return _local_endpoints(str(get_settings().home))
 
 
+def azure_subject(endpoint: str, kind: str = ONLINE) -> str:
+    """The runner's subject for an Azure endpoint: one operation on it at a time. `kind` is
+    azure records' ONLINE or BATCH: an online and a batch endpoint may share a name, and work on
+    one must not hold up (or be mistaken for) work on the other."""
+    return f"Azure {kind} endpoint {endpoint}"
+
+
+@st.cache_resource(show_spinner=False)
+def _azure_target(
+    home: str, subscription_id: str, resource_group: str, workspace_name: str, seam: int
+) -> AzureTarget:
+    # One AzureTarget per workspace for the whole server, on the local endpoints' operation
+    # runner (Azure and local work show the same way). When a target is first built in a server
+    # process, the operations a previous run left pending are resumed (polled, never re-sent).
+    workspace = AzureWorkspace(subscription_id, resource_group, workspace_name)
+    credential = transport = None
+    factory = connection_for_tests or fake_transport_hook.connection_factory()
+    if factory is not None:
+        credential, transport = factory(workspace)
+    target = AzureTarget(get_settings(), workspace, credential, transport, registry=registry())
+    if target.records.pending() or target.batch_records.pending():
+        local_endpoints().operations.submit(
+            f"Azure workspace {workspace_name}",
+            AZURE_RESUME_TITLE,
+            lambda progress: target.resume_pending(progress),
+            actor=current_actor(),
+        )
+    return target
+
+
+def azure_target(workspace: AzureWorkspace) -> AzureTarget:
+    """Builds no network connection by itself: MLClient calls Azure only when used."""
+    return _azure_target(
+        str(get_settings().home),
+        workspace.subscription_id,
+        workspace.resource_group,
+        workspace.workspace_name,
+        # Part of the cache key so a target built for a test is never reused without it.
+        id(connection_for_tests) if connection_for_tests is not None else 0,
+    )
+
+
 def endpoint_target() -> DeploymentTarget:
-    """The target the endpoint panels manage, reached only through the interface (a panel
-    asks `supports(...)` before it shows what only some targets have)."""
+    """The target the endpoint panels manage (the Endpoints page's picker chooses it: local, or
+    an Azure ML workspace), reached only through the interface (a panel asks `supports(...)`
+    before it shows what only some targets have)."""
+    workspace = st.session_state.get(ENDPOINT_WORKSPACE_KEY)
+    if isinstance(workspace, AzureWorkspace):
+        return azure_target(workspace)
     return local_endpoints().target
 
 

@@ -1,0 +1,59 @@
+"""The Endpoints page's target picker: the local endpoints, or the Azure ML workspace the Azure
+settings name (the Azure ML page's form, secrets.toml, the environment or a config.json). The
+choice is kept in the address (?target=azure) and in `services.ENDPOINT_WORKSPACE_KEY`, which
+every endpoint panel's `services.endpoint_target()` reads, so the same panels manage either."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import services
+from components.azure_settings import FORM_KEY, config_roots
+from deploystudio.deployment.azure.workspace import AzureWorkspace, resolve_workspace
+from deploystudio.deployment.base import DeploymentTarget
+from deploystudio.errors import DeployStudioError
+
+LOCAL = "local"
+AZURE = "azure"
+PICKER_KEY = "target"
+
+
+def settings_workspace() -> AzureWorkspace | None:
+    """The workspace the Azure settings name, or None when they name none (yet)."""
+    try:
+        return resolve_workspace(st.session_state.get(FORM_KEY, {}), config_roots=config_roots())
+    except DeployStudioError:
+        return None
+
+
+def render_target_picker() -> tuple[DeploymentTarget, str]:
+    """The picker; returns the chosen target and what its endpoints are called ("local
+    endpoints", "online endpoints in Azure ML workspace ws")."""
+    workspace = settings_workspace()
+    options = [LOCAL] if workspace is None else [LOCAL, AZURE]
+    if st.session_state.get(PICKER_KEY) not in options:
+        st.session_state.pop(PICKER_KEY, None)  # e.g. ?target=azure with no workspace set
+    labels = {
+        LOCAL: "Local",
+        AZURE: f"Azure ML: {workspace.workspace_name}" if workspace else "Azure ML",
+    }
+    choice = st.radio(
+        "Target",
+        options,
+        format_func=labels.__getitem__,
+        horizontal=True,
+        key=PICKER_KEY,
+        bind="query-params",
+    )
+    if workspace is None:
+        st.caption(
+            "Set an Azure ML workspace on the Azure ML page (or in secrets.toml, the "
+            "environment or a config.json) to manage its online endpoints here too."
+        )
+    if choice == AZURE and workspace is not None:
+        st.session_state[services.ENDPOINT_WORKSPACE_KEY] = workspace
+        return services.endpoint_target(), (
+            f"online endpoints in Azure ML workspace {workspace.workspace_name}"
+        )
+    st.session_state[services.ENDPOINT_WORKSPACE_KEY] = None
+    return services.endpoint_target(), "local endpoints"
