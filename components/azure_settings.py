@@ -46,6 +46,15 @@ def found_values() -> dict[str, tuple[str, str]]:
     return found
 
 
+def settings_workspace() -> AzureWorkspace | None:
+    """The workspace the Azure settings name (this session's form, then secrets.toml, the
+    environment, a config.json), or None when they name none yet. Shows nothing."""
+    try:
+        return resolve_workspace(st.session_state.get(FORM_KEY, {}), config_roots=config_roots())
+    except DeployStudioError:
+        return None
+
+
 def render_workspace_settings() -> AzureWorkspace | None:
     """The form; returns the workspace to use, or None (with the reason shown)."""
     typed: dict[str, str] = st.session_state.get(FORM_KEY, {})

@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
+from deploystudio.azure_registry import AzureModelRegistry
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.azure import fake_transport_hook
 from deploystudio.deployment.azure.online import AzureTarget
@@ -22,6 +23,7 @@ from deploystudio.deployment.endpoint_supervisor import LocalEndpoints, start_lo
 from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
+from deploystudio.model_registry import MlflowModelRegistry, ModelRegistry, inspect_version
 from deploystudio.overview import RegistryFacts, registry_facts
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
@@ -55,6 +57,42 @@ def registry() -> Registry:
     return get_registry(settings.tracking_uri, settings.registry_uri)
 
 
+# A model source as the cached listings are keyed: the MLflow registry's URI, or this prefix and
+# an Azure ML workspace's ARM id (an Azure ML workspace's model registry).
+AZURE_SOURCE_PREFIX = "azureml:"
+
+
+def azure_source(workspace: AzureWorkspace) -> str:
+    return AZURE_SOURCE_PREFIX + workspace.arm_id
+
+
+@st.cache_resource(show_spinner=False)
+def _azure_model_registry(
+    home: str, subscription_id: str, resource_group: str, workspace_name: str, seam: int
+) -> AzureModelRegistry:
+    workspace = AzureWorkspace(subscription_id, resource_group, workspace_name)
+    credential = transport = None
+    factory = connection_for_tests or fake_transport_hook.connection_factory()
+    if factory is not None:
+        credential, transport = factory(workspace)
+    return AzureModelRegistry(get_settings(), workspace, credential, transport)
+
+
+def model_registry(source: str) -> ModelRegistry:
+    """The registry behind a source key (see AZURE_SOURCE_PREFIX), through its interface."""
+    if not source.startswith(AZURE_SOURCE_PREFIX):
+        return MlflowModelRegistry(registry(), get_settings())
+    # "/subscriptions/S/resourceGroups/R/providers/Microsoft.MachineLearningServices/workspaces/W"
+    parts = source.removeprefix(AZURE_SOURCE_PREFIX).strip("/").split("/")
+    return _azure_model_registry(
+        str(get_settings().home),
+        parts[1],
+        parts[3],
+        parts[7],
+        id(connection_for_tests) if connection_for_tests is not None else 0,
+    )
+
+
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def model_page(
     registry_uri: str,
@@ -64,17 +102,25 @@ def model_page(
     page_size: int,
     page_token: str | None,
 ) -> ModelPage:
-    return registry().list_models(name_query, tag, alias, page_size, page_token)
+    """`registry_uri`: the source (the MLflow registry's URI, or `azure_source(...)`)."""
+    return model_registry(registry_uri).list_models(name_query, tag, alias, page_size, page_token)
 
 
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def model_versions(registry_uri: str, name: str) -> list[VersionSummary]:
-    return registry().list_versions(name)
+    return model_registry(registry_uri).list_versions(name)
 
 
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def model_summary(registry_uri: str, name: str) -> ModelSummary:
-    return registry().get_model(name)
+    return model_registry(registry_uri).get_model(name)
+
+
+@st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
+def version_inspection(source: str, name: str, version: str) -> ModelInspection:
+    """A registered version's report from any source; another registry's version is
+    downloaded into the cache first."""
+    return inspect_version(model_registry(source), name, version, get_settings())
 
 
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
@@ -88,13 +134,20 @@ def inspection(registry_uri: str, model_uri: str) -> ModelInspection:
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def registry_overview(registry_uri: str) -> RegistryFacts:
     """The registry at a glance (models, versions, aliases, tags) for the overview and the tag
-    filter's suggestions."""
-    return registry_facts(registry())
+    filter's suggestions. `registry_uri`: the source, as for model_page."""
+    return registry_facts(model_registry(registry_uri))
 
 
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
-    for cached in (model_page, model_versions, model_summary, inspection, registry_overview):
+    for cached in (
+        model_page,
+        model_versions,
+        model_summary,
+        inspection,
+        version_inspection,
+        registry_overview,
+    ):
         cached.clear()
 
 

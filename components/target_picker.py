@@ -8,22 +8,12 @@ from __future__ import annotations
 import streamlit as st
 
 from components import services
-from components.azure_settings import FORM_KEY, config_roots
-from deploystudio.deployment.azure.workspace import AzureWorkspace, resolve_workspace
+from components.azure_settings import settings_workspace
 from deploystudio.deployment.base import DeploymentTarget
-from deploystudio.errors import DeployStudioError
 
 LOCAL = "local"
 AZURE = "azure"
 PICKER_KEY = "target"
-
-
-def settings_workspace() -> AzureWorkspace | None:
-    """The workspace the Azure settings name, or None when they name none (yet)."""
-    try:
-        return resolve_workspace(st.session_state.get(FORM_KEY, {}), config_roots=config_roots())
-    except DeployStudioError:
-        return None
 
 
 def render_target_picker() -> tuple[DeploymentTarget, str]:
