@@ -116,7 +116,8 @@ else:
     )
     if event.selection.rows:
         st.query_params["model"] = page.models[event.selection.rows[0]].name
-        remember_model({"model": st.query_params["model"]})
+        if not on_azure:  # the other pages take MLflow registry models only (for now)
+            remember_model({"model": st.query_params["model"]})
 
 previous_col, position_col, next_col = st.columns([1, 2, 1])
 if previous_col.button("← Previous", disabled=page_number == 1):
