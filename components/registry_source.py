@@ -12,7 +12,8 @@ from components.azure_settings import settings_workspace
 
 MLFLOW = "mlflow"
 AZURE = "azure"
-PICKER_KEY = "source"
+PICKER_KEY = "source"  # in the address
+WIDGET_KEY = "registry_source"
 
 
 def chosen_source() -> str | None:
@@ -29,8 +30,7 @@ def render_source_picker() -> tuple[str, bool]:
     """The picker; returns the source key and whether it is the Azure ML workspace."""
     workspace = settings_workspace()
     options = [MLFLOW] if workspace is None else [MLFLOW, AZURE]
-    if st.session_state.get(PICKER_KEY) not in options:
-        st.session_state.pop(PICKER_KEY, None)  # ?source=azure with no workspace set
+    asked = st.query_params.get(PICKER_KEY, MLFLOW)
     labels = {
         MLFLOW: "MLflow registry",
         AZURE: f"Azure ML: {workspace.workspace_name}" if workspace else "Azure ML",
@@ -39,10 +39,16 @@ def render_source_picker() -> tuple[str, bool]:
         "Registry",
         options,
         format_func=labels.__getitem__,
+        # The address says which on arrival (a link, a reload); the widget keeps the choice
+        # after. Not bound to the address: a bound radio keeps its label there, not the option.
+        index=options.index(asked) if asked in options else 0,
         horizontal=True,
-        key=PICKER_KEY,
-        bind="query-params",
+        key=WIDGET_KEY,
     )
+    if choice == options[0]:
+        st.query_params.pop(PICKER_KEY, None)
+    else:
+        st.query_params[PICKER_KEY] = choice
     if choice == AZURE and workspace is not None:
         return services.azure_source(workspace), True
     return services.get_settings().registry_uri, False

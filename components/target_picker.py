@@ -13,7 +13,8 @@ from deploystudio.deployment.base import DeploymentTarget
 
 LOCAL = "local"
 AZURE = "azure"
-PICKER_KEY = "target"
+PICKER_KEY = "target"  # in the address
+WIDGET_KEY = "endpoint_target"
 
 
 def render_target_picker() -> tuple[DeploymentTarget, str]:
@@ -21,8 +22,7 @@ def render_target_picker() -> tuple[DeploymentTarget, str]:
     endpoints", "online endpoints in Azure ML workspace ws")."""
     workspace = settings_workspace()
     options = [LOCAL] if workspace is None else [LOCAL, AZURE]
-    if st.session_state.get(PICKER_KEY) not in options:
-        st.session_state.pop(PICKER_KEY, None)  # e.g. ?target=azure with no workspace set
+    asked = st.query_params.get(PICKER_KEY, LOCAL)
     labels = {
         LOCAL: "Local",
         AZURE: f"Azure ML: {workspace.workspace_name}" if workspace else "Azure ML",
@@ -31,10 +31,16 @@ def render_target_picker() -> tuple[DeploymentTarget, str]:
         "Target",
         options,
         format_func=labels.__getitem__,
+        # The address says which on arrival (a link, a reload); the widget keeps the choice
+        # after. Not bound to the address: a bound radio keeps its label there, not the option.
+        index=options.index(asked) if asked in options else 0,
         horizontal=True,
-        key=PICKER_KEY,
-        bind="query-params",
+        key=WIDGET_KEY,
     )
+    if choice == options[0]:
+        st.query_params.pop(PICKER_KEY, None)
+    else:
+        st.query_params[PICKER_KEY] = choice
     if workspace is None:
         st.caption(
             "Set an Azure ML workspace on the Azure ML page (or in secrets.toml, the "

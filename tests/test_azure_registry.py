@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import services
-from components.registry_source import PICKER_KEY
+from components.registry_source import WIDGET_KEY
 from deploystudio.azure_registry import AzureModelRegistry
 from deploystudio.deployment.azure.workspace import AzureWorkspace
 from deploystudio.deployment.base import DeploymentState
@@ -176,16 +176,17 @@ def run_page(page: str, **query: str) -> AppTest:
 
 def test_browse_lists_the_workspace_models_and_links_to_inspect(pages, fake) -> None:
     at = run_page("views/browse.py")
-    picker = at.radio(key=PICKER_KEY)
+    picker = at.radio(key=WIDGET_KEY)
     assert picker.options == ["MLflow registry", "Azure ML: ws-models"]
     assert "diabetes" not in set(at.dataframe[0].value["name"])  # the MLflow registry first
     picker.set_value("azure")
     rerun(at)
     assert list(at.dataframe[0].value["name"]) == ["diabetes", "forecast"]
     at = run_page("views/browse.py", source="azure", model="diabetes")
-    assert at.subheader[0].value == "diabetes"
+    assert at.radio(key=WIDGET_KEY).value == "azure", [e.value for e in at.error]
+    assert at.subheader[0].value == "diabetes", [e.value for e in at.error]
     versions = [d.value for d in at.dataframe][-1]
-    assert list(versions["version"]) == ["2", "1"]
+    assert [str(v) for v in versions["version"]] == ["2", "1"]
     links = [link for link in at.get("page_link") if "Inspect version" in link.proto.label]
     assert [link.proto.label for link in links] == ["Inspect version 2", "Inspect version 1"]
     assert "source=azure" in links[0].proto.query_string

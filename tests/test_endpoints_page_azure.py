@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from components import services
 from components.endpoint_keys import reveal_key
-from components.target_picker import PICKER_KEY
+from components.target_picker import WIDGET_KEY
 from components.traffic_editor import editor_key
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.store import DeploymentStore
@@ -158,7 +158,7 @@ def test_the_picker_offers_the_settings_workspace_and_manages_its_endpoints(pick
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT)
     at.switch_page("views/endpoints.py")
     rerun(at)
-    picker = at.radio(key=PICKER_KEY)
+    picker = at.radio(key=WIDGET_KEY)
     assert picker.value == "local"
     assert picker.options == ["Local", "Azure ML: ws-picked"]
     assert any("No local endpoints yet" in i.value for i in at.info)
@@ -173,7 +173,7 @@ def test_the_picker_offers_the_settings_workspace_and_manages_its_endpoints(pick
     fake_endpoint = fake.endpoints[ENDPOINT]
     fake_endpoint["properties"]["traffic"] = {"blue": 80, "green": 20}
     at = endpoint_page(ENDPOINT, "Safe rollout", TIMEOUT, target="azure", old="blue", new="green")
-    assert at.radio(key=PICKER_KEY).value == "azure"
+    assert at.radio(key=WIDGET_KEY).value == "azure"
     at.button(key=f"rollout_{ENDPOINT}_rollback").click()
     rerun(at)
     operation = settle(at)
@@ -197,8 +197,8 @@ def test_the_picker_says_how_to_offer_a_workspace_when_none_is_set(
         try:
             at = endpoint_page(ENDPOINT, None, TIMEOUT, target="azure")
             # ?target=azure without a workspace: local, and how to add one.
-            assert at.radio(key=PICKER_KEY).value == "local"
-            assert at.radio(key=PICKER_KEY).options == ["Local"]
+            assert at.radio(key=WIDGET_KEY).value == "local"
+            assert at.radio(key=WIDGET_KEY).options == ["Local"]
             assert any("Set an Azure ML workspace" in c.value for c in at.caption)
         finally:
             services.local_endpoints().operations.shutdown()
