@@ -73,7 +73,7 @@ def test_an_azure_endpoint_is_managed_from_the_endpoints_page(azure_app_url, pag
         slider.press("ArrowRight")
     expect(shares(page, 70, 30)).to_be_visible()
     page.get_by_role("button", name="Apply traffic").click()
-    expect(page.get_by_text("Traffic of iris-ep")).to_be_visible(timeout=CHANGE_TIMEOUT_MS)
+    expect(page.get_by_text("Set traffic: succeeded")).to_be_visible(timeout=CHANGE_TIMEOUT_MS)
     open_tab(page, url, "Traffic")
     expect(shares(page, 70, 30)).to_be_visible()
 
@@ -82,21 +82,25 @@ def test_an_azure_endpoint_is_managed_from_the_endpoints_page(azure_app_url, pag
         f"{url}/endpoints?target=azure&endpoint={ENDPOINT}&tab=Safe+rollout&old=blue&new=green"
     )
     page.get_by_role("button", name="Rollback to blue").click()
-    expect(page.get_by_role("button", name="Rollback to blue")).to_be_disabled(
-        timeout=CHANGE_TIMEOUT_MS
-    )
+    done = page.get_by_text("Roll back: all live traffic to blue: succeeded")
+    expect(done).to_be_visible(timeout=CHANGE_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Rollback to blue")).to_be_disabled()
     open_tab(page, url, "Traffic")
     expect(shares(page, 100, 0)).to_be_visible()
 
     # Keys: the secondary key is regenerated, the primary one kept.
     open_tab(page, url, "Keys")
     page.get_by_text("Show keys").click()
+    expect(page.get_by_text("Secondary key", exact=True)).to_be_visible()
     codes = page.locator('[data-testid="stCode"]')
-    expect(codes).to_have_count(3)  # the scoring URI, primary, secondary
-    primary, secondary = codes.nth(1).inner_text(), codes.nth(2).inner_text()
+    count = codes.count()  # the scoring URI (when Azure gave one), then the two keys
+    primary, secondary = codes.nth(count - 2).inner_text(), codes.nth(count - 1).inner_text()
+    assert primary.strip() and secondary.strip() and primary != secondary
     page.get_by_text("secondary", exact=True).click()
     page.get_by_text("The current secondary key stops working").click()
     page.get_by_role("button", name="Regenerate the secondary key").click()
+    done = page.get_by_text("Regenerate the secondary key: succeeded")
+    expect(done).to_be_visible(timeout=CHANGE_TIMEOUT_MS)
     expect(page.get_by_text(secondary.strip())).to_have_count(0, timeout=CHANGE_TIMEOUT_MS)
     expect(page.get_by_text(primary.strip())).to_be_visible()
     expect(page.get_by_text("Traceback")).to_have_count(0)
