@@ -22,12 +22,11 @@ from deploystudio.errors import DeployStudioError, EndpointNotFoundError
 TABS = ("Deployments", "Traffic", "Safe rollout", "Metrics", "Invoke", "Keys", "History")
 
 st.title("Endpoints")
-target, target_name = render_target_picker()
-
 try:
+    target, target_name = render_target_picker()
     endpoints = target.list_endpoints()
 except DeployStudioError as exc:  # e.g. Azure cannot be reached or refuses the credential
-    st.error(f"The {target_name} cannot be listed: {exc}")
+    st.error(f"The endpoints cannot be listed: {exc}")
     st.stop()
 if not endpoints:
     st.info(
