@@ -66,15 +66,19 @@ def azure_source(workspace: AzureWorkspace) -> str:
     return AZURE_SOURCE_PREFIX + workspace.arm_id
 
 
+def _azure_connection(workspace: AzureWorkspace) -> tuple[Any, Any]:
+    """(credential, transport) for a workspace: (None, None) in the app (DefaultAzureCredential
+    and the network); a test's, through the seam or the test-only hook."""
+    factory = connection_for_tests or fake_transport_hook.connection_factory()
+    return factory(workspace) if factory is not None else (None, None)
+
+
 @st.cache_resource(show_spinner=False)
 def _azure_model_registry(
     home: str, subscription_id: str, resource_group: str, workspace_name: str, seam: int
 ) -> AzureModelRegistry:
     workspace = AzureWorkspace(subscription_id, resource_group, workspace_name)
-    credential = transport = None
-    factory = connection_for_tests or fake_transport_hook.connection_factory()
-    if factory is not None:
-        credential, transport = factory(workspace)
+    credential, transport = _azure_connection(workspace)
     return AzureModelRegistry(get_settings(), workspace, credential, transport)
 
 
@@ -226,10 +230,7 @@ def _azure_target(
     # runner (Azure and local work show the same way). When a target is first built in a server
     # process, the operations a previous run left pending are resumed (polled, never re-sent).
     workspace = AzureWorkspace(subscription_id, resource_group, workspace_name)
-    credential = transport = None
-    factory = connection_for_tests or fake_transport_hook.connection_factory()
-    if factory is not None:
-        credential, transport = factory(workspace)
+    credential, transport = _azure_connection(workspace)
     target = AzureTarget(get_settings(), workspace, credential, transport, registry=registry())
     if target.records.pending() or target.batch_records.pending():
         local_endpoints().operations.submit(

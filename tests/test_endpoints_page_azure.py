@@ -160,7 +160,7 @@ def test_the_picker_offers_the_settings_workspace_and_manages_its_endpoints(pick
     at.switch_page("views/endpoints.py")
     rerun(at)
     picker = at.radio(key=WIDGET_KEY)
-    assert picker.value == "local"
+    assert picker.value == "here"
     assert picker.options == ["Local", "Azure ML: ws-picked"]
     assert any("No local endpoints yet" in i.value for i in at.info)
     assert not fake.of_route("endpoints")  # Azure is not asked until it is picked
@@ -196,7 +196,7 @@ def test_the_picker_says_how_to_offer_a_workspace_when_none_is_set(
         try:
             at = endpoint_page(ENDPOINT, None, TIMEOUT, target="azure")
             # ?target=azure without a workspace: local, and how to add one.
-            assert at.radio(key=WIDGET_KEY).value == "local"
+            assert at.radio(key=WIDGET_KEY).value == "here"
             assert at.radio(key=WIDGET_KEY).options == ["Local"]
             assert any("Set an Azure ML workspace" in c.value for c in at.caption)
         finally:
