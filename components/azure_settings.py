@@ -46,6 +46,15 @@ def found_values() -> dict[str, tuple[str, str]]:
     return found
 
 
+def settings_workspace() -> AzureWorkspace | None:
+    """The workspace the Azure settings name (this session's form, then secrets.toml, the
+    environment, a config.json), or None when they name none yet. Shows nothing."""
+    try:
+        return resolve_workspace(st.session_state.get(FORM_KEY, {}), config_roots=config_roots())
+    except DeployStudioError:
+        return None
+
+
 def render_workspace_settings() -> AzureWorkspace | None:
     """The form; returns the workspace to use, or None (with the reason shown)."""
     typed: dict[str, str] = st.session_state.get(FORM_KEY, {})
@@ -109,3 +118,30 @@ def render_connection_test(workspace: AzureWorkspace) -> ConnectionReport | None
                 width="stretch",
             )
     return report
+
+
+def pick_here_or_workspace(
+    label: str, here: str, address_key: str, widget_key: str
+) -> AzureWorkspace | None:
+    """A radio between `here` (the local target, the MLflow registry) and the Azure ML
+    workspace the settings name (offered only when they name one); returns the workspace when
+    it is chosen. ?ADDRESS_KEY=azure presets it on arrival (a link, a reload); the widget keeps
+    the choice after. Not bound to the address: a bound radio keeps its label there, not the
+    option."""
+    workspace = settings_workspace()
+    options = ["here"] if workspace is None else ["here", "azure"]
+    asked = st.query_params.get(address_key, "here")
+    labels = {"here": here, "azure": f"Azure ML: {workspace.workspace_name}" if workspace else ""}
+    choice = st.radio(
+        label,
+        options,
+        format_func=labels.__getitem__,
+        index=options.index(asked) if asked in options else 0,
+        horizontal=True,
+        key=widget_key,
+    )
+    if choice == "azure":
+        st.query_params[address_key] = "azure"
+        return workspace
+    st.query_params.pop(address_key, None)
+    return None

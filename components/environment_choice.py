@@ -19,14 +19,17 @@ ENV_HELP = (
 
 def render_env_mode(key: str) -> str:
     """auto, model or app, as the user chose (auto by default)."""
-    return st.segmented_control(
-        "Environment",
-        ENV_MODES,
-        default=EnvMode.AUTO.value,
-        format_func=ENV_LABELS.get,
-        key=key,
-        help=ENV_HELP,
-    ) or EnvMode.AUTO.value
+    return (
+        st.segmented_control(
+            "Environment",
+            ENV_MODES,
+            default=EnvMode.AUTO.value,
+            format_func=ENV_LABELS.get,
+            key=key,
+            help=ENV_HELP,
+        )
+        or EnvMode.AUTO.value
+    )
 
 
 @contextmanager

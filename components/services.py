@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
+from deploystudio.azure_registry import AzureModelRegistry
 from deploystudio.config import Settings, load_settings
+from deploystudio.deployment.azure import fake_transport_hook
+from deploystudio.deployment.azure.online import AzureTarget
+from deploystudio.deployment.azure.records import ONLINE
+from deploystudio.deployment.azure.workspace import AzureWorkspace
 from deploystudio.deployment.base import DeploymentTarget
 from deploystudio.deployment.endpoint_supervisor import LocalEndpoints, start_local_endpoints
 from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
+from deploystudio.model_registry import MlflowModelRegistry, ModelRegistry, inspect_version
 from deploystudio.overview import RegistryFacts, registry_facts
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
@@ -24,6 +32,14 @@ from deploystudio.worker.sandbox import Access
 
 LISTING_TTL_SECONDS = 30
 log = logging.getLogger(__name__)
+# The session-state key holding the Azure ML workspace the Endpoints page's target picker chose;
+# absent or None: the local target.
+ENDPOINT_WORKSPACE_KEY = "endpoint_target_workspace"
+AZURE_RESUME_TITLE = "Resume Azure operations left running by the last app run"
+# Test seam: None in the app; an AppTest (which runs pages in its own process) may set it to a
+# function returning the (credential, transport) pair for a workspace, e.g. the fake ARM
+# transport. Browser tests use fake_transport_hook instead (another process, see there).
+connection_for_tests: Callable[[AzureWorkspace], tuple[Any, Any]] | None = None
 
 
 def get_settings() -> Settings:
@@ -41,6 +57,46 @@ def registry() -> Registry:
     return get_registry(settings.tracking_uri, settings.registry_uri)
 
 
+# A model source as the cached listings are keyed: the MLflow registry's URI, or this prefix and
+# an Azure ML workspace's ARM id (an Azure ML workspace's model registry).
+AZURE_SOURCE_PREFIX = "azureml:"
+
+
+def azure_source(workspace: AzureWorkspace) -> str:
+    return AZURE_SOURCE_PREFIX + workspace.arm_id
+
+
+def _azure_connection(workspace: AzureWorkspace) -> tuple[Any, Any]:
+    """(credential, transport) for a workspace: (None, None) in the app (DefaultAzureCredential
+    and the network); a test's, through the seam or the test-only hook."""
+    factory = connection_for_tests or fake_transport_hook.connection_factory()
+    return factory(workspace) if factory is not None else (None, None)
+
+
+@st.cache_resource(show_spinner=False)
+def _azure_model_registry(
+    home: str, subscription_id: str, resource_group: str, workspace_name: str, seam: int
+) -> AzureModelRegistry:
+    workspace = AzureWorkspace(subscription_id, resource_group, workspace_name)
+    credential, transport = _azure_connection(workspace)
+    return AzureModelRegistry(get_settings(), workspace, credential, transport)
+
+
+def model_registry(source: str) -> ModelRegistry:
+    """The registry behind a source key (see AZURE_SOURCE_PREFIX), through its interface."""
+    if not source.startswith(AZURE_SOURCE_PREFIX):
+        return MlflowModelRegistry(registry(), get_settings())
+    # "/subscriptions/S/resourceGroups/R/providers/Microsoft.MachineLearningServices/workspaces/W"
+    parts = source.removeprefix(AZURE_SOURCE_PREFIX).strip("/").split("/")
+    return _azure_model_registry(
+        str(get_settings().home),
+        parts[1],
+        parts[3],
+        parts[7],
+        id(connection_for_tests) if connection_for_tests is not None else 0,
+    )
+
+
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def model_page(
     registry_uri: str,
@@ -50,17 +106,25 @@ def model_page(
     page_size: int,
     page_token: str | None,
 ) -> ModelPage:
-    return registry().list_models(name_query, tag, alias, page_size, page_token)
+    """`registry_uri`: the source (the MLflow registry's URI, or `azure_source(...)`)."""
+    return model_registry(registry_uri).list_models(name_query, tag, alias, page_size, page_token)
 
 
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def model_versions(registry_uri: str, name: str) -> list[VersionSummary]:
-    return registry().list_versions(name)
+    return model_registry(registry_uri).list_versions(name)
 
 
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def model_summary(registry_uri: str, name: str) -> ModelSummary:
-    return registry().get_model(name)
+    return model_registry(registry_uri).get_model(name)
+
+
+@st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
+def version_inspection(source: str, name: str, version: str) -> ModelInspection:
+    """A registered version's report from any source; another registry's version is
+    downloaded into the cache first."""
+    return inspect_version(model_registry(source), name, version, get_settings())
 
 
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
@@ -74,13 +138,20 @@ def inspection(registry_uri: str, model_uri: str) -> ModelInspection:
 @st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
 def registry_overview(registry_uri: str) -> RegistryFacts:
     """The registry at a glance (models, versions, aliases, tags) for the overview and the tag
-    filter's suggestions."""
-    return registry_facts(registry())
+    filter's suggestions. `registry_uri`: the source, as for model_page."""
+    return registry_facts(model_registry(registry_uri))
 
 
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
-    for cached in (model_page, model_versions, model_summary, inspection, registry_overview):
+    for cached in (
+        model_page,
+        model_versions,
+        model_summary,
+        inspection,
+        version_inspection,
+        registry_overview,
+    ):
         cached.clear()
 
 
@@ -144,9 +215,52 @@ def local_endpoints() -> LocalEndpoints:
     return _local_endpoints(str(get_settings().home))
 
 
+def azure_subject(endpoint: str, kind: str = ONLINE) -> str:
+    """The runner's subject for an Azure endpoint: one operation on it at a time. `kind` is
+    azure records' ONLINE or BATCH: an online and a batch endpoint may share a name, and work on
+    one must not hold up (or be mistaken for) work on the other."""
+    return f"Azure {kind} endpoint {endpoint}"
+
+
+@st.cache_resource(show_spinner=False)
+def _azure_target(
+    home: str, subscription_id: str, resource_group: str, workspace_name: str, seam: int
+) -> AzureTarget:
+    # One AzureTarget per workspace for the whole server, on the local endpoints' operation
+    # runner (Azure and local work show the same way). When a target is first built in a server
+    # process, the operations a previous run left pending are resumed (polled, never re-sent).
+    workspace = AzureWorkspace(subscription_id, resource_group, workspace_name)
+    credential, transport = _azure_connection(workspace)
+    target = AzureTarget(get_settings(), workspace, credential, transport, registry=registry())
+    if target.records.pending() or target.batch_records.pending():
+        local_endpoints().operations.submit(
+            f"Azure workspace {workspace_name}",
+            AZURE_RESUME_TITLE,
+            lambda progress: target.resume_pending(progress),
+            actor=current_actor(),
+        )
+    return target
+
+
+def azure_target(workspace: AzureWorkspace) -> AzureTarget:
+    """Builds no network connection by itself: MLClient calls Azure only when used."""
+    return _azure_target(
+        str(get_settings().home),
+        workspace.subscription_id,
+        workspace.resource_group,
+        workspace.workspace_name,
+        # Part of the cache key so a target built for a test is never reused without it.
+        id(connection_for_tests) if connection_for_tests is not None else 0,
+    )
+
+
 def endpoint_target() -> DeploymentTarget:
-    """The target the endpoint panels manage, reached only through the interface (a panel
-    asks `supports(...)` before it shows what only some targets have)."""
+    """The target the endpoint panels manage (the Endpoints page's picker chooses it: local, or
+    an Azure ML workspace), reached only through the interface (a panel asks `supports(...)`
+    before it shows what only some targets have)."""
+    workspace = st.session_state.get(ENDPOINT_WORKSPACE_KEY)
+    if isinstance(workspace, AzureWorkspace):
+        return azure_target(workspace)
     return local_endpoints().target
 
 

@@ -11,8 +11,9 @@ from difflib import SequenceMatcher
 from deploystudio.deployment.base import Deployment, DeploymentState, DeploymentTarget, Endpoint
 from deploystudio.deployment.batch.records import BatchJob, JobState
 from deploystudio.errors import DeployStudioError
+from deploystudio.model_registry import ModelRegistry
 from deploystudio.model_uri import ModelUriKind, parse_model_uri
-from deploystudio.registry import ModelSummary, Registry
+from deploystudio.registry import ModelSummary
 
 # The overview reads at most this many models (one MLflow search page each 1,000): enough for a
 # team's registry, bounded for a 100,000-model one, where the counts say "at least".
@@ -41,7 +42,7 @@ class RegistryFacts:
         return Counter(alias for m in self.models for alias in m.aliases)
 
 
-def registry_facts(registry: Registry) -> RegistryFacts:
+def registry_facts(registry: ModelRegistry) -> RegistryFacts:
     models: list[ModelSummary] = []
     token = None
     for _ in range(OVERVIEW_MAX_PAGES):

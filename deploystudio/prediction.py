@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,21 +121,47 @@ def local_model_path(
         reference = parse_model_uri(f"models:/{reference.name}/{version}")
     # artifact_location checks the location with model_location.contained_location.
     location = registry.artifact_location(reference)
-    target = settings.home / "cache" / "models" / hashlib.sha256(location.encode()).hexdigest()[:24]
+    if not (model_cache_folder(location, settings) / _COMPLETE_MARKER).is_file():
+        _refuse_links_leaving(location, uri)
+
+    def download(staging: Path) -> Path:
+        try:
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=str(staging), tracking_uri=settings.tracking_uri
+                )
+            )
+        except MlflowException as exc:
+            raise InvalidModelError(f"Could not download {uri}: {exc}") from exc
+
+    return cached_download(location, uri, settings, download)
+
+
+def model_cache_folder(key: str, settings: Settings) -> Path:
+    """Where the download of a model stored at `key` (a location or a registry's own name for
+    the version) is kept: one folder per key under the data folder's cache."""
+    return settings.home / "cache" / "models" / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def cached_download(
+    key: str, uri: str, settings: Settings, download: Callable[[Path], Path]
+) -> Path:
+    """The model folder of `uri`, downloaded once into `model_cache_folder(key)`: `download`
+    gets an empty staging folder and returns the model folder it filled (inside it). Every
+    registry's download goes through here, so the cache's rules are the same for all: the
+    folder is complete before it is used, it stays inside the cache, it has an MLmodel file."""
+    target = model_cache_folder(key, settings)
     marker = target / _COMPLETE_MARKER
     if marker.is_file():
         return _downloaded_model(target, marker, uri)
-    _refuse_links_leaving(location, uri)
     # Download next to the target, then rename: a half-downloaded model is never used.
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
     try:
-        downloaded = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=str(staging), tracking_uri=settings.tracking_uri
-            )
-        )
-        relative = downloaded.relative_to(staging).as_posix()
+        downloaded = download(staging).resolve()
+        if not downloaded.is_relative_to(staging.resolve()):
+            raise UnsafePathError(f"The download of {uri} left its staging folder: {downloaded}")
+        relative = downloaded.relative_to(staging.resolve()).as_posix()
         (staging / _COMPLETE_MARKER).write_text(relative)
         if target.exists() and not marker.is_file():
             shutil.rmtree(target)  # left by an interrupted download
@@ -142,7 +169,7 @@ def local_model_path(
         # own copy, so a folder in use is never replaced.
         with contextlib.suppress(OSError):
             os.replace(staging, target)
-    except (MlflowException, OSError) as exc:
+    except OSError as exc:
         raise InvalidModelError(f"Could not download {uri}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)

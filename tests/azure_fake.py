@@ -63,6 +63,7 @@ _ROUTES = [
     ("datastore", re.compile(_WS + r"/datastores/(?P<ds>[^/]+)$")),
     ("datastore_secrets", re.compile(_WS + r"/datastores/(?P<ds>[^/]+)/listSecrets$")),
     # Asset containers and versions alike for models, codes, environments and data.
+    ("assets", re.compile(_WS + r"/(?P<kind>models|codes|environments|data)$")),
     ("asset_versions", re.compile(_WS + _ASSET + r"/versions$")),
     ("asset_version", re.compile(_WS + _ASSET + r"/versions/(?P<ver>[^/]+)$")),
     ("asset", re.compile(_WS + _ASSET + r"$")),
@@ -642,6 +643,78 @@ class FakeAzureML(HttpTransport):
         versions = self.assets.get((params["kind"], params["asset"]), {})
         return 200, {"value": list(reversed(versions.values()))}, {}
 
+    def _assets(self, method: str, params: dict, body: Any) -> tuple:
+        """The containers of one kind (models.list() without a name): name, latest version,
+        and the description and tags of the latest version."""
+        found = []
+        for (kind, name), versions in self.assets.items():
+            if kind != params["kind"] or not versions:
+                continue
+            latest = versions[max(versions, key=lambda v: int(v) if v.isdigit() else 0)]
+            props = latest.get("properties", {})
+            found.append(
+                {
+                    "id": f"{self._base()}/{kind}/{name}",
+                    "name": name,
+                    "type": f"Microsoft.MachineLearningServices/workspaces/{kind}",
+                    "properties": {
+                        "latestVersion": latest["name"],
+                        "description": props.get("description"),
+                        "tags": props.get("tags", {}),
+                        "isArchived": False,
+                    },
+                    "systemData": latest.get("systemData", {}),
+                }
+            )
+        return 200, {"value": found}, {}
+
+    def add_model(
+        self,
+        name: str,
+        version: str,
+        folder: Any,
+        model_type: str = "mlflow_model",
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Register a model version as Azure ML keeps one: its files as blobs of the default
+        datastore (under azureml/NAME/VERSION/model/) and the version resource pointing at them.
+        Returns the version's datastore URI."""
+        from pathlib import Path
+
+        prefix = f"azureml/{name}/{version}/model"
+        root = Path(folder)
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(root).as_posix()
+                self.blobs[f"{self.container}/{prefix}/{relative}"] = Blob(path.read_bytes(), {})
+        uri = (
+            f"azureml://subscriptions/{self.subscription_id}/resourcegroups/"
+            f"{self.resource_group}/workspaces/{self.workspace_name}/datastores/{DATASTORE}"
+            f"/paths/{prefix}"
+        )
+        self.assets.setdefault(("models", name), {})[version] = {
+            "id": f"{self._base()}/models/{name}/versions/{version}",
+            "name": version,
+            "type": "Microsoft.MachineLearningServices/workspaces/models/versions",
+            "properties": {
+                "modelType": model_type,
+                "modelUri": uri,
+                "description": description,
+                "tags": dict(tags or {}),
+                "properties": {},
+                "flavors": {},
+                "isArchived": False,
+                "provisioningState": "Succeeded",
+            },
+            "systemData": {
+                "createdAt": "2026-11-20T10:00:00Z",
+                "createdBy": "data.scientist@example.com",
+                "lastModifiedAt": "2026-11-20T10:00:00Z",
+            },
+        }
+        return uri
+
     def _asset(self, method: str, params: dict, body: Any) -> tuple:
         versions = self.assets.get((params["kind"], params["asset"]))
         if not versions:
@@ -720,7 +793,23 @@ class FakeAzureML(HttpTransport):
             return _storage(request, 404, {**common, "x-ms-error-code": "ContainerNotFound"})
         lowered = {k.lower(): v for k, v in headers.items()}
         comp = (query.get("comp") or [""])[0]
+        if request.method == "GET" and comp == "list" and query.get("restype") == ["container"]:
+            return self._list_blobs(request, container, query, common)
         blob = self.blobs.get(name)
+        ranged = lowered.get("x-ms-range") or lowered.get("range")
+        if request.method == "GET" and not comp and blob is not None and ranged:
+            # A download's first request asks a range; the answer says the blob's whole size.
+            start, _, end = ranged.removeprefix("bytes=").partition("-")
+            last = min(int(end) if end else len(blob.data) - 1, len(blob.data) - 1)
+            data = blob.data[int(start) : last + 1]
+            extra = {
+                "Content-Length": str(len(data)),
+                "Content-Range": f"bytes {start}-{last}/{len(blob.data)}",
+                "Content-Type": blob.content_type,
+                "x-ms-blob-type": "BlockBlob",
+                "x-ms-creation-time": common["Date"],
+            }
+            return _storage(request, 206, {**common, **extra}, data)
         if request.method in ("HEAD", "GET") and not comp:
             if blob is None:
                 return _storage(request, 404, {**common, "x-ms-error-code": "BlobNotFound"})
@@ -750,6 +839,32 @@ class FakeAzureML(HttpTransport):
             extra = {"x-ms-request-server-encrypted": "true"}
             return _storage(request, 201, {**common, **extra})
         return _storage(request, 400, {**common, "x-ms-error-code": "UnsupportedByFake"})
+
+    def _list_blobs(self, request: Any, container: str, query: dict, common: dict) -> Any:
+        """List Blobs (one page, the service's XML) of the blobs under `prefix`."""
+        from xml.sax.saxutils import escape
+
+        prefix = (query.get("prefix") or [""])[0]
+        entries = []
+        for key, blob in sorted(self.blobs.items()):
+            owner, _, blob_name = key.partition("/")
+            if owner != container or not blob_name.startswith(prefix):
+                continue
+            metadata = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in sorted(blob.metadata.items()))
+            entries.append(
+                f"<Blob><Name>{escape(blob_name)}</Name><Properties>"
+                f"<Last-Modified>{common['Date']}</Last-Modified><Etag>{common['ETag']}</Etag>"
+                f"<Content-Length>{len(blob.data)}</Content-Length>"
+                f"<Content-Type>{blob.content_type}</Content-Type><BlobType>BlockBlob</BlobType>"
+                f"</Properties><Metadata>{metadata}</Metadata></Blob>"
+            )
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            f'<EnumerationResults ServiceEndpoint="https://{self.storage_account}{BLOB_HOST}/" '
+            f'ContainerName="{container}"><Prefix>{escape(prefix)}</Prefix>'
+            f"<Blobs>{''.join(entries)}</Blobs><NextMarker /></EnumerationResults>"
+        ).encode()
+        return _storage(request, 200, {**common, "Content-Type": "application/xml"}, body)
 
     def _discovery(self, method: str, params: dict, body: Any) -> tuple:
         return 200, {"api": f"https://{self.location}.api.azureml.ms"}, {}
@@ -873,7 +988,7 @@ class _Canned(HttpResponseImpl):
             reason=_REASONS.get(status, "Status"),
             content_type=headers.get("Content-Type"),
             headers=case_insensitive_dict(headers),
-            stream_download_generator=_no_stream,
+            stream_download_generator=_BodyStream,
         )
         self._content = body
 
@@ -881,8 +996,26 @@ class _Canned(HttpResponseImpl):
         self._is_closed = True
 
 
-def _no_stream(**kwargs: Any) -> Iterator[bytes]:
-    yield from ()
+class _BodyStream:
+    """A streamed read of a held body (the blob download): one chunk. A class, as azure-core's
+    own stream generators are: the storage client sets `properties` on what it gets back.
+    azure-core passes the response by keyword, older callers positionally."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        response = kwargs.get("response")
+        if response is None:
+            response = next((a for a in args if isinstance(a, _Canned)), None)
+        body = response._content if response is not None else b""
+        # What azure-core's StreamDownloadGenerator offers the storage downloader.
+        self.response = response
+        self.content_length = len(body)
+        self._chunks = iter([body] if body else [])
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
 
 
 _REASONS = {

@@ -3,7 +3,7 @@ test with the real DefaultAzureCredential and no network, export for CI, and the
 reaching AzureTarget through the operation runner.
 
 The page builds its AzureTarget with the real credential and network transport: offline, a
-deploy fails to sign in and must say so. Through the test seam of components/azure_target.py
+deploy fails to sign in and must say so. Through the test seam of components/services.py
 (`connection_for_tests`), a deploy goes through the form to the fake ARM transport and the page
 shows its final state.
 """
@@ -19,7 +19,7 @@ import pytest
 from azure.ai.ml import load_online_deployment, load_online_endpoint
 from streamlit.testing.v1 import AppTest
 
-from components import azure_target, services
+from components import services
 from components.azure_export_form import RESULT_KEY
 from components.azure_fields import MODEL_IN_WORKSPACE, MODEL_LABELS, MODEL_REGISTER, MODEL_UPLOAD
 from deploystudio.deployment.azure.model_registration import register_model
@@ -65,7 +65,7 @@ def page_settings(home, settings, seeded):
             for operation in services.local_endpoints().operations.running():
                 services.local_endpoints().operations.wait(operation.id, 60)
             services._local_endpoints.clear()
-            azure_target._azure_target.clear()
+            services._azure_target.clear()
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_export_registers_the_model_and_references_the_version_azure_gives(
     )
     fake.serve_storage(monkeypatch)
     monkeypatch.setattr(
-        azure_target, "connection_for_tests", lambda ws: (StaticToken("token-never-shown"), fake)
+        services, "connection_for_tests", lambda ws: (StaticToken("token-never-shown"), fake)
     )
     # The workspace already holds an iris-classifier version 1 (an upload from elsewhere): the
     # page's registration becomes version 2, which is not our version 1.
@@ -258,7 +258,7 @@ def test_deploy_through_the_form_to_the_fake_workspace_shows_the_final_state(
     )
     fake.serve_storage(monkeypatch)
     monkeypatch.setattr(
-        azure_target, "connection_for_tests", lambda ws: (StaticToken("token-never-shown"), fake)
+        services, "connection_for_tests", lambda ws: (StaticToken("token-never-shown"), fake)
     )
     at = open_page({"model": "iris-classifier", "version": "1"})
     at.text_input(key="azure_deploy_endpoint__iris-classifier").set_value("iris-form-ep")

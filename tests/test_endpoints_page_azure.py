@@ -3,8 +3,10 @@
 The panels reach their target only through `services.endpoint_target()`, typed to the
 interface; here it answers with an AzureTarget over the real azure-ai-ml whose HTTP transport is
 the fake ARM (tests/azure_fake.py). What Azure has (traffic, keys, logs, history) works as for a
-local endpoint; what it lacks (metrics, restart) says so instead of failing. No target picker
-yet: the page shows local endpoints unless `endpoint_target` is pointed elsewhere.
+local endpoint; what it lacks (metrics, restart) says so instead of failing. The `azure`
+fixture points `endpoint_target` at the Azure target directly; the `picked` fixture goes through
+the page's target picker instead (the workspace from the environment, as the Azure settings read
+it, and the fake transport through `services.connection_for_tests`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from streamlit.testing.v1 import AppTest
 
 from components import services
 from components.endpoint_keys import reveal_key
+from components.target_picker import WIDGET_KEY
 from components.traffic_editor import editor_key
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.store import DeploymentStore
-from tests.azure_fake import FakeAzureML, fake_target
+from tests.azure_fake import FakeAzureML, StaticToken, fake_target
+from tests.conftest import REPO_ROOT
 from tests.page_support import (  # noqa: F401 (fixtures)
     endpoint_page,
     fresh_caches,
@@ -112,3 +116,89 @@ def test_logs_shown_and_what_azure_lacks_is_said(azure) -> None:
     # Azure's changes are in the endpoint's history too, as the target recorded them.
     history = [d.value for d in at.dataframe if "who" in d.value.columns]
     assert history and len(history[0]) == len(azure[0].history(ENDPOINT)) > 0
+
+
+WORKSPACE_ENV = {
+    "AZURE_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
+    "AZURE_RESOURCE_GROUP": "rg-picked",
+    "AZUREML_WORKSPACE_NAME": "ws-picked",
+}
+
+
+@pytest.fixture
+def picked(tmp_path, settings, seeded, monkeypatch):
+    """The same Azure endpoint, reached only through the page's picker (nothing patched but the
+    transport and credential the page's AzureTarget is built with)."""
+    for name, value in WORKSPACE_ENV.items():
+        monkeypatch.setenv(name, value)
+    with pages_using(tmp_path / "home", settings) as page_settings:
+        fake = FakeAzureML(
+            subscription_id=WORKSPACE_ENV["AZURE_SUBSCRIPTION_ID"],
+            resource_group=WORKSPACE_ENV["AZURE_RESOURCE_GROUP"],
+            workspace_name=WORKSPACE_ENV["AZUREML_WORKSPACE_NAME"],
+            time_scale=0.0,  # long-running operations end at their first poll, without waits
+        )
+        seeding = fake_target(fake, page_settings, DeploymentStore(tmp_path / "seed.db"))
+        seeding.create_endpoint(ENDPOINT, {"auth_mode": "key"})
+        for name in ("blue", "green"):
+            seeding.create_deployment(name, MODEL, ENDPOINT, {"instance_type": "F2"})
+        seeding.set_traffic(ENDPOINT, {"blue": 100, "green": 0})
+        fake.logs[(ENDPOINT, "blue")] = "blue started\nscoring on the picked workspace\n"
+        monkeypatch.setattr(services, "connection_for_tests", lambda ws: (StaticToken(), fake))
+        try:
+            yield fake
+        finally:
+            services.local_endpoints().operations.shutdown()
+            services._local_endpoints.clear()
+            services._azure_target.clear()
+
+
+def test_the_picker_offers_the_settings_workspace_and_manages_its_endpoints(picked) -> None:
+    fake = picked
+    # Local first: the workspace is offered, and local has no endpoint here.
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("views/endpoints.py")
+    rerun(at)
+    picker = at.radio(key=WIDGET_KEY)
+    assert picker.value == "here"
+    assert picker.options == ["Local", "Azure ML: ws-picked"]
+    assert any("No local endpoints yet" in i.value for i in at.info)
+    assert not fake.of_route("endpoints")  # Azure is not asked until it is picked
+    picker.set_value("azure")
+    rerun(at)
+    assert at.selectbox(key="endpoint").options == [ENDPOINT]
+    assert fake.of_route("endpoints", "GET")
+    assert "scoring on the picked workspace" in texts(at.code)  # blue's log, from getLogs
+
+    # Rollback from the Safe rollout tab: green had a share, blue gets all of it back.
+    fake_endpoint = fake.endpoints[ENDPOINT]
+    fake_endpoint["properties"]["traffic"] = {"blue": 80, "green": 20}
+    at = endpoint_page(ENDPOINT, "Safe rollout", TIMEOUT, target="azure", old="blue", new="green")
+    assert at.radio(key=WIDGET_KEY).value == "azure"
+    at.button(key=f"rollout_{ENDPOINT}_rollback").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error is None, operation.error
+    sent = fake.of_route("endpoint", "PUT")[-1].body["properties"]["traffic"]
+    assert {name: share for name, share in sent.items() if share} == {"blue": 100}
+
+
+def test_the_picker_says_how_to_offer_a_workspace_when_none_is_set(
+    tmp_path, settings, seeded, monkeypatch
+) -> None:
+    for names in (
+        ("AZURE_SUBSCRIPTION_ID", "AZUREML_ARM_SUBSCRIPTION"),
+        ("AZUREML_WORKSPACE_NAME", "AZURE_WORKSPACE_NAME", "AZUREML_ARM_WORKSPACE_NAME"),
+    ):
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    with pages_using(tmp_path / "home", settings):
+        try:
+            at = endpoint_page(ENDPOINT, None, TIMEOUT, target="azure")
+            # ?target=azure without a workspace: local, and how to add one.
+            assert at.radio(key=WIDGET_KEY).value == "here"
+            assert at.radio(key=WIDGET_KEY).options == ["Local"]
+            assert any("Set an Azure ML workspace" in c.value for c in at.caption)
+        finally:
+            services.local_endpoints().operations.shutdown()
+            services._local_endpoints.clear()

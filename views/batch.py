@@ -56,9 +56,10 @@ with form_area:
             else:
                 input_path = source.folder
             # The job's record and its audit entry name the user who started it.
-            with acting_as(services.current_actor()), environment_status(
-                env_mode, "The job could not start"
-            ) as progress:
+            with (
+                acting_as(services.current_actor()),
+                environment_status(env_mode, "The job could not start") as progress,
+            ):
                 job = start_batch_job(
                     settings,
                     choice.uri,

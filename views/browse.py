@@ -1,9 +1,11 @@
-"""Browse: registered models, searchable and paged; one model's versions lead to Inspect."""
+"""Browse: registered models (of the MLflow registry or an Azure ML workspace, picked at the
+top), searchable and paged; one model's versions lead to Inspect."""
 
 import streamlit as st
 
 from components import services
 from components.model_address import remember_model
+from components.registry_source import AZURE, PICKER_KEY, render_source_picker
 from components.tables import models_frame, versions_frame
 from deploystudio.errors import DeployStudioError
 from deploystudio.overview import served_version, suggest_aliases, suggest_tags, tag_suggestions
@@ -32,12 +34,13 @@ def _suggest(label: str, key: str, values: list[str]) -> None:
 
 st.title("Registered models")
 settings = services.get_settings()
+source, on_azure = render_source_picker()
 
 search_col, tag_col, alias_col = st.columns([2, 1, 1])
 name_query = search_col.text_input("Search by name", placeholder="part of a model name")
 try:
     # The registry's own tags and aliases, for the filters' help and suggestions (cached).
-    facts = services.registry_overview(settings.registry_uri)
+    facts = services.registry_overview(source)
 except DeployStudioError as exc:
     # The listing below would wait for the same registry again: say why once, now.
     st.error(str(exc))
@@ -53,6 +56,7 @@ alias = alias_col.text_input(
     "Alias",
     placeholder="e.g. champion",
     key=ALIAS_KEY,
+    disabled=on_azure,  # Azure ML models have no aliases
     help="Aliases in the registry: " + ", ".join(facts.alias_counts()) if facts else None,
 )
 
@@ -73,7 +77,7 @@ try:
     # The first listing of a server process also opens the store (seconds): say so.
     with st.spinner("Reading the registry…"):
         page = services.model_page(
-            settings.registry_uri, name_query, tag, alias, settings.registry_page_size, tokens[-1]
+            source, name_query, tag, alias, settings.registry_page_size, tokens[-1]
         )
 except DeployStudioError as exc:
     st.error(str(exc))
@@ -84,6 +88,8 @@ if not page.models:
     st.info(
         "No registered models match these filters."
         if any(filters) or page_number > 1
+        else "The workspace has no registered models yet."
+        if on_azure
         else "The registry has no models yet. Run `deploystudio seed-demo` to add demos."
     )
     # Not a dead end: offer the tags and aliases that do exist, closest first.
@@ -110,7 +116,8 @@ else:
     )
     if event.selection.rows:
         st.query_params["model"] = page.models[event.selection.rows[0]].name
-        remember_model({"model": st.query_params["model"]})
+        if not on_azure:  # the other pages take MLflow registry models only (for now)
+            remember_model({"model": st.query_params["model"]})
 
 previous_col, position_col, next_col = st.columns([1, 2, 1])
 if previous_col.button("← Previous", disabled=page_number == 1):
@@ -130,8 +137,8 @@ if not selected:
     st.stop()
 
 try:
-    model = services.model_summary(settings.registry_uri, selected)
-    versions = services.model_versions(settings.registry_uri, selected)
+    model = services.model_summary(source, selected)
+    versions = services.model_versions(source, selected)
 except DeployStudioError as exc:
     st.error(str(exc))
     st.stop()
@@ -141,10 +148,11 @@ if model.description:
     st.write(model.description)
 if model.tags:
     st.markdown(" ".join(f":gray-badge[{k}={v}]" for k, v in sorted(model.tags.items())))
-# Which endpoint deployments serve each version (read from the deployment store).
+# Which endpoint deployments serve each version (read from the deployment store; they name
+# MLflow registry versions).
 served = [
     s
-    for d in services.local_endpoints().target.list_deployments()
+    for d in ([] if on_azure else services.local_endpoints().target.list_deployments())
     if (s := served_version(d)) is not None and s.model == model.name
 ]
 st.dataframe(
@@ -157,5 +165,9 @@ for version in versions:
         "views/inspect.py",
         label=f"Inspect version {version.version}{aliases}",
         icon=":material/search:",
-        query_params={"model": model.name, "version": version.version},
+        query_params={
+            "model": model.name,
+            "version": version.version,
+            **({PICKER_KEY: AZURE} if on_azure else {}),
+        },
     )

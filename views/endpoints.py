@@ -1,17 +1,19 @@
-"""Endpoints: local online endpoints, their deployments, traffic, safe rollout, metrics, calls,
+"""Endpoints: the online endpoints of a target (local, or the Azure ML workspace the Azure
+settings name, picked at the top), their deployments, traffic, safe rollout, metrics, calls,
 keys and history, through the deployment target interface: a panel a target does not support
 says so. Everything shown is read from the target on each run; changes run as operations (one
 at a time per endpoint). Addressed as ?endpoint=NAME&tab=TAB."""
 
 import streamlit as st
 
-from components import access, endpoint_changes, services
+from components import access, endpoint_changes
 from components.deployment_list import render_deployments
 from components.endpoint_invoke import render_invoke
 from components.endpoint_keys import render_keys
 from components.endpoint_metrics import render_metrics
 from components.endpoint_tables import endpoints_frame, history_frame
 from components.rollout_panel import render_rollout
+from components.target_picker import render_target_picker
 from components.traffic_editor import render_traffic_editor
 from deploystudio.access import Action
 from deploystudio.deployment.base import Capability, DeploymentState
@@ -20,12 +22,15 @@ from deploystudio.errors import DeployStudioError, EndpointNotFoundError
 TABS = ("Deployments", "Traffic", "Safe rollout", "Metrics", "Invoke", "Keys", "History")
 
 st.title("Endpoints")
-target = services.endpoint_target()
-
-endpoints = target.list_endpoints()
+try:
+    target, target_name = render_target_picker()
+    endpoints = target.list_endpoints()
+except DeployStudioError as exc:  # e.g. Azure cannot be reached or refuses the credential
+    st.error(f"The endpoints cannot be listed: {exc}")
+    st.stop()
 if not endpoints:
     st.info(
-        "No local endpoints yet. Deploy a model version to create one, or run "
+        f"No {target_name} yet. Deploy a model version to create one, or run "
         "`deploystudio endpoint create NAME`."
     )
     st.page_link("views/deploy.py", label="Deploy a model", icon=":material/rocket_launch:")

@@ -1,4 +1,6 @@
-"""Inspect one model version: deployability report, signature, example, environment, files."""
+"""Inspect one model version: deployability report, signature, example, environment, files.
+A version of an Azure ML workspace's registry (?source=azure, from Browse) is downloaded into
+the cache and inspected as the MLflow model folder it is."""
 
 import streamlit as st
 
@@ -11,6 +13,7 @@ from components.model_details import (
     render_input_example,
     render_run,
 )
+from components.registry_source import AZURE, PICKER_KEY, chosen_source
 from components.report import render_report
 from components.signature import render_signature
 from components.tables import artifacts_frame
@@ -19,11 +22,23 @@ from deploystudio.inspection import format_bytes
 
 st.title("Inspect a model")
 settings = services.get_settings()
-entered = model_uri_input("Open a version from Browse models, or enter a model URI above.")
-
+on_azure = st.query_params.get(PICKER_KEY) == AZURE
 try:
-    with st.spinner("Reading the model's metadata…"):
-        inspection = services.inspection(settings.registry_uri, entered)
+    if on_azure:
+        source = chosen_source()
+        name, number = st.query_params.get("model"), st.query_params.get("version")
+        if source is None:
+            st.error("Set the Azure ML workspace on the Azure ML page to inspect its models.")
+            st.stop()
+        if not name or not number:
+            st.info("Open a version of the workspace's models from Browse models.")
+            st.stop()
+        with st.spinner("Downloading the version from the Azure ML workspace…"):
+            inspection = services.version_inspection(source, name, number)
+    else:
+        entered = model_uri_input("Open a version from Browse models, or enter a model URI above.")
+        with st.spinner("Reading the model's metadata…"):
+            inspection = services.inspection(settings.registry_uri, entered)
 except DeployStudioError as exc:
     st.error(str(exc))
     st.stop()
@@ -45,7 +60,7 @@ if version is not None:
         "views/browse.py",
         label=f"All versions of {version.name}",
         icon=":material/arrow_back:",
-        query_params={"model": version.name},
+        query_params={"model": version.name, **({PICKER_KEY: AZURE} if on_azure else {})},
     )
 else:
     st.subheader(inspection.resolved_uri)
@@ -55,26 +70,35 @@ st.caption(
     f" · {format_bytes(inspection.total_size_bytes)}"
 )
 
-preview_link, customize_link, deploy_link = st.columns(3)
-preview_link.page_link(
-    "views/predict.py",
-    label="Preview predictions",
-    icon=":material/play_arrow:",
-    query_params=st.query_params.to_dict(),
-)
-customize_link.page_link(
-    "views/customize.py",
-    label="Customize inference",
-    icon=":material/tune:",
-    query_params=st.query_params.to_dict(),
-)
-if version is not None:  # the Deploy page deploys registered versions
-    deploy_link.page_link(
-        "views/deploy.py",
-        label="Deploy to an endpoint",
-        icon=":material/rocket_launch:",
-        query_params={"model": version.name, "version": version.version},
+if on_azure:
+    # Predict, Customize and Deploy read the MLflow registry's models:/ URIs (not Azure's yet).
+    st.caption(
+        f"Registered in the Azure ML workspace; downloaded to {inspection.resolved_uri}. Deploy "
+        "it to a local endpoint with `deploystudio deploy ENDPOINT --deployment NAME --model "
+        f"{inspection.resolved_uri}`."
     )
+else:
+    preview_link, customize_link, deploy_link = st.columns(3)
+    preview_link.page_link(
+        "views/predict.py",
+        label="Preview predictions",
+        icon=":material/play_arrow:",
+        query_params=st.query_params.to_dict(),
+    )
+    customize_link.page_link(
+        "views/customize.py",
+        label="Customize inference",
+        icon=":material/tune:",
+        query_params=st.query_params.to_dict(),
+    )
+    if version is not None:  # the Deploy page deploys registered versions
+        deploy_link.page_link(
+            "views/deploy.py",
+            label="Deploy to an endpoint",
+            icon=":material/rocket_launch:",
+            query_params={"model": version.name, "version": version.version},
+        )
+
 
 st.markdown("#### Deployability report")
 render_report(inspection.report)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,12 +49,15 @@ def chromium_path() -> Path:
 
 
 @contextmanager
-def running_app(home: Path, log_dir: Path) -> Iterator[str]:
+def running_app(
+    home: Path, log_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """`streamlit run studio.py` (what `make run` starts: app.py behind the Host allow list) on a
-    free loopback port against `home`; yields its URL."""
+    free loopback port against `home`, with `extra_env` added to its environment; yields its
+    URL."""
     port = free_port()
     log_path = log_dir / "streamlit.log"
-    env = {**os.environ, "DEPLOYSTUDIO_HOME": str(home)}
+    env = {**os.environ, "DEPLOYSTUDIO_HOME": str(home), **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     with log_path.open("w") as log:
         server = subprocess.Popen(
