@@ -22,7 +22,7 @@ each Azure endpoint has its own host name, and stopping or crashing one endpoint
 other. Why aiohttp for the server: it is installed already (with MLflow), asyncio-based with a
 C HTTP parser, and the front stays one thread with no locks; it runs on uvloop's event loop
 when uvloop is installed (front_process.py). Requests to the deployment servers go through
-upstream.py (h11) on kept-alive connections, or front_batching.py for a batching deployment.
+upstream.py (httptools) on kept-alive connections, or front_batching.py for a batching deployment.
 What the front costs per request, and where it goes, is measured in bench/endpoint.py
 (`front CPU`) and noted in issue 16.
 """

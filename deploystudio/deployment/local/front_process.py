@@ -25,7 +25,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed, else None (asyncio's own).
 
     Why uvloop: the front is one event loop doing little per request but many syscalls and
-    callbacks, which libuv's loop runs in C; aiohttp and the h11 client (upstream.py) run on it
+    callbacks, which libuv's loop runs in C; aiohttp and the upstream client (upstream.py) run on it
     unchanged. Optional, so that a machine without it still serves, only slower.
     """
     try:
