@@ -176,13 +176,13 @@ def endpoint(tmp_path_factory, settings, registry, seeded):
     target = LocalTarget(local, registry=registry, start_timeout_seconds=120)
     try:
         target.create_endpoint("batching")
-        plan = {"az": ("azureml", IRIS), "ml": ("mlflow", IRIS), "risk": ("mlflow", RISK)}
+        plan = {"azml": ("azureml", IRIS), "mlfl": ("mlflow", IRIS), "risk": ("mlflow", RISK)}
         for name, (runtime, uri) in plan.items():
             record = target.create_deployment(
                 name, uri, "batching", {"runtime": runtime, "settings": dict(BATCHING)}
             )
             assert record.state is DeploymentState.READY, (record.reason, record.log_tail)
-        target.update_endpoint("batching", {"traffic": {"az": 100}})
+        target.update_endpoint("batching", {"traffic": {"azml": 100}})
         yield target, local
     finally:
         target.stop_all()
@@ -274,11 +274,11 @@ SIZES = [1, 1, 2, 1, 1, 3, 1]
 @pytest.mark.parametrize(
     "deployment, form",
     [
-        ("az", "input_data"),
-        ("ml", "dataframe_split"),
-        ("ml", "dataframe_records"),
-        ("ml", "instances"),
-        ("ml", "inputs"),
+        ("azml", "input_data"),
+        ("mlfl", "dataframe_split"),
+        ("mlfl", "dataframe_records"),
+        ("mlfl", "instances"),
+        ("mlfl", "inputs"),
     ],
 )
 def test_batched_answers_are_the_answers_each_request_gets_alone(endpoint, deployment, form):
@@ -304,10 +304,10 @@ def test_one_bad_request_in_a_batch_fails_alone(endpoint):
     bad = json.loads(bodies[3])
     bad["dataframe_split"]["data"][0][0] = "not a number"
     bodies[3] = json.dumps(bad).encode()
-    expected = alone(target, "ml", bodies)
+    expected = alone(target, "mlfl", bodies)
     assert expected[3][0] == 400 and {s for i, (s, _) in enumerate(expected) if i != 3} == {200}
     before = batching_counts(target)
-    answers = through_front(target, "ml", bodies)
+    answers = through_front(target, "mlfl", bodies)
     assert [a[0] for a in answers] == [e[0] for e in expected]
     assert answers == expected
     after = batching_counts(target)
@@ -317,8 +317,8 @@ def test_one_bad_request_in_a_batch_fails_alone(endpoint):
 def test_requests_whose_params_differ_are_not_batched_together(endpoint):
     target, settings = endpoint
     frame = rows_of(settings, RISK, 4)
-    low = bodies_in("dataframe_split", frame, [1] * 4, {"threshold": 0.01})
-    high = bodies_in("dataframe_split", frame, [1] * 4, {"threshold": 0.99})
+    low = bodies_in("dataframe_split", frame, [1] * 4, {"threshold": 0.0})
+    high = bodies_in("dataframe_split", frame, [1] * 4, {"threshold": 1.0})
     bodies = [b for pair in zip(low, high, strict=True) for b in pair]
     expected = alone(target, "risk", bodies)
     assert {status for status, _ in expected} == {200}

@@ -74,7 +74,7 @@ class _Connection:
 class _Answer:
     """httptools' callbacks for one answer: what it read so far."""
 
-    __slots__ = ("chunks", "done", "framed", "head_done", "headers")
+    __slots__ = ("chunks", "done", "framed", "head_done", "headers", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -83,6 +83,9 @@ class _Answer:
         self.done = False
         # A length or chunked body; without either the body runs until the server closes.
         self.framed = False
+        # llhttp's keep-alive answer holds only while the message is parsed: read it then.
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -92,6 +95,8 @@ class _Answer:
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -273,7 +278,8 @@ async def _exchange(
                 writer.write(view[start : start + _WRITE_SIZE])
                 await writer.drain()
     answer = _Answer()
-    parser = httptools.HttpResponseParser(answer)
+    parser = answer.parser
+    assert parser is not None
     while not answer.done:
         data = await connection.reader.read(_READ_SIZE)
         if not data:
@@ -286,6 +292,7 @@ async def _exchange(
         except httptools.HttpParserError as exc:
             raise UpstreamError(f"{HOST}:{port} sent an answer that is not HTTP: {exc}") from exc
     status = parser.get_status_code()
+    answer.parser = None  # no cycle left for the garbage collector
     # Reused only when the answer ended by its framing and the server keeps the connection.
-    connection.keep = answer.done and keep_alive and parser.should_keep_alive()
+    connection.keep = answer.done and keep_alive and answer.keep_alive
     return UpstreamResponse(status, answer.headers, b"".join(answer.chunks))
