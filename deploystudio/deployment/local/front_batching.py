@@ -14,6 +14,9 @@ ML inference server with our no-code script), one item per row. Anything else - 
 status, no answer, an answer that is not one item per row - and each request of the batch is
 sent again alone, so that one bad request never fails its neighbours and every caller gets the
 answer the server gives its own request. Requests whose params differ are never batched together.
+Labels and integers come out identical; a float computed over a matrix of several rows may
+differ from the lone row's in its last digit (BLAS sums in another order), as with any server
+that batches.
 
 Why not the model server's own batching: neither MLflow's scoring server nor the Azure ML
 inference server has any; both call `predict` once per request, and most of a small model's
