@@ -1,6 +1,6 @@
 """Benchmark: a Deploy Studio local endpoint vs. the model servers it runs, on one model.
 
-In one run, on the same model and machine, four ways to serve it:
+In one run, on the same model and machine, six ways to serve it:
 
   (a)  ds-azureml  a LocalTarget endpoint and deployment (Azure ML inference server with our
                    no-code scoring script), called through the endpoint's front with its key;
@@ -8,7 +8,10 @@ In one run, on the same model and machine, four ways to serve it:
   (c)  azmlinfsrv  the same inference server as (a), started directly (same script, same
                    gunicorn settings as the local target), without the front;
   (a') ds-mlflow   a LocalTarget deployment with runtime "mlflow" (MLflow's scoring server
-                   behind the front), to compare with (b).
+                   behind the front), to compare with (b);
+  (d)  ds-azml+b   (a) with adaptive batching (max_batch_size `--batch`, max_wait_ms
+                   `--wait-ms`): the front gathers concurrent requests into one model call;
+  (d') ds-mlfl+b   (a') with adaptive batching.
 
 For each: time to ready (median of `--starts` starts; for (a)/(a') the deployment's creation
 plus routing all traffic to it, i.e. until the scoring URI serves the model, with the front's
@@ -19,8 +22,10 @@ at concurrency 8 (`--rounds` rounds of `--duration` s, interleaved; one keep-ali
 the process tree: gunicorn/uvicorn master and workers, the `mlflow` CLI for (b), the front for
 (a)/(a'); shared pages of forked workers count once per process).
 
-Goals (issue 5): the front adds under 2 ms at p50 and keeps >= 0.9x the throughput of (c); a
-Deploy Studio deployment is ready no later than (b).
+Goals (issue 16), printed as ratios at the end: the front adds < 0.5 ms at p50 over the bare
+server and keeps >= 0.95x its throughput, for both runtimes ((a) over (c), (a') over (b));
+without batching our endpoint has >= 1.0x the throughput of (b) at concurrency 8 and a p50 <=
+1.0x; with batching >= 2.0x the throughput of (b) and a p99 <= 1.0x; time to ready <= 0.8x of (b).
 
 Run from the repository root (seeds the demo models into a temporary DEPLOYSTUDIO_HOME):
 
@@ -81,8 +86,10 @@ WARM_UP_REQUESTS = 30
 LATENCY_BLOCKS = 5
 RSS_SAMPLE_SECONDS = 0.25
 READY_TIMEOUT_SECONDS = 180.0
-P50_ADDED_GOAL_MS = 2.0
-THROUGHPUT_GOAL = 0.9
+P50_ADDED_GOAL_MS = 0.5
+THROUGHPUT_GOAL = 0.95
+BATCH_THROUGHPUT_GOAL = 2.0
+READY_GOAL = 0.8
 NO_SECRETS = Path("/nonexistent/secrets.toml")
 
 
@@ -136,13 +143,19 @@ class Contender:
 
 
 def ds_starter(
-    target: LocalTarget, model_uri: str, runtime: Runtime, workers: int, frame: pd.DataFrame
+    target: LocalTarget,
+    model_uri: str,
+    runtime: Runtime,
+    workers: int,
+    frame: pd.DataFrame,
+    batching: dict[str, int] | None = None,
 ) -> Callable[[int], Running]:
-    """(a) and (a'): a new endpoint and deployment per start, deleted by `stop`."""
+    """(a), (a'), (d), (d'): a new endpoint and deployment per start, deleted by `stop`."""
     body = request_body(frame, None, runtime)
+    prefix = f"ds-{runtime.value}{'-batch' if batching else ''}"
 
     def start(number: int) -> Running:
-        name = f"ds-{runtime.value}-{number}"
+        name = f"{prefix}-{number}"
         started = time.perf_counter()
         endpoint = target.create_endpoint(name)
         front_seconds = time.perf_counter() - started
@@ -155,7 +168,7 @@ def ds_starter(
             "blue",
             model_uri,
             name,
-            {"runtime": runtime.value, "settings": {"instance_count": workers}},
+            {"runtime": runtime.value, "settings": {"instance_count": workers, **(batching or {})}},
         )
         if deployment.state is not DeploymentState.READY:
             stop()
@@ -462,11 +475,18 @@ def run(args: argparse.Namespace, root: Path) -> list[Contender]:
     print(f"Model: {model_uri} ({model_path}); {args.workers} server worker(s) each")
     target = LocalTarget(settings, registry=registry, start_timeout_seconds=READY_TIMEOUT_SECONDS)
     w = args.workers
+    batch = {"max_batch_size": args.batch, "max_wait_ms": args.wait_ms}
     contenders = [
         Contender("a", "ds-azureml", ds_starter(target, model_uri, Runtime.AZUREML, w, frame)),
         Contender("b", "mlflow", mlflow_serve_starter(model_path, w, root / "mlflow", frame)),
         Contender("c", "azmlinfsrv", azmlinfsrv_starter(model_path, w, root / "azml", frame)),
         Contender("a'", "ds-mlflow", ds_starter(target, model_uri, Runtime.MLFLOW, w, frame)),
+        Contender(
+            "d", "ds-azml+b", ds_starter(target, model_uri, Runtime.AZUREML, w, frame, batch)
+        ),
+        Contender(
+            "d'", "ds-mlfl+b", ds_starter(target, model_uri, Runtime.MLFLOW, w, frame, batch)
+        ),
     ]
     endpoints = home / "endpoints"
     folders = {
@@ -474,6 +494,8 @@ def run(args: argparse.Namespace, root: Path) -> list[Contender]:
         "b": [root / "mlflow"],
         "c": [root / "azml"],
         "a'": [endpoints / f"ds-mlflow-{i}" for i in range(args.starts)],
+        "d": [endpoints / f"ds-azureml-batch-{i}" for i in range(args.starts)],
+        "d'": [endpoints / f"ds-mlflow-batch-{i}" for i in range(args.starts)],
     }
     for contender in contenders:
         contender.folders = folders[contender.key]
@@ -533,7 +555,7 @@ def measure(contenders: list[Contender], args: argparse.Namespace) -> None:
 
 
 def check_answers(live: dict[str, Running]) -> None:
-    """All four must predict the same: the azureml ones answer a bare list, MLflow's server
+    """All must predict the same: the azureml ones answer a bare list, MLflow's server
     {"predictions": [...]}. A mismatch means the comparison is not of like with like."""
 
     def predictions(running: Running) -> object:
@@ -568,33 +590,48 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> None:
             f"{front_cpu} | {c.peak_rss / 2**20:>11.0f}"
         )
 
-    def compare(ds: Contender, direct: Contender, goals: bool) -> None:
-        added = (percentile(ds.latencies, 0.5) - percentile(direct.latencies, 0.5)) * 1000
-        ratio = statistics.median(ds.throughputs) / statistics.median(direct.throughputs)
-        p99 = percentile(ds.latencies, 0.99) / percentile(direct.latencies, 0.99)
-        rss = ds.peak_rss / direct.peak_rss if direct.peak_rss else float("nan")
-        cpu = statistics.median(ds.cpu_ms) - statistics.median(direct.cpu_ms)
-        ok_p50 = "met" if added < P50_ADDED_GOAL_MS else "MISSED"
-        ok_tp = "met" if ratio >= THROUGHPUT_GOAL else "MISSED"
-        goal_p50 = f" (goal < {P50_ADDED_GOAL_MS:.0f} ms: {ok_p50})" if goals else ""
-        goal_tp = f" (goal >= {THROUGHPUT_GOAL}x: {ok_tp})" if goals else ""
-        print(
-            f"({ds.key}) vs ({direct.key}): front adds {added:+.2f} ms at p50{goal_p50}; "
-            f"p99 {p99:.2f}x; throughput {ratio:.2f}x{goal_tp}; CPU per request {cpu:+.2f} ms; "
-            f"peak RSS {rss:.2f}x"
-        )
+    def ratio(ds: Contender, base: Contender) -> tuple[float, float, float, float]:
+        """p50 added (ms), throughput, p50 and p99 ratios of `ds` over `base`."""
+        p50_ds, p50_base = percentile(ds.latencies, 0.5), percentile(base.latencies, 0.5)
+        p99 = percentile(ds.latencies, 0.99) / percentile(base.latencies, 0.99)
+        rate = statistics.median(ds.throughputs) / statistics.median(base.throughputs)
+        return (p50_ds - p50_base) * 1000, rate, p50_ds / p50_base, p99
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
 
     a, b, c, a2 = by_key["a"], by_key["b"], by_key["c"], by_key["a'"]
-    print()
-    compare(a, c, goals=True)
-    compare(a2, b, goals=False)
+    print("\nGoals of issue 16 (ratios in this run):")
+    for ds, bare in ((a, c), (a2, b)):
+        added, rate, _, p99 = ratio(ds, bare)
+        cpu = statistics.median(ds.cpu_ms) - statistics.median(bare.cpu_ms)
+        print(
+            f"  front ({ds.key}) over ({bare.key}): p50 {added:+.2f} ms "
+            f"(< {P50_ADDED_GOAL_MS} ms: {verdict(added < P50_ADDED_GOAL_MS)}); throughput "
+            f"{rate:.2f}x (>= {THROUGHPUT_GOAL}x: {verdict(rate >= THROUGHPUT_GOAL)}); "
+            f"p99 {p99:.2f}x; CPU per request {cpu:+.2f} ms"
+        )
+    for ds in (a, a2):
+        _, rate, p50, p99 = ratio(ds, b)
+        print(
+            f"  no batching ({ds.key}) over (b): throughput {rate:.2f}x (>= 1.0x: "
+            f"{verdict(rate >= 1.0)}); p50 {p50:.2f}x (<= 1.0x: {verdict(p50 <= 1.0)}); "
+            f"p99 {p99:.2f}x"
+        )
+    for ds in (by_key["d"], by_key["d'"]):
+        _, rate, p50, p99 = ratio(ds, b)
+        print(
+            f"  batching ({ds.key}) over (b): throughput {rate:.2f}x (>= "
+            f"{BATCH_THROUGHPUT_GOAL}x: {verdict(rate >= BATCH_THROUGHPUT_GOAL)}); p99 {p99:.2f}x "
+            f"(<= 1.0x: {verdict(p99 <= 1.0)}); p50 {p50:.2f}x"
+        )
+    base = statistics.median(b.ready)
     for ds in (a, a2):
         ready, front = statistics.median(ds.ready), statistics.median(ds.fronts)
-        base = statistics.median(b.ready)
-        verdict = "met" if ready <= base else "MISSED"
         print(
-            f"({ds.key}) time to ready {ready / base:.2f}x of (b) (goal <= 1.00x: {verdict}); "
-            f"{(ready + front) / base:.2f}x with the front's own start"
+            f"  time to ready ({ds.key}) {ready / base:.2f}x of (b) (<= {READY_GOAL}x: "
+            f"{verdict(ready / base <= READY_GOAL)}); {(ready + front) / base:.2f}x with the "
+            "front's own start"
         )
     print(
         f"\nMedians of {args.starts} starts and {args.rounds} throughput rounds; "
@@ -611,6 +648,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400, help="latency requests per server")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per server")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per throughput round")
+    parser.add_argument("--batch", type=int, default=CONCURRENCY, help="max_batch_size of (d)")
+    parser.add_argument("--wait-ms", type=int, default=0, help="max_wait_ms of (d)")
     parser.add_argument(
         "--home", type=Path, help="a studio folder to use (and seed) instead of a temporary one"
     )

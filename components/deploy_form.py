@@ -19,6 +19,7 @@ from components.bundle_choice import marked, unvalidated_labels, warn_if_unvalid
 from components.model_address import address_or_remembered, remember_model
 from deploystudio.customization.bundles import SCORING_BUNDLE_TAG, Bundle, BundleStore
 from deploystudio.customization.wrap_registration import WRAPPED_FROM_TAG, WRAPPER_KIND_TAG
+from deploystudio.deployment.adaptive_batching import MAX_BATCH_SIZE, MAX_WAIT_MS
 from deploystudio.deployment.base import (
     LOCAL_AUTH_MODES,
     AuthMode,
@@ -202,6 +203,8 @@ class WhatToDeploy:
     bundle: str | None
     runtime: Runtime
     instance_count: int
+    max_batch_size: int = 1
+    max_wait_ms: int = 0
 
 
 def render_what(choice: ModelChoice) -> WhatToDeploy:
@@ -261,7 +264,40 @@ def render_what(choice: ModelChoice) -> WhatToDeploy:
         help="Server workers for this deployment (each loads the model).",
         key="deploy_instances",
     )
-    return WhatToDeploy(bundle, Runtime(runtime), int(instances))
+    size, wait = render_batching()
+    return WhatToDeploy(bundle, Runtime(runtime), int(instances), size, wait)
+
+
+def render_batching() -> tuple[int, int]:
+    """Adaptive batching of the new deployment: max batch size (1: off) and max wait."""
+    size_column, wait_column, note_column = st.columns([1, 1, 4])
+    size = size_column.number_input(
+        "Max batch size",
+        min_value=1,
+        max_value=MAX_BATCH_SIZE,
+        value=1,
+        step=1,
+        help="Adaptive batching: the endpoint gathers up to this many concurrent requests with "
+        "the same columns and params into one model call (1: off). Only for models that answer "
+        "one prediction per row: Inspect's deployability report says whether this one does.",
+        key="deploy_max_batch_size",
+    )
+    wait = wait_column.number_input(
+        "Max wait (ms)",
+        min_value=0,
+        max_value=MAX_WAIT_MS,
+        value=0,
+        step=5,
+        help="How long a request may wait for others while the server is free (0: it goes at "
+        "once; requests still gather while the server is busy).",
+        key="deploy_max_wait_ms",
+        disabled=size <= 1,
+    )
+    note_column.caption(
+        "Batching is a setting of local endpoints: Azure ML has none, so an Azure export "
+        "leaves it out."
+    )
+    return int(size), int(wait)
 
 
 @dataclass(frozen=True)
@@ -364,5 +400,7 @@ def build_request(choice: ModelChoice, what: WhatToDeploy, where: Destination) -
         runtime=what.runtime,
         bundle=what.bundle,
         instance_count=what.instance_count,
+        max_batch_size=what.max_batch_size,
+        max_wait_ms=what.max_wait_ms,
         all_traffic=where.all_traffic,
     )

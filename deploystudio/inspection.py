@@ -19,6 +19,7 @@ from mlflow.types.schema import DataType, Schema
 
 from deploystudio.checks import Check, CheckStatus
 from deploystudio.config import Settings
+from deploystudio.deployment.adaptive_batching import batching_check
 from deploystudio.environment_report import (
     EnvironmentFiles,
     environment_checks,
@@ -330,6 +331,7 @@ def deployability_report(inspection: ModelInspection) -> list[Check]:
             inspection.environment, _text(inspection.mlflow_version), _saved_with(inspection)
         ),
         _size_check(inspection),
+        _batching_check(inspection),
     ]
     return [c for c in checks if c is not None]
 
@@ -464,6 +466,14 @@ def _payload_format_check(inspection: ModelInspection) -> Check:
         f"Tensor-based: Azure ML expects input_data as {shape}; the MLflow server takes "
         "instances or inputs." + params,
     )
+
+
+def _batching_check(inspection: ModelInspection) -> Check:
+    signature = inspection.signature
+    if signature is None:
+        return batching_check(None, None)
+    shapes = [field.shape for field in signature.outputs]
+    return batching_check(signature.input_kind, signature.output_kind, shapes)
 
 
 def _size_check(inspection: ModelInspection) -> Check:

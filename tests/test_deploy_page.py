@@ -184,12 +184,21 @@ def test_a_second_deployment_without_traffic_leaves_traffic_alone(target):
     assert at.text_input(key=f"deploy_deployment_name__{ENDPOINT}").value == "green"
     assert at.checkbox(key=f"deploy_all_traffic__{ENDPOINT}").value is False
     assert any("safe rollout" in c.value for c in at.caption)
+    # Adaptive batching is off by default; its wait only counts once it is on.
+    assert at.number_input(key="deploy_max_batch_size").value == 1
+    assert at.number_input(key="deploy_max_wait_ms").disabled
+    assert any("Azure ML has none" in c.value for c in at.caption)
+    at.number_input(key="deploy_max_batch_size").set_value(4)
+    rerun(at)
+    at.number_input(key="deploy_max_wait_ms").set_value(5)
+    rerun(at)
 
     at = deploy_and_wait(at)
     assert operation_of(at).state.value == "succeeded", operation_of(at).error
     assert target.get_endpoint(ENDPOINT).traffic == {**before, "green": 0}
     green = target.get_deployment("green", ENDPOINT)
     assert (green.state, green.model_uri) == (DeploymentState.READY, "models:/iris-classifier/2")
+    assert (green.settings["max_batch_size"], green.settings["max_wait_ms"]) == (4, 5)
     assert any("0% of live traffic" in s.value for s in at.success), [s.value for s in at.success]
 
 

@@ -101,14 +101,37 @@ def test_deploy_resolves_the_alias_and_takes_all_traffic(capsys, home):
         "--model",
         "models:/iris-classifier@champion",
         "--all-traffic",
+        "--max-batch-size",
+        "8",
+        "--max-wait-ms",
+        "2",
         "--json",
     )
     assert code == 0, err
     answer = json.loads(out)
     assert answer["deployment"]["state"] == "ready"
+    assert answer["deployment"]["settings"]["max_batch_size"] == 8
+    assert answer["deployment"]["settings"]["max_wait_ms"] == 2
     assert answer["deployment"]["model_uri"] == "models:/iris-classifier/1"
     assert answer["traffic"] == {"blue": 100}
     assert "Starting cli-ep/blue" in err  # progress goes to stderr with --json
+
+
+def test_deploy_refuses_batching_for_a_model_without_a_signature(capsys, home):
+    code, _, err = run_cli(
+        capsys,
+        "deploy",
+        "cli-nosig",
+        "--deployment",
+        "nosig",
+        "--model",
+        "models:/wine-no-signature/1",
+        "--max-batch-size",
+        "4",
+    )
+    assert code != 0
+    assert "max_batch_size" in err and "signature" in err
+    assert run_cli(capsys, "endpoint", "delete", "cli-nosig")[0] == 0
 
 
 def test_deploy_with_a_script_folder_saves_and_serves_it_as_a_bundle(capsys, home, request_file):

@@ -51,6 +51,8 @@ def test_model_without_signature_gets_warnings_with_fixes(settings, seeded):
         assert checks[name].status is CheckStatus.WARN
         assert checks[name].fix
     assert "scikit-learn" in checks["Requirements pinned"].detail
+    batching = checks["Adaptive batching"]
+    assert batching.status is CheckStatus.WARN and "signature" in batching.detail
 
 
 def test_custom_pyfunc_params_are_described(settings, seeded):
@@ -60,6 +62,8 @@ def test_custom_pyfunc_params_are_described(settings, seeded):
     assert [f.name for f in inspection.signature.outputs] == ["probability", "label"]
     assert inspection.input_example_params == {"threshold": 0.5}
     assert "params" in checks_by_name(inspection)["Request format"].detail
+    # One row of probability and label per input row: it may be batched.
+    assert checks_by_name(inspection)["Adaptive batching"].status is CheckStatus.PASS
 
 
 def test_tensor_model_signature_and_example(settings, seeded):
@@ -70,6 +74,8 @@ def test_tensor_model_signature_and_example(settings, seeded):
     assert isinstance(inspection.input_example, np.ndarray)
     assert inspection.input_example.shape[1:] == (8, 8)
     assert "list" in checks_by_name(inspection)["Request format"].detail
+    batching = checks_by_name(inspection)["Adaptive batching"]
+    assert batching.status is CheckStatus.WARN and "tensors" in batching.detail
 
 
 def test_runs_uri_reads_the_same_model(settings, registry, seeded):

@@ -324,6 +324,8 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         new_endpoint=all(e.name.lower() != args.endpoint.lower() for e in endpoints),
         runtime=Runtime(args.runtime),
         instance_count=args.instance_count or 1,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
         all_traffic=args.all_traffic,
         environment=args.env,
     )
@@ -427,6 +429,21 @@ def add_endpoint_commands(commands: argparse._SubParsersAction) -> None:
     deploy.add_argument("--script", help="a folder with score.py (as `script new` writes it)")
     deploy.add_argument("--runtime", choices=["azureml", "mlflow"], default="azureml")
     deploy.add_argument("--instance-count", type=int, help="server workers (1)")
+    deploy.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=1,
+        help="adaptive batching: the front gathers up to this many concurrent requests with the "
+        "same columns and params into one model call (1: off; models with one prediction per "
+        "row only; not an Azure setting)",
+    )
+    deploy.add_argument(
+        "--max-wait-ms",
+        type=int,
+        default=0,
+        help="adaptive batching: how long a request may wait for others while the server is "
+        "free (0: never; requests gather while it is busy)",
+    )
     deploy.add_argument("--all-traffic", action="store_true", help="send it 100%% of traffic")
     deploy.add_argument("--timeout", type=float, help="seconds to wait for the server (300)")
     deploy.add_argument("--json", action="store_true")

@@ -10,6 +10,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from deploystudio.deployment.adaptive_batching import (
+    MAX_BATCH_SIZE,
+    MAX_WAIT_MS,
+    BatchSettings,
+)
 from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint, Runtime
 from deploystudio.deployment.local.servers import MAX_INSTANCES
 from deploystudio.deployment.local.target import LocalTarget
@@ -38,6 +43,9 @@ class DeployRequest:
     all_traffic: bool = False
     # Which environment the server runs in: auto, model or app (deploystudio.environments).
     environment: str = "app"
+    # Adaptive batching in the endpoint's front (adaptive_batching.py); 1 is off.
+    max_batch_size: int = 1
+    max_wait_ms: int = 0
 
     @property
     def subject(self) -> str:
@@ -50,6 +58,8 @@ class DeployRequest:
             "runtime": self.runtime.value,
             "settings": {"instance_count": self.instance_count},
         }
+        batching = BatchSettings(self.max_batch_size, self.max_wait_ms)
+        config["settings"].update(batching.as_settings())
         if self.environment != "app":
             config["settings"]["environment"] = self.environment
         if self.bundle:
@@ -95,6 +105,10 @@ def request_problems(
         )
     if not 1 <= request.instance_count <= MAX_INSTANCES:
         problems.append(f"The instance count must be from 1 to {MAX_INSTANCES}.")
+    if not 1 <= request.max_batch_size <= MAX_BATCH_SIZE:
+        problems.append(f"The max batch size must be from 1 (off) to {MAX_BATCH_SIZE}.")
+    if not 0 <= request.max_wait_ms <= MAX_WAIT_MS:
+        problems.append(f"The max wait must be from 0 to {MAX_WAIT_MS} ms.")
     return problems
 
 

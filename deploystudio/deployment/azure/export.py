@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploystudio.deployment.adaptive_batching import AZURE_NOTE
 from deploystudio.deployment.azure.pinning import pin_conda
 from deploystudio.deployment.azure.specs import (
     OnlineDeploymentSpec,
@@ -323,6 +324,8 @@ Exported by Deploy Studio. Paths in the YAML files are relative to this folder.
 {model_note}
 {script_note}
 {request_note}{env_note}
+{AZURE_NOTE}
+
 ## With the Azure CLI (`az extension add -n ml`), from this folder
 
     az configure --defaults group=RESOURCE_GROUP workspace=WORKSPACE

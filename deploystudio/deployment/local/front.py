@@ -19,14 +19,12 @@ change, a regenerated key or a new deployment is live within half a second, with
 
 Why one front per endpoint rather than one gateway: each endpoint then has its own port, as
 each Azure endpoint has its own host name, and stopping or crashing one endpoint touches no
-other. Why aiohttp for the server: it is installed already (with MLflow), asyncio-based with a C
-HTTP parser, and the front stays one thread with no locks. Requests to the deployment servers go
-through upstream.py (h11), which costs about a third less CPU than aiohttp's client, on
-kept-alive connections where the server keeps them (MLflow's does, gunicorn's sync workers not).
-Measured on this shared 2-core machine, iris no-code deployment, 1-row requests, requests to the
-server and through the front interleaved: the front added 1.1-1.5 ms at p50 (concurrency 1);
-at concurrency 8 it kept the throughput of a one-worker server (ratio 1.02) and lost 15% with a
-two-worker server, where every core is busy and the front's ~1.3 ms of CPU per request counts.
+other. Why aiohttp for the server: it is installed already (with MLflow), asyncio-based with a
+C HTTP parser, and the front stays one thread with no locks; it runs on uvloop's event loop
+when uvloop is installed (front_process.py). Requests to the deployment servers go through
+upstream.py (httptools) on kept-alive connections, or front_batching.py for a batching deployment.
+What the front costs per request, and where it goes, is measured in bench/endpoint.py
+(`front CPU`) and noted in issue 16.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import random
@@ -67,6 +64,8 @@ from deploystudio.deployment.local.front_answers import (
     tag_request_id,
     with_input_data_hint,
 )
+from deploystudio.deployment.local.front_batching import Batcher
+from deploystudio.deployment.local.front_process import check_loopback, loop_factory
 from deploystudio.deployment.local.healing import Healer, restart_count
 from deploystudio.deployment.local.health import HealthMonitor, log_tail
 from deploystudio.deployment.local.metrics import FrontMetrics
@@ -145,6 +144,8 @@ class Front:
         self._loaded_at_wall: datetime | None = None
         self._probe: aiohttp.ClientSession | None = None
         self._upstream = upstream.Upstream()
+        # Requests to deployments with max_batch_size > 1 go through it (front_batching.py).
+        self._batcher = Batcher(self._upstream)
         self._large_bodies = LargeBodyGate()
         self._health: HealthMonitor | None = None
         self._healer: Healer | None = None
@@ -177,6 +178,7 @@ class Front:
             await self._health.close()
         if self._probe is not None:
             await self._probe.close()
+        await self._batcher.close()
         await self._upstream.close()
         if self._version_conn is not None:
             conn, self._version_conn = self._version_conn, None
@@ -383,9 +385,7 @@ class Front:
         started = time.perf_counter()
         answer = None
         try:
-            answer = await self._upstream.post(
-                view.port, view.score_path, body, headers, view.timeout_seconds
-            )
+            answer = await self._batcher.post(view, body, headers)
             return _Outcome(answer, None, None, _ms_since(started))
         except TimeoutError:
             return _Outcome(None, 408, None, _ms_since(started))
@@ -530,6 +530,7 @@ class Front:
             },
             **snapshot,
             "mirror_in_flight": len(self._mirrors),
+            "batching": self._batcher.counts(),
         }
         return web.json_response(body)
 
@@ -577,17 +578,6 @@ def _ms_since(started: float) -> float:
 # -- process -------------------------------------------------------------------------------
 
 
-def _check_loopback(host: str) -> None:
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise EndpointFrontError(
-            f"The endpoint front only listens on this machine (127.0.0.1), not on {host!r}."
-        )
-
-
 async def serve(
     db_path: Path,
     endpoint: str,
@@ -598,7 +588,7 @@ async def serve(
     body_seconds: float = BODY_READ_SECONDS,
 ) -> None:
     """Serve `endpoint`'s front on host:port until SIGTERM or SIGINT, then stop gracefully."""
-    _check_loopback(host)
+    check_loopback(host)
     if not db_path.is_file():
         raise EndpointFrontError(
             f"The deployment store {db_path} does not exist. Create the endpoint first."
@@ -677,17 +667,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     front_logging.configure(args.log_level)
     try:
-        asyncio.run(
-            serve(
-                args.db,
-                args.endpoint,
-                args.port,
-                args.host,
-                max(1, args.max_body_bytes),
-                max(0.1, args.header_seconds),
-                max(0.1, args.body_seconds),
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(
+                serve(
+                    args.db,
+                    args.endpoint,
+                    args.port,
+                    args.host,
+                    max(1, args.max_body_bytes),
+                    max(0.1, args.header_seconds),
+                    max(0.1, args.body_seconds),
+                )
             )
-        )
     except DeployStudioError as exc:
         log.error("%s", exc)
         return 2

@@ -123,7 +123,12 @@ class FrontMetrics:
     deployments: dict[str, DeploymentCounters] = field(default_factory=dict)
 
     def deployment(self, name: str) -> DeploymentCounters:
-        return self.deployments.setdefault(name, DeploymentCounters())
+        # Not setdefault: its default would build a DeploymentCounters (a Counter, a deque)
+        # on every request, only to throw it away.
+        counters = self.deployments.get(name)
+        if counters is None:
+            counters = self.deployments[name] = DeploymentCounters()
+        return counters
 
     def front_error(self, status: int) -> None:
         self.front_errors[status] += 1

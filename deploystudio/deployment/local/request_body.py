@@ -78,6 +78,10 @@ async def read_body(
     length = request.content_length
     if length is not None and length > max_bytes:
         raise BodyTooLarge
+    if length is not None and request.content.is_eof():
+        # The whole body came with the headers (the usual small request): nothing can keep
+        # the read waiting, so no timer is armed (one per request otherwise).
+        return await _read_exactly(request, length)
     async with asyncio.timeout(seconds):
         if length is not None:
             return await _read_exactly(request, length)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploystudio.deployment.adaptive_batching import NO_BATCHING, BatchSettings, batch_settings
 from deploystudio.deployment.base import (
     AuthMode,
     Deployment,
@@ -23,6 +24,7 @@ from deploystudio.deployment.base import (
     EndpointKeys,
     Runtime,
 )
+from deploystudio.errors import DeployStudioError
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 # Azure's default `request_settings.request_timeout_ms` for managed online deployments, and the
@@ -49,6 +51,9 @@ class DeploymentView:
     port: int | None
     log_path: str | None
     timeout_seconds: float
+    # Server workers (instance_count): the batcher keeps one request in flight per worker.
+    workers: int = 1
+    batching: BatchSettings = NO_BATCHING
 
     @property
     def ready(self) -> bool:
@@ -93,6 +98,8 @@ class RoutingTable:
                     "runtime": view.runtime.value,
                     "port": view.port,
                     "request_timeout_ms": round(view.timeout_seconds * 1000),
+                    "max_batch_size": view.batching.max_batch_size,
+                    "max_wait_ms": view.batching.max_wait_ms,
                 }
                 for view in self.deployments.values()
             },
@@ -148,6 +155,8 @@ def build_table(
             port=d.port,
             log_path=d.log_path,
             timeout_seconds=request_timeout_seconds(d.settings),
+            workers=_whole(d.settings.get("instance_count"), 1),
+            batching=_batching(d.settings),
         )
         for d in deployments
     }
@@ -164,6 +173,20 @@ def build_table(
         mirror=endpoint.mirror,
         keys=secrets,
     )
+
+
+def _whole(value: Any, default: int) -> int:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return value if whole and value > 0 else default
+
+
+def _batching(settings: Mapping[str, Any]) -> BatchSettings:
+    """The deployment's batching; off when its stored values are not valid (the target checks
+    them before it stores them, so only a hand-edited store gets here)."""
+    try:
+        return batch_settings(settings)
+    except DeployStudioError:
+        return NO_BATCHING
 
 
 def is_authorized(table: RoutingTable, authorization: str | None) -> bool:

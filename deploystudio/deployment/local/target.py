@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from deploystudio import inference_server
 from deploystudio.config import Settings
 from deploystudio.deployment import invoke
+from deploystudio.deployment.adaptive_batching import check_batching
 from deploystudio.deployment.base import (
     AuthMode,
     Capability,
@@ -581,6 +582,7 @@ class LocalTarget(StoreHistory, DeploymentTarget):
     def _server_config(self, record: Deployment, script: str | None) -> ServerConfig:
         workers, extra_env = checked_server_settings(record.settings)
         model_path = local_model_path(record.model_uri, self.settings, self._registry)
+        check_batching(record.settings, model_path)  # refused before any server starts
         return ServerConfig(
             runtime=record.runtime,
             model_path=model_path,

@@ -1,10 +1,13 @@
 """HTTP/1.1 requests from an endpoint's front to its deployment servers on 127.0.0.1.
 
-h11 (the HTTP/1.1 protocol library uvicorn is built on) does the protocol: framing, content
-length or chunked bodies, connection close. Why not aiohttp's client, when the front already
-serves with aiohttp: measured on this 2-core machine against the same server, aiohttp's client
-spent 0.9-1.2 ms of CPU per request and this 0.6-0.8 ms, and every millisecond the front spends
-is taken from the model servers it shares the cores with.
+httptools (llhttp, the C parser of Node.js, as uvicorn uses it) reads the answers: framing,
+content length or chunked bodies, keep-alive. The request head is written here: the front
+sends one POST with a few headers, all of which came through aiohttp's own parser (no CR or
+LF in them; checked again here). Why not aiohttp's client, when the front already serves with
+aiohttp: measured on this 2-core machine against the same server, aiohttp's client spent
+0.9-1.2 ms of CPU per request. Why not h11 any more (used here until issue 16): it is pure
+Python, and one request and answer through it cost 0.2 ms of CPU (timeit, 1-row iris answer),
+a large part of what the front spent per request; the same through httptools costs a tenth.
 
 Why a pool of kept-alive connections (`Upstream`): MLflow's scoring server (uvicorn) keeps a
 connection open between requests, and opening one per request is a large part of what the front
@@ -23,9 +26,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import h11
+import httptools
 
 HOST = "127.0.0.1"
 _READ_SIZE = 256 * 1024
@@ -43,7 +46,7 @@ class UpstreamError(Exception):
 
 @dataclass(frozen=True)
 class UpstreamResponse:
-    """A server's answer: status, headers (names in lower case, as h11 gives them), body."""
+    """A server's answer: status, headers (names in lower case), body."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -54,17 +57,52 @@ class UpstreamResponse:
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    protocol: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
     idle_since: float = 0.0
     # Whether any byte of an answer came on it: only a connection that said nothing at all may
     # have been closed by the server before it read the request.
     answered: bool = False
+    # Whether the last answer was complete and the server keeps the connection open.
+    keep: bool = False
 
     def reusable(self, now: float) -> bool:
         return not self.reader.at_eof() and now - self.idle_since < IDLE_SECONDS
 
     def close(self) -> None:
         self.writer.close()
+
+
+class _Answer:
+    """httptools' callbacks for one answer: what it read so far."""
+
+    __slots__ = ("chunks", "done", "framed", "head_done", "headers", "keep_alive", "parser")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.head_done = False
+        self.done = False
+        # A length or chunked body; without either the body runs until the server closes.
+        self.framed = False
+        # llhttp's keep-alive answer holds only while the message is parsed: read it then.
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.framed = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
 
 
 async def post(
@@ -84,7 +122,7 @@ async def post(
         connection = await _connect(port)
         try:
             return await _exchange(connection, port, path, body, headers, keep_alive=False)
-        except (OSError, h11.ProtocolError) as exc:
+        except OSError as exc:
             raise UpstreamError(f"{HOST}:{port} broke off the answer: {exc}") from exc
         finally:
             await _closed(connection)
@@ -119,7 +157,7 @@ class Upstream:
                     connection = await _connect(port)
                 try:
                     answer = await _exchange(connection, port, path, body, headers, keep_alive=True)
-                except (OSError, h11.ProtocolError, UpstreamError) as exc:
+                except (OSError, UpstreamError) as exc:
                     connection.close()
                     # The server closed this idle connection as we sent on it, so it never read
                     # the request: send it once more on a new connection (what browsers and
@@ -162,15 +200,13 @@ class Upstream:
         return None
 
     def _give_back(self, port: int, connection: _Connection) -> None:
-        protocol = connection.protocol
-        if protocol.our_state is not h11.DONE or protocol.their_state is not h11.DONE:
+        if not connection.keep:
             connection.close()  # the server asked to close it (gunicorn's sync workers do)
             return
         connections = self._idle.setdefault(port, [])
         if len(connections) >= MAX_IDLE_PER_PORT:
             connection.close()
             return
-        protocol.start_next_cycle()
         connection.idle_since = time.monotonic()
         connection.answered = False
         connections.append(connection)
@@ -217,36 +253,46 @@ async def _exchange(
     headers: Iterable[tuple[bytes, bytes]],
     keep_alive: bool,
 ) -> UpstreamResponse:
-    conn = connection.protocol
-    sent = [(b"host", f"{HOST}:{port}".encode()), (b"content-length", str(len(body)).encode())]
+    lines = [
+        b"POST %s HTTP/1.1\r\nhost: %s:%d\r\ncontent-length: %d\r\n"
+        % (path.encode(), HOST.encode(), port, len(body))
+    ]
     if not keep_alive:
-        sent.append((b"connection", b"close"))
-    request = h11.Request(method="POST", target=path, headers=[*sent, *headers])
-    # The body goes in slices with a drain after each: one `write(head + body)` would copy the
-    # body twice (the join, then asyncio's send buffer when the server reads slower).
+        lines.append(b"connection: close\r\n")
+    for name, value in headers:
+        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
+            raise UpstreamError(f"header {name!r} holds a line break")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    lines.append(b"\r\n")
+    head = b"".join(lines)
     writer = connection.writer
-    writer.write(conn.send(request))
-    with memoryview(body) as view:
-        for start in range(0, len(view), _WRITE_SIZE):
-            writer.write(conn.send(h11.Data(data=view[start : start + _WRITE_SIZE])))
-            await writer.drain()
-    writer.write(conn.send(h11.EndOfMessage()))
-    response: h11.Response | None = None
-    chunks: list[bytes] = []
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await connection.reader.read(_READ_SIZE)
-            connection.answered = connection.answered or bool(data)
-            conn.receive_data(data)
-        elif isinstance(event, h11.Response):
-            response = event
-        elif isinstance(event, h11.Data):
-            chunks.append(bytes(event.data))
-        elif isinstance(event, h11.EndOfMessage):
-            break
-        elif isinstance(event, h11.ConnectionClosed):
+    connection.keep = False
+    if len(body) <= _WRITE_SIZE:
+        writer.write(head + body)  # one send for the usual small request
+    else:
+        # A large body goes in slices with a drain after each: one `write(head + body)` would
+        # copy it twice (the join, then asyncio's send buffer when the server reads slower).
+        writer.write(head)
+        with memoryview(body) as view:
+            for start in range(0, len(view), _WRITE_SIZE):
+                writer.write(view[start : start + _WRITE_SIZE])
+                await writer.drain()
+    answer = _Answer()
+    parser = answer.parser
+    assert parser is not None
+    while not answer.done:
+        data = await connection.reader.read(_READ_SIZE)
+        if not data:
+            if answer.head_done and not answer.framed:
+                break  # an answer whose body ends with the connection
             raise UpstreamError(f"{HOST}:{port} closed the connection before answering")
-        # InformationalResponse (100 Continue) and anything else: keep reading.
-    assert response is not None  # h11 yields the Response before any body event
-    return UpstreamResponse(response.status_code, list(response.headers), b"".join(chunks))
+        connection.answered = True
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise UpstreamError(f"{HOST}:{port} sent an answer that is not HTTP: {exc}") from exc
+    status = parser.get_status_code()
+    answer.parser = None  # no cycle left for the garbage collector
+    # Reused only when the answer ended by its framing and the server keeps the connection.
+    connection.keep = answer.done and keep_alive and answer.keep_alive
+    return UpstreamResponse(status, answer.headers, b"".join(answer.chunks))
