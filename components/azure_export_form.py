@@ -14,7 +14,7 @@ from components import services
 from components.azure_fields import DeploymentFields, render_deployment_fields
 from components.deploy_form import ModelChoice
 from deploystudio.deployment.azure.export import README_FILE, ExportResult, export_online
-from deploystudio.deployment.azure.pinning import environment_for
+from deploystudio.deployment.azure.pinning import Pinning, pinned_environment
 from deploystudio.deployment.azure.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
@@ -24,6 +24,7 @@ from deploystudio.deployment.azure.specs import (
 from deploystudio.errors import DeployStudioError
 
 RESULT_KEY = "azure_export_result"
+PINNING_KEY = "azure_export_pinning"
 EXPORTS_FOLDER = "exports"
 
 
@@ -31,7 +32,14 @@ def exports_root() -> Path:
     return services.get_settings().home / EXPORTS_FOLDER
 
 
-def export_choice(choice: ModelChoice, fields: DeploymentFields) -> ExportResult:
+def pinning(choice: ModelChoice) -> Pinning:
+    """The environment a local deployment of the chosen model ran in, as the export's pins."""
+    deployments = services.endpoint_target().list_deployments()
+    return pinned_environment(choice.uri, deployments, services.get_settings().home)
+
+
+def export_choice(choice: ModelChoice, fields: DeploymentFields) -> tuple[ExportResult, str]:
+    """The export folder written, and what its conda files are pinned to (in words)."""
     settings = services.get_settings()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     folder = exports_root() / f"{fields.endpoint}-{fields.deployment}-{stamp}"
@@ -43,14 +51,20 @@ def export_choice(choice: ModelChoice, fields: DeploymentFields) -> ExportResult
         instance_count=fields.instance_count,
         code=scoring_code(fields.bundle, settings) if fields.bundle else None,
     )
-    return export_online(
+    pinned = (
+        pinning(choice)
+        if spec.model.local_path is not None
+        else Pinning(None, "Not pinned: the model is referenced in Azure.")
+    )
+    result = export_online(
         folder,
         OnlineEndpointSpec(name=fields.endpoint, auth_mode=fields.auth_mode),
         spec,
         allowed_roots=[exports_root()],
-        # The model's own environment, when one was built for it: its exact versions go to Azure.
-        pinned=environment_for(spec.model.local_path, settings.home),
+        # The model environment its local deployment ran in: its exact versions go to Azure.
+        pinned=pinned.environment,
     )
+    return result, pinned.note
 
 
 def zip_bytes(folder: Path) -> bytes:
@@ -72,13 +86,17 @@ def render_export_form(choice: ModelChoice) -> ExportResult | None:
     if submitted:
         try:
             with st.spinner("Writing the export folder and loading its YAML back..."):
-                st.session_state[RESULT_KEY] = export_choice(choice, fields)
+                written, note = export_choice(choice, fields)
+            st.session_state[RESULT_KEY] = written
+            st.session_state[PINNING_KEY] = note
         except DeployStudioError as exc:
             st.error(str(exc))
     result: ExportResult | None = st.session_state.get(RESULT_KEY)
     if result is None or not result.folder.is_dir():
         return None
     st.success(f"Exported to `{result.folder}` ({len(result.files)} files).")
+    if st.session_state.get(PINNING_KEY):
+        st.caption(st.session_state[PINNING_KEY])
     st.markdown("Deploy it from that folder (or from the unzipped download) with:")
     st.code("\n".join(result.commands), language="bash")
     shown = [name for name in result.files if not name.startswith("model/")]

@@ -45,18 +45,19 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         environment_variables=environment,
         code=scoring_code(args.bundle, settings) if args.bundle else None,
     )
-    from deploystudio.deployment.azure.pinning import environment_for
+    from deploystudio.deployment.azure.pinning import Pinning, pinned_environment
+    from deploystudio.deployment.store import DeploymentStore
 
-    pinned = environment_for(spec.model.local_path, settings.home)
+    pinning = Pinning(None, "Not pinned: the model is referenced in Azure.")
+    if spec.model.local_path is not None:
+        # What the local deployments of this model recorded they ran in.
+        deployments = DeploymentStore.from_settings(settings).list_deployments()
+        pinning = pinned_environment(args.model, deployments, settings.home)
     result = export_online(
         args.out, OnlineEndpointSpec(name=args.endpoint, auth_mode=args.auth_mode), spec,
-        pinned=pinned,
+        pinned=pinning.environment,
     )
-    if pinned is not None:
-        print(
-            f"conda.yaml pins the model environment {pinned.key} (Python "
-            f"{pinned.python_version}, {pinned.packages} packages), where the model ran here."
-        )
+    print(pinning.note)
     print(f"Wrote {len(result.files)} file(s) to {result.folder}:")
     for name in result.files:
         if not name.startswith("model/"):
