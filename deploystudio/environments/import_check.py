@@ -81,4 +81,9 @@ def import_failures(python: Path, distributions: Sequence[str], root: Path) -> s
     text = "; ".join(failed)
     if "numpy" in text.lower() and ("dtype size changed" in text or "NumPy 1.x" in text):
         text += " (a package built for NumPy 1 next to NumPy 2: add numpy<2 to its requirements)"
+    if "pkg_resources" in text:
+        text += (
+            " (pkg_resources comes with setuptools, which removed it in 82: add setuptools<82 "
+            "to its requirements)"
+        )
     return text
