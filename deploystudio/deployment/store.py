@@ -428,7 +428,7 @@ class DeploymentStore(StoreFile):
 
         `reason` and `log_tail` replace the stored ones (a failed state needs a reason); `pid`,
         `port` and `log_path` are kept when None, and pid/port are cleared on `stopped`;
-        `environment` (what the new process runs in) likewise kept when None.
+        `environment` (what the new process runs in) likewise kept when None or empty.
         `only_if=(state, pid)` makes the move conditional, checked in the same transaction: a
         health check marks a server failed only if the record still shows it ready with that
         pid (not while the target is stopping or replacing it).
@@ -450,7 +450,7 @@ class DeploymentStore(StoreFile):
             for column, value in (("pid", pid), ("port", port), ("log_path", log_path)):
                 if value is not None:
                     values[column] = value
-            if environment is not None:
+            if environment:  # none said (a server config built elsewhere): the old one stays
                 values["environment"] = json.dumps(dict(environment), sort_keys=True)
             if target is DeploymentState.STOPPED:
                 values |= {"pid": None, "port": None}
@@ -513,7 +513,7 @@ class DeploymentStore(StoreFile):
                         )
             process = {"pid": pid, "port": port, "log_path": log_path}
             previous_process = {"pid": row["pid"], "port": row["port"], "log_path": row["log_path"]}
-            if environment is not None:
+            if environment:  # none said (a server config built elsewhere): the old one stays
                 values["environment"] = json.dumps(dict(environment), sort_keys=True)
             update_row(
                 conn,
