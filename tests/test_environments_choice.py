@@ -155,7 +155,7 @@ def test_a_scikit_learn_0_24_model_is_told_what_cannot_be_installed_here(
     why = "scikit-learn==0.24.2 cannot be installed on this interpreter: scikit-learn 0.24.2 has "
     why += "no wheel for CPython 3.11"
 
-    assert main(["env", "plan", folder]) == 0
+    assert main(["env", "plan", folder]) == 1  # blocked
     out, err = capsys.readouterr()
     assert f"blocked: {why}" in out and "nor does any later 0.24.x" in out
     assert "Python 3.8" in out and "cannot be downloaded" in out
