@@ -30,7 +30,7 @@ from deploystudio.deployment.azure.export import (
     export_online,
 )
 from deploystudio.deployment.azure.model_registration import register_model
-from deploystudio.deployment.azure.pinning import environment_for
+from deploystudio.deployment.azure.pinning import Pinning, pinned_environment
 from deploystudio.deployment.azure.specs import (
     ModelSource,
     OnlineDeploymentSpec,
@@ -45,6 +45,7 @@ from deploystudio.errors import AzureWorkspaceError, DeployStudioError
 from deploystudio.prediction import local_model_path
 
 RESULT_KEY = "azure_export_result"
+PINNING_KEY = "azure_export_pinning"
 EXPORTS_FOLDER = "exports"
 
 
@@ -52,9 +53,16 @@ def exports_root() -> Path:
     return services.get_settings().home / EXPORTS_FOLDER
 
 
+def pinning(choice: ModelChoice) -> Pinning:
+    """The environment a local deployment of the chosen model ran in, as the export's pins."""
+    deployments = services.endpoint_target().list_deployments()
+    return pinned_environment(choice.uri, deployments, services.get_settings().home)
+
+
 def export_choice(
     choice: ModelChoice, fields: DeploymentFields, workspace: AzureWorkspace | None = None
-) -> ExportResult:
+) -> tuple[ExportResult, str]:
+    """The export folder written, and what its conda files are pinned to (in words)."""
     settings = services.get_settings()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     folder = exports_root() / f"{fields.endpoint}-{fields.deployment}-{stamp}"
@@ -86,15 +94,21 @@ def export_choice(
     spec = spec_for(
         model_source(choice.uri, settings, registry=services.registry(), workspace_version=version)
     )
-    return export_online(
+    pinned = (
+        pinning(choice)
+        if spec.model.local_path is not None
+        else Pinning(None, "Not pinned: the model is referenced in Azure.")
+    )
+    result = export_online(
         folder,
         endpoint,
         spec,
         allowed_roots=[exports_root()],
-        # The model's own environment, when one was built for it: its exact versions go to Azure.
-        pinned=environment_for(spec.model.local_path, settings.home),
+        # The model environment its local deployment ran in: its exact versions go to Azure.
+        pinned=pinned.environment,
         request=example_request_or_none(local),
     )
+    return result, pinned.note
 
 
 def zip_bytes(folder: Path) -> bytes:
@@ -121,7 +135,9 @@ def render_export_form(
             if fields.model_in_azure == MODEL_REGISTER:
                 writing = "Registering the model in the workspace, then " + writing.lower()
             with st.spinner(writing):
-                st.session_state[RESULT_KEY] = export_choice(choice, fields, workspace)
+                written, note = export_choice(choice, fields, workspace)
+            st.session_state[RESULT_KEY] = written
+            st.session_state[PINNING_KEY] = note
         except DeployStudioError as exc:
             st.error(str(exc))
     result: ExportResult | None = st.session_state.get(RESULT_KEY)
@@ -130,6 +146,8 @@ def render_export_form(
     st.success(f"Exported to `{result.folder}` ({len(result.files)} files).")
     if isinstance(result.deployment.model, str):  # a version in the workspace, not the files
         st.caption(f"The deployment uses azureml:{result.deployment.model} from the workspace.")
+    if st.session_state.get(PINNING_KEY):
+        st.caption(st.session_state[PINNING_KEY])
     st.markdown("Deploy it from that folder (or from the unzipped download) with:")
     st.code("\n".join(result.commands), language="bash")
     shown = [name for name in result.files if not name.startswith("model/")]

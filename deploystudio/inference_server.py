@@ -35,15 +35,20 @@ from pathlib import Path
 from typing import Any
 
 from azureml_inference_server_http import __version__ as AZMLINFSRV_VERSION
+from packaging.version import InvalidVersion, Version
 
 from deploystudio.errors import ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
 from deploystudio.worker.sandbox import Access, sandboxed_command
 
-# What a model's own environment needs to run this server (issue 19): the same versions as
-# ours, gunicorn included (the command below passes options of our gunicorn's version).
+# What a model's own environment needs to run this server (issue 19): our version of it. Not
+# our gunicorn: the model's MLflow may cap it (MLflow 2.17: gunicorn<24), and the environment
+# keeps the one its packages agree on; `server_command` passes only options that one knows.
 SERVER_REQUIREMENT = f"azureml-inference-server-http=={AZMLINFSRV_VERSION}"
-SERVER_REQUIREMENTS = (SERVER_REQUIREMENT, f"gunicorn=={importlib.metadata.version('gunicorn')}")
+SERVER_REQUIREMENTS = (SERVER_REQUIREMENT,)
+# gunicorn 25.1 added the control socket (on by default) and --no-control-socket; older ones
+# refuse that option ("unrecognized arguments") and open no socket anyway.
+CONTROL_SOCKET_SINCE = Version("25.1")
 HOST = "127.0.0.1"
 WSGI_APP = "azureml_inference_server_http.server.entry:app"
 # By path, not as `python:deploystudio.gunicorn_hooks`: the file imports only the standard
@@ -174,14 +179,39 @@ def server_environment(
     return env
 
 
+def gunicorn_version(python: Path | None = None) -> Version | None:
+    """The gunicorn installed beside `python` (a virtualenv's `bin/python`; ours when None), read
+    from its installed metadata: no process is started, so a server start pays nothing for it.
+    None when that environment has no gunicorn."""
+    if python is None:
+        return Version(importlib.metadata.version("gunicorn"))
+    # Not resolved: a virtualenv's bin/python is a link to the base interpreter.
+    venv = Path(python).parent.parent
+    for site in sorted(venv.glob("lib/python*/site-packages")):
+        for found in importlib.metadata.distributions(name="gunicorn", path=[str(site)]):
+            try:
+                return Version(found.version)
+            except InvalidVersion:
+                return None
+    return None
+
+
 def server_command(
     port: int,
     workers: int,
     worker_timeout_seconds: int = DEFAULT_WORKER_TIMEOUT_SECONDS,
     python: Path | None = None,
+    gunicorn: Version | None = None,
 ) -> list[str]:
     """gunicorn with the arguments `amlserver_linux.run` passes, bound to loopback; `python`:
-    a model environment's interpreter (which has the inference server installed), else ours."""
+    a model environment's interpreter (which has the inference server installed), else ours;
+    `gunicorn`: that environment's gunicorn version (`gunicorn_version`), which decides the
+    options passed."""
+    if python is None:
+        gunicorn = gunicorn_version()
+    # gunicorn 25.1+ opens a control socket at ~/.gunicorn/gunicorn.ctl by default: one path
+    # for every server of the user, and these servers need no remote control.
+    control = ["--no-control-socket"] if gunicorn and gunicorn >= CONTROL_SOCKET_SINCE else []
     return [
         str(python) if python is not None else sys.executable,
         "-m",
@@ -200,9 +230,7 @@ def server_command(
         # here the master's own messages ("Worker failed to boot") are the ones we need.
         "--error-logfile",
         "-",
-        # gunicorn 26 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: one path
-        # for every server of the user, and these servers need no remote control.
-        "--no-control-socket",
+        *control,
         # Workers die with their master (PR_SET_PDEATHSIG): a kill -9 of the master frees the port.
         "--config",
         HOOKS_CONFIG,
@@ -238,7 +266,10 @@ def start(
     model_dir = model_dir.resolve()
     env = server_environment(entry_script, model_dir, port, workers, extra_env)
     command = sandboxed_command(
-        server_command(port, workers, worker_timeout_seconds, python),
+        server_command(
+            port, workers, worker_timeout_seconds, python,
+            gunicorn_version(python) if python is not None else None,
+        ),
         server_access(entry_script.parent, port, model_dir) | (access or Access()),
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -405,3 +405,48 @@ def test_cli_export_of_a_workspace_version_writes_request_json(
     )
     assert json.loads((out / "request.json").read_text())["input_data"]["data"]
     assert not (out / "model").exists()
+
+
+def _ran(name: str, model_uri: str, state: str, environment: dict | None, minute: int):
+    from datetime import UTC, datetime
+
+    from deploystudio.deployment.base import Deployment, DeploymentState, Runtime
+
+    at = datetime(2026, 12, 5, 8, minute, tzinfo=UTC)
+    return Deployment(
+        endpoint_name="shop", name=name, model_uri=model_uri, runtime=Runtime.AZUREML,
+        bundle=None, state=DeploymentState(state), reason=None, log_tail=None, pid=None,
+        port=None, log_path=None, created_at=at, updated_at=at, environment=environment,
+    )
+
+
+def test_the_export_pins_from_what_the_deployment_recorded(tmp_path: Path) -> None:
+    """Part 7 of issue 19: the pins come from the environment a local deployment of the same
+    model recorded, not from whichever environment happens to exist for it. (A deployment
+    that ran in a model environment, pinned: test_worker_model_environment.)"""
+    from deploystudio.deployment.azure.pinning import pinned_environment
+
+    app = {"mode": "app", "key": None, "python": "/usr/bin/python3", "python_version": "3.11"}
+    model = {"mode": "model", "key": "feedbeef", "python": "/p", "python_version": "3.11"}
+    home = tmp_path / "home"
+    none = pinned_environment("models:/heart/3", [], home)
+    assert none.environment is None and "no local deployment of models:/heart/3" in none.note
+    # Another version's deployment is not this model's.
+    other = [_ran("blue", "models:/heart/2", "ready", model, 1)]
+    assert "no local deployment" in pinned_environment("models:/heart/3", other, home).note
+    # The ready deployment ran in the app's environment: nothing pinned, and why.
+    records = [
+        _ran("blue", "models:/heart/3", "ready", app, 1),
+        _ran("green", "models:/heart/3", "failed", model, 5),
+    ]
+    chosen = pinned_environment("models:/heart/3", records, home)
+    assert chosen.environment is None
+    assert "shop/blue ran in the app's environment" in chosen.note
+    # Only the failed one recorded a model environment, since removed: said, not pinned.
+    gone = pinned_environment("models:/heart/3", records[1:], home)
+    assert gone.environment is None and "feedbeef" in gone.note and "removed" in gone.note
+    # A local folder matches the same folder however it is written.
+    folder = tmp_path / "m"
+    folder.mkdir()
+    local = [_ran("blue", str(folder), "ready", app, 1)]
+    assert "shop/blue" in pinned_environment(f"{folder}/", local, home).note

@@ -21,7 +21,6 @@ from deploystudio.cli.main import main
 from deploystudio.config import Settings, load_settings
 from deploystudio.customization.script_environment import DEFAULT_BASE_IMAGE
 from deploystudio.deployment.azure.export import export_online
-from deploystudio.deployment.azure.pinning import environment_for
 from deploystudio.deployment.azure.specs import (
     ModelSource,
     OnlineDeploymentSpec,
@@ -30,7 +29,6 @@ from deploystudio.deployment.azure.specs import (
 )
 from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs
 from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
-from deploystudio.environments.choice import choose
 from deploystudio.inference_server import SERVER_REQUIREMENT
 from tests.conftest import REPO_ROOT
 from tests.environments_support import use_session_uv_cache, write_model
@@ -171,9 +169,9 @@ def test_azure_export_pins_the_environment_the_model_ran_in(old_models, home, tm
     """Part 7: the exported conda files (the model folder's, which Azure uses for a no-code
     deployment, and a scoring bundle's) list exactly what the model's environment installed,
     and its Python; azure-ai-ml loads the export back."""
-    choose("model", old_models["plain"], home)  # the model ran here in its own environment
-    pinned = environment_for(old_models["plain"], home)
-    assert pinned is not None and pinned.key == old_models["environment"].key
+    # The model environment a local deployment ran in (which one: `pinned_environment`, from
+    # the deployment's record; tested with a real deployment in test_worker_model_environment).
+    pinned = old_models["environment"]
     lock = (pinned.root / "requirements.lock").read_text().split()
     assert "scikit-learn==1.1.3" in lock and "pandas==1.5.3" in lock
 

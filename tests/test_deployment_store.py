@@ -184,6 +184,51 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
+APP_ENVIRONMENT = {"mode": "app", "key": None, "python": "/usr/bin/python3",
+                   "python_version": "3.11.7", "reason": "The app's environment, as asked."}
+MODEL_ENVIRONMENT = {"mode": "model", "key": "0123abcd", "python": "/e/0123abcd/venv/bin/python",
+                     "python_version": "3.11.7", "reason": "as asked (--env model)"}
+
+
+def test_a_deployment_records_the_environment_its_server_runs_in(store: DeploymentStore) -> None:
+    store.create_endpoint("shop")
+    store.create_deployment("shop", "blue", "models:/m/1")
+    assert store.get_deployment("shop", "blue").environment is None
+    assert store.get_deployment("shop", "blue").environment_label == "not recorded"
+    started = store.set_state("shop", "blue", S.STARTING, pid=1, port=2, log_path="/l",
+                              environment=MODEL_ENVIRONMENT)
+    assert started.environment == MODEL_ENVIRONMENT
+    assert started.environment_label == (
+        "model environment 0123abcd (Python 3.11.7, /e/0123abcd/venv/bin/python)"
+    )
+    ready = store.set_state("shop", "blue", S.READY)  # kept when not given
+    assert ready.environment == MODEL_ENVIRONMENT
+    # A rolling update to a server in the app's environment says so, in one transaction.
+    switched = store.replace_process("shop", "blue", 3, 4, "/l2", environment=APP_ENVIRONMENT)
+    assert switched.environment_label == "the app's environment (Python 3.11.7, /usr/bin/python3)"
+    store.set_state("shop", "blue", S.STOPPING)
+    stopped = store.set_state("shop", "blue", S.STOPPED)  # what it last ran in stays
+    assert DeploymentStore(store.path).get_deployment("shop", "blue") == stopped
+    assert stopped.environment == APP_ENVIRONMENT and stopped.as_dict()["environment"]
+
+
+def test_a_store_written_before_environments_gets_the_column_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "deployments.db"
+    old = DeploymentStore(path)
+    old.create_endpoint("shop")
+    old.create_deployment("shop", "blue", "models:/m/1")
+    with sqlite3.connect(path) as conn:  # the deployments table as it was before
+        conn.execute("ALTER TABLE deployments DROP COLUMN environment")
+        assert "environment" not in {r[1] for r in conn.execute("PRAGMA table_info(deployments)")}
+    store = DeploymentStore(path)
+    blue = store.get_deployment("shop", "blue")
+    assert blue.environment is None and blue.model_uri == "models:/m/1"
+    started = store.set_state("shop", "blue", S.STARTING, pid=1, port=2,
+                              environment=APP_ENVIRONMENT)
+    assert started.environment == APP_ENVIRONMENT
+    DeploymentStore(path)  # opening it again changes nothing
+
+
 def _path_to(state: DeploymentState) -> list[DeploymentState]:
     """Shortest list of allowed moves from pending to `state`."""
     queue: deque[list[DeploymentState]] = deque([[S.PENDING]])

@@ -104,6 +104,8 @@ def test_list_shows_the_endpoint_with_its_deployments(target):
     assert deployments.loc["blue", "traffic %"] == 100
     assert deployments.loc["green", "model URI"] == "models:/iris-classifier/2"
     assert set(deployments["state"]) == {"ready"}
+    # Which environment each server runs in (these two: the app's, as no --env was asked).
+    assert deployments.loc["blue", "environment"].startswith("the app's environment (Python ")
     # Each deployment's log tail is there to read.
     assert "blue" in at.expander[0].label and at.expander[0].code
 

@@ -135,3 +135,40 @@ def test_skew_advice_names_the_package_whose_versions_differ(tmp_path):
     assert skew_advice("KeyError: 'petal_width'", old) is None
     same = PlanInputs.from_folder(write_model(tmp_path / "same", app_pins()))
     assert skew_advice("No module named 'sklearn.ensemble._gb_losses'", same) is None
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="which wheels exist depends on it")
+def test_a_scikit_learn_0_24_model_is_told_what_cannot_be_installed_here(
+    tmp_path, monkeypatch, capsys
+):
+    """A model of the scikit-learn 0.24 era (no 0.24.x wheel for Python 3.11): `env plan`,
+    `predict --env model` and `deploy --env model` each say what cannot be installed on this
+    interpreter and why, with no traceback; nothing is built and no server is started."""
+    from deploystudio.cli.main import main
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(tmp_path / "home"))
+    flavors = "  sklearn:\n    serialization_format: cloudpickle\n    sklearn_version: 0.24.2\n"
+    folder = str(write_model(tmp_path / "old", "mlflow==1.30.0\nscikit-learn==0.24.2\n"
+                             "cloudpickle==1.6.0\n", flavors=flavors, python_version="3.8.10"))
+    body = tmp_path / "rows.json"
+    body.write_text('{"dataframe_split": {"columns": ["a"], "data": [[1.0]]}}')
+    why = "scikit-learn==0.24.2 cannot be installed on this interpreter: scikit-learn 0.24.2 has "
+    why += "no wheel for CPython 3.11"
+
+    assert main(["env", "plan", folder]) == 1  # blocked
+    out, err = capsys.readouterr()
+    assert f"blocked: {why}" in out and "nor does any later 0.24.x" in out
+    assert "Python 3.8" in out and "cannot be downloaded" in out
+    try:
+        assert main(["predict", folder, "--input", str(body), "--env", "model"]) != 0
+        out, err = capsys.readouterr()
+        assert why in err and "--env app" in err
+        assert main(["deploy", "ancient", "--deployment", "blue", "--model", folder,
+                     "--env", "model"]) != 0
+        out, err = capsys.readouterr()
+        assert why in err and "did not start" in err
+        for text in (out, err):
+            assert "Traceback" not in text and '  File "' not in text
+        assert not list((tmp_path / "home").glob("environments/*/venv"))  # nothing built
+    finally:
+        main(["endpoint", "stop-all"])

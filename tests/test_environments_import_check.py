@@ -99,3 +99,37 @@ def test_an_environment_that_imports_passes(probe_environment):
     # Nothing to import, and a distribution the environment does not have: nothing failed.
     assert import_failures(python, [], root) == ""
     assert import_failures(python, ["not-installed"], root) == ""
+
+
+# What XGBoost 1.4's compat.py does as it is imported: with no pkg_resources the `except`
+# clause itself fails (NameError), so `import xgboost` fails in a virtualenv without setuptools.
+OLD_FRAMEWORK_INIT = """
+try:
+    import pkg_resources
+    pkg_resources.get_distribution('dask')
+    DASK_INSTALLED = True
+except pkg_resources.DistributionNotFound:
+    DASK_INSTALLED = False
+"""
+
+
+def test_a_framework_that_needs_pkg_resources_fails_the_check_saying_what_to_add(tmp_path):
+    root = tmp_path / "environment"
+    venv = root / "venv"
+    subprocess.run(
+        [uv.find_uv_bin(), "venv", str(venv), "--no-python-downloads", "--no-project", "-q"],
+        check=True,
+        env={**os.environ, "VIRTUAL_ENV": ""},
+    )
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert not (site / "pkg_resources").exists()  # uv seeds no setuptools
+    (site / "oldframework").mkdir()
+    (site / "oldframework" / "__init__.py").write_text(OLD_FRAMEWORK_INIT, encoding="utf-8")
+    info = site / "oldframework-1.4.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: oldframework\nVersion: 1.4.2\n")
+    # As XGBoost 1.4's: a name that is no module (its shared library) listed first.
+    (info / "top_level.txt").write_text("liboldframework\noldframework\n")
+    failures = import_failures(venv / "bin" / "python", ["oldframework"], root)
+    assert failures.startswith("oldframework (import oldframework): NameError: ")
+    assert "pkg_resources" in failures and "add setuptools<82 to its requirements" in failures

@@ -259,3 +259,33 @@ def test_pip_conf_is_read_through_pip(tmp_path, monkeypatch):
     assert settings.index_url == "https://me:pw@mirror.example/simple"
     assert env["UV_DEFAULT_INDEX"] == settings.index_url
     assert "pw" not in settings.describe()
+
+
+@pytest.mark.skipif(not ON_311, reason="which releases have wheels depends on the Python")
+def test_frameworks_of_before_setuptools_82_get_pkg_resources(tmp_path):
+    """XGBoost 1.4 imports pkg_resources as it loads; a uv virtualenv has no setuptools (the
+    only provider, which removed it in 82). A model pinning only xgboost==1.4.2 gets
+    setuptools<82 in its plan, with the reason; one that asks for setuptools keeps its own."""
+    flavors = "  xgboost:\n    xgb_version: 1.4.2\n"
+    folder = write_model(tmp_path / "xgb", "xgboost==1.4.2\n", flavors=flavors)
+    plan = compute_plan(PlanInputs.from_folder(folder))
+    setuptools = next(p for p in plan.locked if p.startswith("setuptools=="))
+    assert int(setuptools.removeprefix("setuptools==").split(".")[0]) < 82
+    assert any("xgboost 1.4.2 was released before setuptools 82 removed pkg_resources" in n
+               and "setuptools<82 is added" in n for n in plan.notes), plan.notes
+    assert any("numpy is kept below 2" in n for n in plan.notes)  # the older rule, beside it
+    asked = write_model(tmp_path / "asked", "xgboost==1.4.2\nsetuptools==69.5.1\n",
+                        flavors=flavors)
+    own = compute_plan(PlanInputs.from_folder(asked))
+    assert "setuptools==69.5.1" in own.locked
+    assert not any("pkg_resources" in n for n in own.notes)
+
+
+def test_a_pinned_framework_inside_another_flavor_counts_as_the_loaders():
+    """An XGBClassifier in a scikit-learn Pipeline: unpickling imports xgboost, so its pin is
+    the loader's (it blocks, `auto` compares it, the build's import check imports it); a
+    transitive pin (dask) stays information."""
+    flavors = {"sklearn": {"sklearn_version": "1.1.3", "serialization_format": "cloudpickle"}}
+    text = "mlflow==2.17.2\nscikit-learn==1.1.3\nxgboost==1.4.2 --hash=sha256:00\ndask==2023.1.0\n"
+    inputs = PlanInputs.from_texts("m", {"requirements.txt": text}, flavors)
+    assert inputs.loader_distributions == ("cloudpickle", "mlflow", "scikit-learn", "xgboost")

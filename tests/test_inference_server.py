@@ -219,3 +219,32 @@ def test_a_stored_pid_now_used_by_another_program_is_left_alone():
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_control_socket_option_is_passed_only_to_a_gunicorn_that_knows_it(tmp_path):
+    """gunicorn 25.1 added --no-control-socket; the gunicorn 23 that MLflow 2.17 allows in a
+    model environment refuses it. The version is read from the environment's installed
+    metadata, without starting a process."""
+    import uv
+
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [uv.find_uv_bin(), "venv", str(venv), "--no-python-downloads", "--no-project", "-q"],
+        check=True,
+        env={**os.environ, "VIRTUAL_ENV": ""},
+    )
+    python = venv / "bin" / "python"
+    assert inference_server.gunicorn_version(python) is None  # no gunicorn there
+    no_gunicorn = inference_server.server_command(5001, 1, python=python, gunicorn=None)
+    assert "--no-control-socket" not in no_gunicorn and no_gunicorn[0] == str(python)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    info = site / "gunicorn-23.0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gunicorn\nVersion: 23.0.0\n")
+    old = inference_server.gunicorn_version(python)
+    assert str(old) == "23.0.0"
+    command = inference_server.server_command(5001, 1, python=python, gunicorn=old)
+    assert "--no-control-socket" not in command and inference_server.WSGI_APP in command
+    # Ours (26 here) knows it: our servers keep their control socket off.
+    assert inference_server.gunicorn_version() >= inference_server.CONTROL_SOCKET_SINCE
+    assert "--no-control-socket" in inference_server.server_command(5001, 1)

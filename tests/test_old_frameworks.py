@@ -32,8 +32,9 @@ from tests.environments_support import use_session_uv_cache, write_model
 # scikit-learn 1.1.3 in both, so the two environments share most wheels of the uv cache.
 COMMON = "mlflow==2.17.2\nscikit-learn==1.1.3\npandas==1.5.3\nnumpy==1.26.4\ncloudpickle==2.2.1\n"
 # XGBoost 1.4 imports pkg_resources (setuptools), which a uv virtualenv does not seed and a conda
-# environment on Azure (with pip, hence setuptools) has: the model declares it.
-HEART_STACK = COMMON + "xgboost==1.4.2\nsetuptools==69.5.1\n"
+# environment on Azure (with pip, hence setuptools) has. The model does not declare it, as real
+# ones do not: the plan adds setuptools<82 (the last with pkg_resources), saying why.
+HEART_STACK = COMMON + "xgboost==1.4.2\n"
 IRIS_STACK = COMMON + "lightgbm==3.3.5\n"
 
 # Run with the heart environment's Python: heart-disease-like rows (numbers and the categorical
@@ -129,6 +130,11 @@ def heart(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("heart") / "model"
     model = _train(home, folder, HEART_STACK, flavor, TRAIN_HEART)
     assert model["versions"] == ["2.17.2", "1.1.3", "1.4.2"]
+    lock = (model["environment"].root / "requirements.lock").read_text().split()
+    setuptools = next(p for p in lock if p.startswith("setuptools=="))
+    assert int(setuptools.removeprefix("setuptools==").split(".")[0]) < 82
+    plan = plan_environment(PlanInputs.from_folder(model["folder"]), environments_root(home))
+    assert any("setuptools<82 is added" in note for note in plan.notes), plan.notes
     return model
 
 

@@ -258,6 +258,70 @@ def test_cli_deploy_env_auto_serves_an_old_model_with_its_mlflow(
         main(["endpoint", "stop-all"])
 
 
+def test_azureml_runtime_runs_the_inference_server_in_the_models_environment(
+    old_model, home, tmp_path, monkeypatch, capsys
+):
+    """Part 2 for the azureml runtime: Azure ML's inference server (azmlinfsrv's app under
+    gunicorn) runs with the model environment's Python, in another environment holding the
+    model's pins plus the server; the gunicorn there is the one MLflow 2.17 allows (<24), which
+    has no --no-control-socket; the deployment's record says which environment ran it, and the
+    Azure export pins from that record."""
+    from deploystudio.cli.main import main
+    from deploystudio.deployment.azure.pinning import pin_conda, pinned_environment
+    from deploystudio.deployment.store import DeploymentStore
+    from deploystudio.environments import lookup_key
+    from deploystudio.inference_server import SERVER_REQUIREMENT
+
+    monkeypatch.setenv("DEPLOYSTUDIO_HOME", str(home))
+    folder = str(old_model["folder"])
+    try:
+        code = main(["deploy", "old-azureml", "--deployment", "blue", "--model", folder,
+                     "--runtime", "azureml", "--env", "model", "--all-traffic", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err[-4000:]
+        deployment = json.loads(out)["deployment"]
+        assert deployment["state"] == "ready"
+        recorded = deployment["environment"]
+        assert recorded["mode"] == "model" and recorded["key"]
+        assert recorded["key"] != old_model["environment"].key  # the model's pins + the server
+        environment = lookup_key(home, recorded["key"])
+        assert environment is not None and recorded["python"] == str(environment.python)
+        lock = (environment.root / "requirements.lock").read_text().split()
+        assert SERVER_REQUIREMENT in lock and "scikit-learn==1.1.3" in lock
+        assert "mlflow==2.17.2" in lock
+        gunicorn = next(p for p in lock if p.startswith("gunicorn=="))
+        assert int(gunicorn.removeprefix("gunicorn==").split(".")[0]) < 24  # MLflow 2.17's cap
+        # The server is that environment's Python running gunicorn with azmlinfsrv's app, and
+        # without the option its gunicorn does not know.
+        command = Path(f"/proc/{deployment['pid']}/cmdline").read_bytes().split(b"\0")
+        assert command[0].decode() == str(environment.python)
+        assert b"azureml_inference_server_http.server.entry:app" in command
+        assert b"--no-control-socket" not in command
+        # Azure's request shape, through the endpoint's scoring URI (key checked by the front).
+        request = tmp_path / "sample-request.json"
+        rows = {"columns": ["a", "b"], "index": list(range(len(old_model["X"]))),
+                "data": old_model["X"]}
+        request.write_text(json.dumps({"input_data": rows}))
+        assert main(["endpoint", "invoke", "old-azureml", "--input", str(request)]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        predictions = answer["predictions"] if isinstance(answer, dict) else answer
+        assert [int(p) for p in predictions] == old_model["y"]
+        # Said by `endpoint show`.
+        assert main(["endpoint", "show", "old-azureml"]) == 0
+        shown = capsys.readouterr().out
+        assert f"environment: model environment {recorded['key']} (Python " in shown
+        assert str(environment.python) in shown
+        # The export pins what the deployment recorded, the inference server included.
+        records = DeploymentStore(home / "deployments.db").list_deployments()
+        pinning = pinned_environment(folder, records, home)
+        assert pinning.environment is not None and pinning.environment.key == recorded["key"]
+        assert "old-azureml/blue" in pinning.note
+        conda = pin_conda((old_model["folder"] / "conda.yaml").read_text(), pinning.environment)
+        assert SERVER_REQUIREMENT in conda and "scikit-learn==1.1.3" in conda
+    finally:
+        main(["endpoint", "stop-all"])
+
+
 def test_version_skew_in_the_app_environment_says_which_versions_and_offers_the_models(
     old_model, home, tmp_path, monkeypatch, capsys
 ):

@@ -95,9 +95,14 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         environment_variables=environment,
         code=scoring_code(args.bundle, settings) if args.bundle else None,
     )
-    from deploystudio.deployment.azure.pinning import environment_for
+    from deploystudio.deployment.azure.pinning import Pinning, pinned_environment
+    from deploystudio.deployment.store import DeploymentStore
 
-    pinned = environment_for(spec.model.local_path, settings.home)
+    pinning = Pinning(None, "Not pinned: the model is referenced in Azure.")
+    if spec.model.local_path is not None:
+        # What the local deployments of this model recorded they ran in.
+        deployments = DeploymentStore.from_settings(settings).list_deployments()
+        pinning = pinned_environment(args.model, deployments, settings.home)
     # request.json: the version's input example (read from the cached download, which a model
     # referenced in the workspace fetches here only for it).
     model_path = spec.model.local_path or local_model_path(args.model, settings)
@@ -105,14 +110,10 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         args.out,
         OnlineEndpointSpec(name=args.endpoint, auth_mode=args.auth_mode),
         spec,
-        pinned=pinned,
+        pinned=pinning.environment,
         request=example_request_or_none(model_path),
     )
-    if pinned is not None:
-        print(
-            f"conda.yaml pins the model environment {pinned.key} (Python "
-            f"{pinned.python_version}, {pinned.packages} packages), where the model ran here."
-        )
+    print(pinning.note)
     print(f"Wrote {len(result.files)} file(s) to {result.folder}:")
     for name in result.files:
         if not name.startswith("model/"):

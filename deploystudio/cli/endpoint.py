@@ -124,6 +124,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         restarts = _restarts(d.log_path)
         again = f", restarted {restarts} time(s) by the endpoint" if restarts else ""
         print(f"  deployment {d.name}: {d.state} ({d.runtime}, {d.model_uri}, {where}{again})")
+        print(f"    environment: {d.environment_label}")
         if d.reason:
             print(f"    reason: {d.reason}")
     return 0

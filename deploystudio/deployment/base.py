@@ -160,10 +160,26 @@ class Deployment:
     updated_at: datetime
     # Instance count, timeouts, names (never values) of environment variables, ...
     settings: dict[str, Any] = field(default_factory=dict)
+    # The Python environment its server last started in: "mode" (auto, model, app), "key" (the
+    # model environment's, None for the app's), "python", "python_version", "reason". None
+    # when the target does not say (Azure) or the server never started.
+    environment: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict with a 'name' key, as MLflow deployment plugins return."""
         return _jsonable(self)
+
+    @property
+    def environment_label(self) -> str:
+        """Which environment its server runs in, in words: the model environment's key and
+        Python, or the app's; "not recorded" for a server started before records said so."""
+        env = self.environment or {}
+        if not env:
+            return "not recorded"
+        python = f"Python {env.get('python_version') or '?'}, {env.get('python') or '?'}"
+        if env.get("key"):
+            return f"model environment {env['key']} ({python})"
+        return f"the app's environment ({python})"
 
 
 @dataclass(frozen=True)

@@ -422,11 +422,13 @@ class DeploymentStore(StoreFile):
         log_path: str | None = None,
         *,
         only_if: tuple[DeploymentState, int | None] | None = None,
+        environment: Mapping[str, Any] | None = None,
     ) -> Deployment:
         """Move a deployment along ALLOWED_TRANSITIONS and return the record.
 
         `reason` and `log_tail` replace the stored ones (a failed state needs a reason); `pid`,
-        `port` and `log_path` are kept when None, and pid/port are cleared on `stopped`.
+        `port` and `log_path` are kept when None, and pid/port are cleared on `stopped`;
+        `environment` (what the new process runs in) likewise kept when None or empty.
         `only_if=(state, pid)` makes the move conditional, checked in the same transaction: a
         health check marks a server failed only if the record still shows it ready with that
         pid (not while the target is stopping or replacing it).
@@ -448,6 +450,8 @@ class DeploymentStore(StoreFile):
             for column, value in (("pid", pid), ("port", port), ("log_path", log_path)):
                 if value is not None:
                     values[column] = value
+            if environment:  # none said (a server config built elsewhere): the old one stays
+                values["environment"] = json.dumps(dict(environment), sort_keys=True)
             if target is DeploymentState.STOPPED:
                 values |= {"pid": None, "port": None}
             update_row(conn, "deployments", values, "endpoint_name = ? AND name = ?", (owner, name))
@@ -462,10 +466,12 @@ class DeploymentStore(StoreFile):
         port: int,
         log_path: str,
         changes: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
     ) -> Deployment:
         """Point a ready deployment at a new, ready server process, with its new configuration
-        ("model_uri", "runtime", "bundle", "settings") in the same transaction, so that the
-        front never routes to a server with the other one's runtime. Returns the record.
+        ("model_uri", "runtime", "bundle", "settings") and the environment it runs in, in the
+        same transaction, so that the front never routes to a server with the other one's
+        runtime. Returns the record.
 
         For a rolling update: the target starts the new server, calls this, then stops the old
         one. Raises StateTransitionError unless the deployment is ready.
@@ -507,6 +513,8 @@ class DeploymentStore(StoreFile):
                         )
             process = {"pid": pid, "port": port, "log_path": log_path}
             previous_process = {"pid": row["pid"], "port": row["port"], "log_path": row["log_path"]}
+            if environment:  # none said (a server config built elsewhere): the old one stays
+                values["environment"] = json.dumps(dict(environment), sort_keys=True)
             update_row(
                 conn,
                 "deployments",

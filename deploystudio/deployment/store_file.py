@@ -67,6 +67,7 @@ CREATE TABLE deployments (
     log_path TEXT,
     traffic INTEGER NOT NULL DEFAULT 0 CHECK (traffic BETWEEN 0 AND 100),
     settings TEXT NOT NULL DEFAULT '{{}}',
+    environment TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (endpoint_name, name)
@@ -210,6 +211,9 @@ class StoreFile:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(deployments)")}
+            if "environment" not in columns:  # a store written before deployments recorded it
+                conn.execute("ALTER TABLE deployments ADD COLUMN environment TEXT")
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -146,4 +146,5 @@ def deployment_from_row(row: sqlite3.Row) -> Deployment:
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
         settings=json.loads(row["settings"]),
+        environment=json.loads(row["environment"]) if row["environment"] else None,
     )

@@ -26,7 +26,7 @@ TIMEOUT_SECONDS = 300
 # environment that cannot import its framework is not ready (a package compiled for NumPy 1 next
 # to NumPy 2 installs fine and fails only here).
 _CHECK = """
-import importlib, importlib.metadata as md, json, sys
+import importlib, importlib.metadata as md, importlib.util, json, sys
 wanted = set(json.loads(sys.argv[1]))
 modules = {}
 for module, dists in md.packages_distributions().items():
@@ -36,7 +36,11 @@ for module, dists in md.packages_distributions().items():
             modules.setdefault(name, set()).add(module)
 failed = []
 for dist, names in sorted(modules.items()):
-    for module in sorted(names):
+    # The module named like the distribution first; names that are no module (XGBoost 1.4's
+    # RECORD lists its libxgboost.so at the top level) are not imported.
+    for module in sorted(names, key=lambda m: (m.replace("_", "-") != dist, m)):
+        if importlib.util.find_spec(module) is None:
+            continue
         try:
             importlib.import_module(module)
         except Exception as exc:
@@ -81,4 +85,9 @@ def import_failures(python: Path, distributions: Sequence[str], root: Path) -> s
     text = "; ".join(failed)
     if "numpy" in text.lower() and ("dtype size changed" in text or "NumPy 1.x" in text):
         text += " (a package built for NumPy 1 next to NumPy 2: add numpy<2 to its requirements)"
+    if "pkg_resources" in text:
+        text += (
+            " (pkg_resources comes with setuptools, which removed it in 82: add setuptools<82 "
+            "to its requirements)"
+        )
     return text

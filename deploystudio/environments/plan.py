@@ -33,9 +33,14 @@ from deploystudio.environments.sources import (
 )
 from deploystudio.environments.uv import index_settings, run_uv, uv_environment
 
-PLAN_FORMAT = 1
+# 2: plans add setuptools<82 for frameworks of before it (see _setuptools_added); a plan cached
+# in format 1 is computed again, so an environment that lacked pkg_resources is rebuilt.
+PLAN_FORMAT = 2
 # numpy 2.0.0 was uploaded to PyPI on 2024-06-16.
 NUMPY_2_RELEASED = "2024-06-16T00:00:00Z"
+# setuptools 82.0.0, which removed pkg_resources, was released on 2026-02-08.
+SETUPTOOLS_82_RELEASED = "2026-02-08T00:00:00Z"
+SETUPTOOLS_WITH_PKG_RESOURCES = "setuptools<82"
 
 
 class Choice(Enum):
@@ -319,7 +324,11 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
         elif choice[0] is Choice.NEAREST:
             final_lines.append(f"{requirement.name}=={choice[1]}{marker}")
         elif requirement.name in inputs.loader_distributions:
-            blockers.append(f"{requirement.line}: {choice[2]}. The model's loader imports it.")
+            where = "on this interpreter" if "no wheel for" in choice[2] else "here"
+            blockers.append(
+                f"{requirement.line} cannot be installed {where}: {choice[2]}. The model's "
+                "loader imports it."
+            )
         else:
             # The nearest later release with a wheel, rather than the newest: closest to what
             # the model was saved with (numpy 1.21.6 -> 1.23.2, not 2.x, whose ABI differs).
@@ -348,7 +357,13 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
         capped, _ = compiler.compile([*final_lines, "numpy<2"])
         if capped is not None:
             final_lines.append("numpy<2")
-            notes.append(numpy_cap)
+            notes.append(numpy_cap[1])
+    setuptools = _setuptools_added(asked, decided, inputs, compiler, numpy_cap)
+    if setuptools and not blockers:
+        added, _ = compiler.compile([*final_lines, SETUPTOOLS_WITH_PKG_RESOURCES])
+        if added is not None:
+            final_lines.append(SETUPTOOLS_WITH_PKG_RESOURCES)
+            notes.append(setuptools)
     if not blockers:
         resolved, cause = compiler.compile(final_lines)
         if resolved is None:
@@ -369,18 +384,16 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
     )
 
 
-def _numpy_cap(
+def _released_before(
     asked: list[AskedRequirement],
     decided: dict[str, tuple[Choice, str | None, str]],
     inputs: PlanInputs,
     compiler: _Compiler,
+    moment: str,
 ) -> str | None:
-    """Why numpy must stay below 2, or None. NumPy 2 changed its binary interface: a compiled
-    package released before it (scikit-learn 1.1.3, say) fails to import next to NumPy 2, and
-    its metadata does not say so (no upper bound). The resolver cannot know; its release date
-    does. Only when the model itself does not ask for a numpy version."""
-    if any(a.name == "numpy" for a in asked):
-        return None
+    """"name version" of the first framework the loader imports (not mlflow or cloudpickle)
+    whose chosen release was uploaded before `moment`, or None. The resolver cannot know what
+    a package's metadata does not say; its release date does."""
     for requirement in asked:
         choice = decided.get(requirement.name)
         if requirement.name in ("mlflow", "cloudpickle") or choice is None or not choice[1]:
@@ -389,14 +402,58 @@ def _numpy_cap(
             continue
         line = f"{requirement.name}=={choice[1]}"
         older, _ = compiler.compile(
-            [line], no_deps=True, wheels_only=True, uploaded_before=NUMPY_2_RELEASED
+            [line], no_deps=True, wheels_only=True, uploaded_before=moment
         )
         if older:
-            return (
-                f"{requirement.name} {choice[1]} was released before NumPy 2, whose binary "
-                "interface differs; numpy is kept below 2 so that it imports."
-            )
+            return f"{requirement.name} {choice[1]}"
     return None
+
+
+def _numpy_cap(
+    asked: list[AskedRequirement],
+    decided: dict[str, tuple[Choice, str | None, str]],
+    inputs: PlanInputs,
+    compiler: _Compiler,
+) -> tuple[str, str] | None:
+    """The framework released before NumPy 2 and why numpy must stay below 2, or None. NumPy 2
+    changed its binary interface: a compiled package released before it (scikit-learn 1.1.3,
+    say) fails to import next to NumPy 2, and its metadata does not say so (no upper bound).
+    Only when the model itself does not ask for a numpy version."""
+    if any(a.name == "numpy" for a in asked):
+        return None
+    older = _released_before(asked, decided, inputs, compiler, NUMPY_2_RELEASED)
+    if older is None:
+        return None
+    return older, (
+        f"{older} was released before NumPy 2, whose binary interface differs; numpy is kept "
+        "below 2 so that it imports."
+    )
+
+
+def _setuptools_added(
+    asked: list[AskedRequirement],
+    decided: dict[str, tuple[Choice, str | None, str]],
+    inputs: PlanInputs,
+    compiler: _Compiler,
+    numpy_cap: tuple[str, str] | None,
+) -> str | None:
+    """Why setuptools<82 is added, or None. Frameworks of before setuptools 82 may import
+    pkg_resources, which only setuptools provides and 82 removed (XGBoost 1.4 imports it as it
+    loads). The pip and conda environments of their time always had setuptools; a uv virtualenv
+    has none, so such a model built "ready" and then failed to load. Only when the model itself
+    does not ask for a setuptools version."""
+    if any(a.name == "setuptools" for a in asked):
+        return None
+    # Released before NumPy 2 is released before setuptools 82 as well: no second question.
+    older = numpy_cap[0] if numpy_cap else None
+    older = older or _released_before(asked, decided, inputs, compiler, SETUPTOOLS_82_RELEASED)
+    if older is None:
+        return None
+    return (
+        f"{older} was released before setuptools 82 removed pkg_resources, which packages of "
+        f"its time may import; a new virtualenv has no setuptools, so "
+        f"{SETUPTOOLS_WITH_PKG_RESOURCES} is added, as pip and conda environments then had it."
+    )
 
 
 def _planned(

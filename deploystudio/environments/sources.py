@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,15 @@ _INCLUDE_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
 _EDITABLE_OPTIONS = ("-e", "--editable")
 _VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
+# Frameworks whose objects a model of another flavor holds (an XGBClassifier inside a
+# scikit-learn Pipeline, a LightGBM booster in a custom pyfunc): unpickling imports them. When
+# the model pins one, it counts as its loader's: its pin can block, `auto` compares it with the
+# app's, and the build's import check imports it (a framework that cannot import is found at
+# build time, not at the first prediction).
+PICKLED_FRAMEWORKS = frozenset(
+    {"scikit-learn", "xgboost", "lightgbm", "catboost", "statsmodels", "torch", "tensorflow",
+     "keras"}
+)
 # `pkg==1.0 --hash=sha256:...` (pip-compile --generate-hashes): the hashes are dropped, the
 # versions they belong to are installed from the configured index anyway.
 _HASH_OPTION = re.compile(r"\s+--hash[=\s]\S+")
@@ -100,7 +109,7 @@ class PlanInputs:
         saved_with, loader = _flavor_facts(flavors)
         pyfunc = flavors.get(PYFUNC)
         flavor_python = pyfunc.get("python_version") if isinstance(pyfunc, dict) else None
-        return cls(
+        inputs = cls(
             model_uri=model_uri,
             requirements_txt=texts.get("requirements.txt"),
             conda_yaml=texts.get("conda.yaml"),
@@ -109,6 +118,10 @@ class PlanInputs:
             flavor_python=str(flavor_python) if flavor_python else None,
             loader_distributions=loader,
         )
+        pinned = _pinned_frameworks(inputs) - set(loader)
+        if not pinned:
+            return inputs
+        return replace(inputs, loader_distributions=tuple(sorted({*loader, *pinned})))
 
     @classmethod
     def from_folder(cls, folder: Path, model_uri: str | None = None) -> PlanInputs:
@@ -134,6 +147,21 @@ def _read_inside(root: Path, name: str) -> str | None:
         return None
     with path.open("r", encoding="utf-8", errors="replace") as handle:
         return handle.read(MAX_FILE_CHARS)
+
+
+def _pinned_frameworks(inputs: PlanInputs) -> set[str]:
+    """The PICKLED_FRAMEWORKS the model's requirement lines name (lines that are no plain
+    requirement are skipped here; `check_lines` refuses them when it matters)."""
+    names = set()
+    for _, line in requirement_lines(inputs)[1]:
+        try:
+            text = _HASH_OPTION.sub("", line.split(" #", 1)[0]).strip()
+            name = canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+        if name in PICKLED_FRAMEWORKS:
+            names.add(name)
+    return names
 
 
 def _flavor_facts(flavors: dict[str, Any]) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:

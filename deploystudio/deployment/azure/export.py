@@ -108,7 +108,7 @@ def export_online(
     `folder` must not exist or be empty (nothing is overwritten) and, when `allowed_roots` is
     given (a page: the studio's data folder), lie inside one of them. On failure the files
     written so far are removed. `pinned`: the model environment the model ran in here
-    (`pinning.environment_for`); the exported conda files (the bundle's, and the model folder's
+    (`pinning.pinned_environment`); the exported conda files (the bundle's, and the model folder's
     own, which Azure uses for a no-code deployment) then pin its exact versions and Python.
     `request`: the body written as request.json (`example_request_or_none`), which the README's
     invoke command sends; None writes no request.json and no invoke command.

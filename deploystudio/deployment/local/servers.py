@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shlex
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from deploystudio.customization.scoring_script import (
     ScriptTemplate,
     generate_scoring_script,
 )
-from deploystudio.deployment.base import Runtime
+from deploystudio.deployment.base import Deployment, Runtime
 from deploystudio.deployment.local.processes import (
     FRONT_LOG,
     FRONT_MODULE,
@@ -41,7 +42,7 @@ from deploystudio.deployment.local.processes import (
 )
 from deploystudio.deployment.store_records import ENV_SETTING
 from deploystudio.environments.build import Environment
-from deploystudio.environments.choice import EnvMode, choose, parse_mode
+from deploystudio.environments.choice import Chosen, EnvMode, choose, parse_mode
 from deploystudio.environments.serve_command import ask_arguments, serve_command
 from deploystudio.errors import DeploymentConfigError, ScoringServerError
 from deploystudio.worker.isolation import scrubbed_environment
@@ -100,26 +101,63 @@ class ServerConfig:
     read_roots: tuple[Path, ...] = ()
     # The model's own environment (deploystudio.environments.choice), None for the app's: the
     # MLflow runtime then runs that environment's MLflow scoring server, as
-    # `mlflow models serve --env-manager uv` does.
+    # `mlflow models serve --env-manager uv` does, and the azureml runtime Azure ML's inference
+    # server installed there (see server_environment).
     environment: Environment | None = None
+    # What the deployment's record keeps of it (environment_record); empty when not chosen here.
+    environment_record: Mapping[str, Any] = field(default_factory=dict)
 
 
 def server_environment(
     runtime: Runtime, mode: str | None, model_path: Path, home: Path
-) -> Environment | None:
-    """The model environment a deployment's server runs in (its `environment` setting: auto,
-    model or app; app when unset, as deployments made before the setting existed). Azure ML's
-    inference server is installed in the app's environment only, so that runtime runs there."""
+) -> Chosen:
+    """The environment a deployment's server runs in (its `environment` setting: auto, model or
+    app; app when unset, as deployments made before the setting existed). For the azureml
+    runtime a model environment also holds Azure ML's inference server, as Azure's inference
+    images do: an extra requirement, so another environment than the MLflow runtime's."""
     chosen_mode = parse_mode(mode or EnvMode.APP.value)
-    if runtime is Runtime.AZUREML:
-        if chosen_mode is EnvMode.MODEL:
-            raise DeploymentConfigError(
-                "The azureml runtime runs in the app's environment (Azure ML's inference server "
-                "is installed there only): deploy with --runtime mlflow to use the model's own "
-                "environment, or with --env app."
-            )
-        return None
-    return choose(chosen_mode, model_path, home).environment
+    extras = inference_server.SERVER_REQUIREMENTS if runtime is Runtime.AZUREML else ()
+    return choose(chosen_mode, model_path, home, extra_requirements=extras)
+
+
+def environment_record(chosen: Chosen) -> dict[str, Any]:
+    """What a deployment's record keeps of the environment its server runs in (shown by
+    `endpoint show` and the Endpoints page; the Azure export pins from it)."""
+    environment = chosen.environment
+    return {
+        "mode": chosen.mode.value,
+        "key": environment.key if environment is not None else None,
+        "python": str(chosen.python),
+        "python_version": (
+            environment.python_version if environment is not None else platform.python_version()
+        ),
+        "reason": chosen.reason,
+    }
+
+
+def deployment_server_config(
+    record: Deployment,
+    script: str | None,
+    model_path: Path,
+    home: Path,
+    worker_timeout_seconds: int,
+) -> ServerConfig:
+    """The start of `record`'s server: its settings checked, its environment chosen (built
+    when the model's own is needed and missing)."""
+    workers, extra_env = checked_server_settings(record.settings)
+    chosen = server_environment(
+        record.runtime, record.settings.get(ENVIRONMENT_SETTING), model_path, home
+    )
+    return ServerConfig(
+        runtime=record.runtime,
+        model_path=model_path,
+        script=script,
+        workers=workers,
+        extra_env=extra_env,
+        worker_timeout_seconds=worker_timeout_seconds,
+        environment=chosen.environment,
+        environment_record=environment_record(chosen),
+    )
 
 
 def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess:
@@ -133,6 +171,7 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
         config.model_path, folder / MODELS_FOLDER, folder_name=MODEL_FOLDER
     )
     if config.runtime is Runtime.AZUREML:
+        environment = config.environment
         source = config.script
         if source is None:
             source = generate_scoring_script(ScriptTemplate.NO_CODE, config.model_path)
@@ -146,8 +185,11 @@ def start_deployment_server(config: ServerConfig, folder: Path) -> ServerProcess
             detached=True,
             extra_env=dict(config.extra_env),
             worker_timeout_seconds=config.worker_timeout_seconds,
-            access=Access.of(read=config.read_roots),
+            access=Access.of(
+                read=[*config.read_roots, *([environment.root] if environment else [])]
+            ),
             relaunch_file=folder / RELAUNCH_FILE,
+            python=environment.python if environment is not None else None,
         )
         return ServerProcess(ServerKind.AZUREML, handle.pid, handle.port, log_path)
     return _start_mlflow_server(config, model_dir / MODEL_FOLDER, folder, log_path)

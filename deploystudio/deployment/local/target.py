@@ -46,15 +46,13 @@ from deploystudio.deployment.local.crashes import start_failure
 from deploystudio.deployment.local.healing import restart_count
 from deploystudio.deployment.local.processes import HOST, ServerProcess, wait_ready
 from deploystudio.deployment.local.servers import (
-    ENVIRONMENT_SETTING,
     ServerConfig,
     bundle_script,
-    checked_server_settings,
+    deployment_server_config,
     first_line,
     log_tail_inside,
     new_run_folder,
     runtime_of,
-    server_environment,
     start_deployment_server,
     start_front,
 )
@@ -388,7 +386,8 @@ class LocalTarget(StoreHistory, DeploymentTarget):
                 raise
             try:
                 record = self.store.replace_process(
-                    endpoint, name, process.pid, process.port, str(process.log_path), changes
+                    endpoint, name, process.pid, process.port, str(process.log_path), changes,
+                    environment=dict(server.environment_record),
                 )
             except BaseException:
                 process.stop()
@@ -580,22 +579,10 @@ class LocalTarget(StoreHistory, DeploymentTarget):
         return reference.uri
 
     def _server_config(self, record: Deployment, script: str | None) -> ServerConfig:
-        workers, extra_env = checked_server_settings(record.settings)
         model_path = local_model_path(record.model_uri, self.settings, self._registry)
         check_batching(record.settings, model_path)  # refused before any server starts
-        return ServerConfig(
-            runtime=record.runtime,
-            model_path=model_path,
-            script=script,
-            workers=workers,
-            extra_env=extra_env,
-            worker_timeout_seconds=int(self.start_timeout_seconds) + 60,
-            environment=server_environment(
-                record.runtime,
-                record.settings.get(ENVIRONMENT_SETTING),
-                model_path,
-                self.settings.home,
-            ),
+        return deployment_server_config(
+            record, script, model_path, self.settings.home, int(self.start_timeout_seconds) + 60
         )
 
     def _spawn(self, record: Deployment, server: ServerConfig) -> ServerProcess:
@@ -630,6 +617,7 @@ class LocalTarget(StoreHistory, DeploymentTarget):
                 pid=process.pid,
                 port=process.port,
                 log_path=str(process.log_path),
+                environment=dict(server.environment_record),
             )
             if record.state is not State.STARTING:  # stopped by someone else meanwhile
                 process.stop()
