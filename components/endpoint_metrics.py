@@ -147,7 +147,11 @@ def render_metrics(endpoint_name: str) -> None:
         "show the last hour as the front recorded it."
     )
     st.dataframe(counters_frame(deployments), hide_index=True, key=f"metrics_{endpoint_name}")
-    bucket_seconds = float(view.get("history_bucket_seconds") or 10)
+    if "history_bucket_seconds" not in view:
+        # Fronts outlive the app: one started before fronts kept a history has none to chart.
+        st.caption("This endpoint's front keeps no history yet: restart it for the charts.")
+        return
+    bucket_seconds = float(view["history_bucket_seconds"])
     frame = history_frame(deployments, bucket_seconds, pd.Timestamp.now(tz="UTC"))
     if frame.empty:
         if deployments:

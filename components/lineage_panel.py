@@ -26,7 +26,9 @@ def read_lineage(version: VersionSummary) -> VersionLineage:
     settings = services.get_settings()
     wrappers: list[VersionSummary] = []
     try:
-        wrappers = services.registry().versions_tagged(WRAPPED_FROM_TAG, f"models:/{version.name}")
+        wrappers = services.versions_tagged(
+            settings.registry_uri, WRAPPED_FROM_TAG, f"models:/{version.name}"
+        )
     except DeployStudioError as exc:
         st.caption(f"The wrappers of this version cannot be listed: {exc}")
     try:

@@ -78,9 +78,16 @@ def registry_overview(registry_uri: str) -> RegistryFacts:
     return registry_facts(registry())
 
 
+@st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
+def versions_tagged(registry_uri: str, key: str, prefix: str) -> list[VersionSummary]:
+    """Versions whose tag `key` starts with `prefix` (a version's wrappers, for its lineage)."""
+    return registry().versions_tagged(key, prefix)
+
+
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
-    for cached in (model_page, model_versions, model_summary, inspection, registry_overview):
+    listings = (model_page, model_versions, model_summary, inspection, registry_overview)
+    for cached in (*listings, versions_tagged):
         cached.clear()
 
 
