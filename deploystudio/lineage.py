@@ -94,9 +94,7 @@ def version_lineage(
     serving = []
     for deployment in deployments:
         served = served_version(deployment)
-        if served is None or served.model != version.name:
-            continue
-        if served.version == version.version or served.alias in version.aliases:
+        if served is not None and served.serves(version.name, version.version, version.aliases):
             serving.append(served)
     return VersionLineage(
         wraps=wraps,
