@@ -95,8 +95,9 @@ with form_area:
                     env=env_mode,
                     progress=progress,
                 )
-            # Set before anything is drawn: a rerun stops a script only where it draws.
-            st.session_state[LAST_START_KEY] = (request, job.id)
+                # Kept before anything more is drawn (the status box closing draws): a second
+                # click's rerun stops this run only where it draws, so the start is never lost.
+                st.session_state[LAST_START_KEY] = (request, job.id)
         except DeployStudioError as exc:
             st.error(str(exc))
         else:
