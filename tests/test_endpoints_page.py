@@ -84,7 +84,7 @@ def settle(at: AppTest):
     return settle_change(at, ENDPOINT, OPERATION_SECONDS)
 
 
-def test_calls(target: LocalTarget, deployment: str) -> int:
+def direct_tests(target: LocalTarget, deployment: str) -> int:
     """Direct test calls of `deployment` in the endpoint's history."""
     history = target.history(ENDPOINT, limit=1000)
     subject = f"{ENDPOINT}/{deployment}"
@@ -236,15 +236,15 @@ def test_invoke_returns_predictions_and_who_answered(target):
     predictions = json.loads(at.json[-1].value)
     assert predictions and set(predictions) <= IRIS_CLASSES
     assert at.metric[0].value == "blue"  # all live traffic goes to blue
-    tests_before = test_calls(target, "green")
-    assert test_calls(target, "blue") == 0  # traffic decided: no direct test of anyone
+    tests_before = direct_tests(target, "green")
+    assert direct_tests(target, "blue") == 0  # traffic decided: no direct test of anyone
     at.selectbox(key=f"invoke_{ENDPOINT}_to").set_value("green")
     rerun(at)
     at.button(key=f"invoke_{ENDPOINT}_send").click()
     rerun(at)
     assert at.metric[0].value == "green"  # the header reached the deployment at 0%
     # A call to one named deployment is its direct test: the rollout checklist reads it.
-    assert test_calls(target, "green") == tests_before + 1
+    assert direct_tests(target, "green") == tests_before + 1
     history = target.history(ENDPOINT, limit=1000)
     assert Step.TEST in reached_steps(history, ENDPOINT, "green")
     curl = next(c.value for c in at.code if c.value.startswith("curl"))
@@ -362,7 +362,7 @@ def test_a_deployment_is_added_from_the_deployments_tab(target):
     deployments = table_with(at, "model URI").set_index("deployment")
     assert deployments.loc["yellow", "state"] == "ready"
     # The form offers the next free name; the one just used is not offered again.
-    assert at.text_input(key=f"add_deployment_name__{ENDPOINT}__purple").value == "purple"
+    assert at.text_input(key=f"add_deployment_name__{ENDPOINT}__red").value == "red"
     assert not at.error, texts(at.error)
 
 
