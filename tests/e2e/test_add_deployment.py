@@ -44,10 +44,10 @@ def test_add_a_deployment_to_an_endpoint_from_its_page(app_url, page, target, tm
     choose(page, "Version", re.compile(r"^version 2\b"))
     expect(page.get_by_role("combobox", name="Version")).to_have_value(re.compile("^version 2"))
     page.get_by_text("mlflow", exact=True).click()
-    instances = page.get_by_label("Instance count")
+    instances = page.get_by_label("Instance count", exact=True)
     instances.fill("2")
     instances.press("Enter")
-    name = page.get_by_label("Deployment name")
+    name = page.get_by_label("Deployment name", exact=True)
     expect(name).to_have_value("green")  # blue is taken
     expect(page.get_by_text("It starts with 0% of live traffic")).to_be_visible()
     page.get_by_role("button", name="Add deployment").click()
