@@ -3,6 +3,7 @@ the server), and the job's settings under Azure's names, defaults and help."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,24 @@ def render_input(settings: Settings) -> InputChoice | None:
     except BatchInputError as exc:
         st.error(str(exc))
         return None
+
+
+def run_fingerprint(
+    model_uri: str,
+    bundle: str | None,
+    source: InputChoice,
+    settings: BatchSettings,
+    env_mode: str,
+) -> str:
+    """What makes two clicks on Run the same job: the model, bundle, input (uploaded files by
+    name and content), settings and environment."""
+    digest = hashlib.sha256()
+    for part in (model_uri, bundle or "", env_mode, repr(settings), str(source.folder or "")):
+        digest.update(part.encode() + b"\0")
+    for upload in source.uploads:
+        digest.update(upload.name.encode() + b"\0")
+        digest.update(hashlib.sha256(upload.getvalue()).digest())
+    return digest.hexdigest()
 
 
 def render_settings() -> BatchSettings | None:

@@ -31,7 +31,7 @@ STATE_ICONS = {
 def render_deployments(endpoint: Endpoint, deployments: Sequence[Deployment]) -> None:
     if not deployments:
         st.info(
-            "No deployments yet. Deploy a model to this endpoint from the Deploy page or with "
+            "No deployments yet. Add one below, or with "
             f"`deploystudio deploy {endpoint.name} --deployment NAME --model URI`."
         )
         return

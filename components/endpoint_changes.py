@@ -26,11 +26,15 @@ def slot(endpoint: str) -> str:
     return f"endpoint_operation_{endpoint}"
 
 
-def submit(endpoint: str, title: str, work: Callable[[Progress], Any]) -> None:
-    """Start `work` and rerun so the page follows it; when the endpoint is busy, say why."""
-    started = start_operation(
-        slot(endpoint), subject(endpoint), title, work, action=Action.CHANGE_ENDPOINT
-    )
+def submit(
+    endpoint: str,
+    title: str,
+    work: Callable[[Progress], Any],
+    action: Action = Action.CHANGE_ENDPOINT,
+) -> None:
+    """Start `work` and rerun so the page follows it; when the endpoint is busy, say why.
+    `action` is what the user's role must allow (adding a deployment is a deploy)."""
+    started = start_operation(slot(endpoint), subject(endpoint), title, work, action=action)
     if started is not None:
         st.rerun()
 

@@ -20,8 +20,8 @@ from components.payload_editor import (
 )
 from components.payload_json import default_request_text, render_json_source
 from deploystudio.access import Action
-from deploystudio.deployment import invoke
-from deploystudio.deployment.base import AuthMode, Deployment, Endpoint, Runtime
+from deploystudio.deployment import invoke, rollout
+from deploystudio.deployment.base import AuthMode, Capability, Deployment, Endpoint, Runtime
 from deploystudio.errors import DeployStudioError
 from deploystudio.snippets import KEY_PLACEHOLDER, curl_command, python_requests_call
 
@@ -78,7 +78,9 @@ def render_invoke(endpoint: Endpoint, deployments: Sequence[Deployment]) -> None
             st.warning("The chosen tab has no input to send: fill it in, or use another tab.")
         else:
             try:
-                st.session_state[result_key] = _send(endpoint, deployments, deployment, builder)
+                result = _send(endpoint, deployments, deployment, builder)
+                st.session_state[result_key] = result
+                _note_test_call(endpoint, result)
             except DeployStudioError as exc:
                 st.error(str(exc))
             except (ValueError, TypeError) as exc:  # a value no payload check foresaw
@@ -125,6 +127,22 @@ def _send(
     with st.spinner("Calling the endpoint…"):
         answer = invoke.call(endpoint.scoring_uri, body, key, deployment)
     return InvokeResult(deployment, body.decode("utf-8"), answer)
+
+
+def _note_test_call(endpoint: Endpoint, result: InvokeResult) -> None:
+    """A call sent to one named deployment is a direct test of it: recorded as the safe
+    rollout's test step records its own, so the checklist ticks "Test NEW directly" whichever
+    tab made the call."""
+    target = services.endpoint_target()
+    if result.deployment is None or not target.supports(Capability.HISTORY):
+        return
+    target.note(
+        endpoint.name,
+        rollout.TEST_CALL_ACTION,
+        f"{endpoint.name}/{result.deployment}",
+        {"answered_by": result.answer.deployment or result.deployment},
+        actor=services.current_actor(),
+    )
 
 
 def _primary_key(endpoint: Endpoint) -> str | None:

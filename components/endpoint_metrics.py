@@ -1,15 +1,15 @@
 """Per-deployment requests, errors and latency from an endpoint's front, refreshed while open.
 
-The front keeps totals since it started and latency percentiles over a recent window; the page
-samples them every few seconds into a short series per endpoint (bounded, in session state) to
-draw rates and latency over time.
+The front keeps totals since it started, latency percentiles over a recent window, and a
+history of the last hour in 10-second buckets per deployment; the charts are drawn from that
+history, so requests made before the tab was opened show too (a front started again begins a
+new history).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -22,14 +22,8 @@ from deploystudio.deployment.base import Capability
 from deploystudio.errors import DeployStudioError
 
 REFRESH_SECONDS = 2.0
-# Five minutes of samples at one every two seconds.
-MAX_SAMPLES = 150
 PERCENTILE_COLUMNS = ("p50", "p90", "p99")
-Sample = tuple[datetime, dict[str, dict[str, Any]]]
-
-
-def series_key(endpoint: str) -> str:
-    return f"endpoint_metrics_{endpoint}"
+SERIES_COLUMNS = ["time", "deployment", "requests/s", "errors/s", *PERCENTILE_COLUMNS]
 
 
 def counters_frame(deployments: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -52,35 +46,36 @@ def counters_frame(deployments: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns + [f"{p} ms" for p in PERCENTILE_COLUMNS])
 
 
-def series_frame(samples: Iterable[Sample]) -> pd.DataFrame:
-    """One row per sample and deployment, with request and error rates since the last sample
-    (0 when the front restarted and its totals went back to zero)."""
-    rows: list[dict[str, Any]] = []
-    previous: dict[str, tuple[datetime, int, int]] = {}
-    for at, deployments in samples:
-        for name, counters in deployments.items():
-            requests = int(counters.get("requests", 0))
-            errors = int(counters.get("errors_4xx", 0)) + int(counters.get("errors_5xx", 0))
-            rate = error_rate = 0.0
-            if name in previous:
-                then, before, errors_before = previous[name]
-                seconds = (at - then).total_seconds()
-                if seconds > 0 and requests >= before:
-                    rate = (requests - before) / seconds
-                    error_rate = max(0, errors - errors_before) / seconds
-            previous[name] = (at, requests, errors)
-            latency = counters.get("latency_ms", {})
+def history_frame(
+    deployments: Mapping[str, Mapping[str, Any]], bucket_seconds: float, now: datetime
+) -> pd.DataFrame:
+    """One row per deployment and time bucket from the front's stored history, from the
+    oldest bucket any deployment has to `now`: rates per second, 0 for a bucket without
+    requests (the front keeps only buckets that saw one), latency percentiles where there were
+    requests."""
+    buckets = {
+        name: {datetime.fromisoformat(b["at"]): b for b in counters.get("history", [])}
+        for name, counters in deployments.items()
+    }
+    starts = [at for by_start in buckets.values() for at in by_start]
+    if not starts:
+        return pd.DataFrame(columns=SERIES_COLUMNS)
+    grid = pd.date_range(min(starts), now, freq=pd.Timedelta(seconds=bucket_seconds))
+    rows = []
+    for name, by_start in buckets.items():
+        for at in grid:
+            bucket = by_start.get(at.to_pydatetime())
+            seconds = float(bucket["seconds"]) if bucket else bucket_seconds
             rows.append(
                 {
                     "time": at,
                     "deployment": name,
-                    "requests/s": rate,
-                    "errors/s": error_rate,
-                    **{p: latency.get(p) for p in PERCENTILE_COLUMNS},
+                    "requests/s": bucket["requests"] / seconds if bucket else 0.0,
+                    "errors/s": bucket["errors"] / seconds if bucket else 0.0,
+                    **{p: bucket.get(p) if bucket else None for p in PERCENTILE_COLUMNS},
                 }
             )
-    columns = ["time", "deployment", "requests/s", "errors/s", *PERCENTILE_COLUMNS]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=SERIES_COLUMNS)
 
 
 def _figures(frame: pd.DataFrame) -> list[go.Figure]:
@@ -145,21 +140,27 @@ def render_metrics(endpoint_name: str) -> None:
         st.info(view)
         return
     deployments = view.get("deployments", {})
-    samples: deque[Sample] = st.session_state.setdefault(
-        series_key(endpoint_name), deque(maxlen=MAX_SAMPLES)
-    )
-    samples.append((datetime.now(UTC), deployments))
     st.caption(
         f"Since the front started {view.get('uptime_seconds', 0):.0f} s ago: "
         f"{view.get('requests', 0)} request(s). Refreshed every {REFRESH_SECONDS:.0f} s; "
-        "latency percentiles cover the last 1,000 requests (5 minutes at most)."
+        "latency percentiles cover the last 1,000 requests (5 minutes at most); the charts "
+        "show the last hour as the front recorded it."
     )
     st.dataframe(counters_frame(deployments), hide_index=True, key=f"metrics_{endpoint_name}")
-    if deployments and len(samples) > 1:
-        columns = st.columns(3)
-        figures = _figures(series_frame(samples))
-        for number, (column, figure) in enumerate(zip(columns, figures, strict=True)):
-            # A stable key updates the chart in place on each refresh instead of redrawing it.
-            column.plotly_chart(figure, width="stretch", key=f"metrics_{endpoint_name}_{number}")
-    elif deployments:
-        st.caption("The charts start with the next sample.")
+    if "history_bucket_seconds" not in view:
+        # Fronts outlive the app: one started before fronts kept a history has none to chart.
+        st.caption("This endpoint's front keeps no history yet: restart it for the charts.")
+        return
+    bucket_seconds = float(view["history_bucket_seconds"])
+    frame = history_frame(deployments, bucket_seconds, pd.Timestamp.now(tz="UTC"))
+    if frame.empty:
+        if deployments:
+            st.caption("No requests yet: the charts start with the first one.")
+        return
+    # The server's local time on the axis, as every other time the app shows (deploystudio.times).
+    local_zone = datetime.now().astimezone().tzinfo
+    frame["time"] = frame["time"].dt.tz_convert(local_zone).dt.tz_localize(None)
+    columns = st.columns(3)
+    for number, (column, figure) in enumerate(zip(columns, _figures(frame), strict=True)):
+        # A stable key updates the chart in place on each refresh instead of redrawing it.
+        column.plotly_chart(figure, width="stretch", key=f"metrics_{endpoint_name}_{number}")

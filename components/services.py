@@ -142,16 +142,23 @@ def registry_overview(registry_uri: str) -> RegistryFacts:
     return registry_facts(model_registry(registry_uri))
 
 
+@st.cache_data(ttl=LISTING_TTL_SECONDS, show_spinner=False)
+def versions_tagged(registry_uri: str, key: str, prefix: str) -> list[VersionSummary]:
+    """Versions whose tag `key` starts with `prefix` (a version's wrappers, for its lineage)."""
+    return registry().versions_tagged(key, prefix)
+
+
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
-    for cached in (
+    listings = (
         model_page,
         model_versions,
         model_summary,
         inspection,
         version_inspection,
         registry_overview,
-    ):
+    )
+    for cached in (*listings, versions_tagged):
         cached.clear()
 
 

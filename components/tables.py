@@ -42,7 +42,7 @@ def versions_frame(
         return ", ".join(
             f"{s.endpoint}/{s.deployment}"
             for s in served
-            if s.model == v.name and (s.version == v.version or s.alias in v.aliases)
+            if s.serves(v.name, v.version, v.aliases)
         )
 
     return pd.DataFrame(

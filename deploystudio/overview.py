@@ -76,6 +76,11 @@ class ServedVersion:
     endpoint: str
     deployment: str
 
+    def serves(self, model: str, version: str, aliases: Iterable[str]) -> bool:
+        """Whether this deployment serves `model` version `version`, by its number or by one
+        of its `aliases` (as they stand now)."""
+        return self.model == model and (self.version == version or self.alias in set(aliases))
+
 
 def served_version(deployment: Deployment) -> ServedVersion | None:
     """What registered model a deployment serves, or None for a run or a local folder."""

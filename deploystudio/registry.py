@@ -230,6 +230,20 @@ class Registry:
             for v in versions
         ]
 
+    def versions_tagged(self, key: str, prefix: str, limit: int = 1000) -> list[VersionSummary]:
+        """Versions of any model whose tag `key` starts with `prefix` (e.g. the wrappers whose
+        lineage tag names a model), newest first, at most `limit`; without their aliases.
+        `_` and `%` in `prefix` match any character (SQL LIKE): callers check the values."""
+        if "`" in key:
+            raise DeployStudioError("A tag key cannot contain a backtick (`).")
+        with self._errors("The registry"):
+            found = self.client.search_model_versions(
+                filter_string=f"tags.`{key}` LIKE {_quote(prefix + '%')}",
+                max_results=limit,
+                order_by=["creation_timestamp DESC"],
+            )
+        return [_version_summary(v, ()) for v in found]
+
     def get_version(self, name: str, version: str) -> VersionSummary:
         with self._errors(f"Version {version} of model '{name}'"):
             model_version = self.client.get_model_version(name, version)

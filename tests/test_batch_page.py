@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from deploystudio.deployment.batch.jobs import get_batch_job, start_batch_job
+from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs, start_batch_job
 from deploystudio.deployment.batch.records import JobState
 from deploystudio.deployment.batch.settings import BatchSettings
 from deploystudio.deployment.batch.uploads import UPLOADS_FOLDER, safe_file_name
@@ -134,6 +134,41 @@ def test_uploaded_csvs_run_to_a_summary_results_and_downloads(page_settings, hom
     yaml_text = at.code[0].value
     assert "type: model" in yaml_text and "mini_batch_size: 10" in yaml_text
     assert "azureml:iris-classifier:1" in yaml_text
+
+
+def test_a_second_click_on_run_asks_before_starting_the_same_job_again(page_settings):
+    at = open_batch({"model": "iris-classifier", "version": "1"})
+    at.file_uploader(key="batch_upload").set_value([("again.csv", iris_csv(3, 4.8), "text/csv")])
+    rerun(at)
+    known = {job.id for job in list_batch_jobs(page_settings, limit=500)}
+    at.button(key="batch_run").click()
+    rerun(at)
+    first = at.query_params["job"]
+    # The second click of a double click: the same model, input and settings.
+    at.button(key="batch_run").click()
+    rerun(at)
+    started = {job.id for job in list_batch_jobs(page_settings, limit=500)} - known
+    assert started == {first}
+    assert any(f"You started this job already (job `{first}`)" in w.value for w in at.warning)
+    assert at.query_params["job"] == first
+    # Asked, the user may still run it again on purpose.
+    at.button(key="batch_run_again").click()
+    rerun(at)
+    second = at.query_params["job"]
+    assert second != first
+    assert {job.id for job in list_batch_jobs(page_settings, limit=500)} - known == {first, second}
+    # Another input is another job: no question.
+    at.file_uploader(key="batch_upload").set_value([("other.csv", iris_csv(4, 5.2), "text/csv")])
+    rerun(at)
+    assert not any("started this job already" in w.value for w in at.warning)
+    # Both jobs show in the version's lineage on Inspect, linked to their page.
+    inspect = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=RUN_TIMEOUT)
+    inspect.switch_page("views/inspect.py")
+    inspect.query_params["model"], inspect.query_params["version"] = "iris-classifier", "1"
+    rerun(inspect)
+    links = [e.proto for e in inspect.main if e.type == "page_link"]
+    jobs_linked = {link.query_string for link in links if link.label.startswith("Job ")}
+    assert {f"job={first}", f"job={second}"} <= jobs_linked
 
 
 def test_a_folder_outside_the_roots_is_refused(page_settings, tmp_path):

@@ -8,11 +8,13 @@ fixture stops everything whatever happened.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -23,7 +25,8 @@ from components.traffic_editor import editor_key
 from deploystudio.deployment.base import DeploymentState
 from deploystudio.deployment.local.processes import our_processes
 from deploystudio.deployment.local.target import LocalTarget
-from tests.conftest import settings_for
+from deploystudio.deployment.rollout import TEST_CALL_ACTION, Step, reached_steps
+from tests.conftest import REPO_ROOT, settings_for
 from tests.page_support import (  # noqa: F401 (fixtures)
     endpoint_page,
     fresh_caches,
@@ -79,6 +82,13 @@ def open_page(tab: str | None = None, **params: str) -> AppTest:
 def settle(at: AppTest):
     """Wait for the change the page started, then show its outcome; returns the operation."""
     return settle_change(at, ENDPOINT, OPERATION_SECONDS)
+
+
+def direct_tests(target: LocalTarget, deployment: str) -> int:
+    """Direct test calls of `deployment` in the endpoint's history."""
+    history = target.history(ENDPOINT, limit=1000)
+    subject = f"{ENDPOINT}/{deployment}"
+    return sum(e.action == TEST_CALL_ACTION and e.target == subject for e in history)
 
 
 def button(at: AppTest, label_start: str):
@@ -228,11 +238,17 @@ def test_invoke_returns_predictions_and_who_answered(target):
     predictions = json.loads(at.json[-1].value)
     assert predictions and set(predictions) <= IRIS_CLASSES
     assert at.metric[0].value == "blue"  # all live traffic goes to blue
+    tests_before = direct_tests(target, "green")
+    assert direct_tests(target, "blue") == 0  # traffic decided: no direct test of anyone
     at.selectbox(key=f"invoke_{ENDPOINT}_to").set_value("green")
     rerun(at)
     at.button(key=f"invoke_{ENDPOINT}_send").click()
     rerun(at)
     assert at.metric[0].value == "green"  # the header reached the deployment at 0%
+    # A call to one named deployment is its direct test: the rollout checklist reads it.
+    assert direct_tests(target, "green") == tests_before + 1
+    history = target.history(ENDPOINT, limit=1000)
+    assert Step.TEST in reached_steps(history, ENDPOINT, "green")
     curl = next(c.value for c in at.code if c.value.startswith("curl"))
     assert "azureml-model-deployment: green" in curl and "Bearer <KEY>" in curl
     assert target.get_keys(ENDPOINT).primary not in curl
@@ -259,24 +275,40 @@ def test_keys_are_hidden_until_revealed_and_regenerate_changes_the_key(target):
     assert new.primary in texts(at.code) and old.primary not in texts(at.code)
 
 
+def chart_traces(at: AppTest, number: int) -> dict[str, list[float]]:
+    """The y values of each trace of the page's chart `number`, as the browser receives them."""
+    spec = json.loads(at.get("plotly_chart")[number].proto.spec)
+    traces = {}
+    for trace in spec["data"]:
+        y = trace["y"]
+        if isinstance(y, dict):  # plotly sends numpy arrays as base64 typed arrays
+            y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]).tolist()
+        traces[trace["name"]] = [v for v in y if v is not None]
+    return traces
+
+
 def test_metrics_table_counts_the_requests_made(target, home):
+    row = pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2]],
+        columns=["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    )
+    # Made before the tab is opened: its charts come from the front's history, so they show.
+    for _ in range(3):
+        target.predict(endpoint=ENDPOINT, inputs=row)
     at = open_page("Metrics")
+    assert len(at.get("plotly_chart")) == 3
+    requests_per_second = chart_traces(at, 0)
+    assert max(requests_per_second["blue"]) > 0, requests_per_second
 
     def blue_requests() -> int:
         table = table_with(at, "errors 5xx").set_index("deployment")
         return int(table.loc["blue", "requests"])
 
     before = blue_requests()
-    row = pd.DataFrame(
-        [[5.1, 3.5, 1.4, 0.2]],
-        columns=["sepal_length", "sepal_width", "petal_length", "petal_width"],
-    )
     for _ in range(3):
         target.predict(endpoint=ENDPOINT, inputs=row)
     rerun(at)
     assert blue_requests() == before + 3
-    # A second sample is there, so the charts are drawn.
-    assert len(at.get("plotly_chart")) == 3
 
 
 def test_deleting_a_deployment_with_traffic_is_refused(target):
@@ -298,6 +330,42 @@ def test_history_lists_the_changes_made_on_the_page(target):
     assert f"Regenerated a key of endpoint {ENDPOINT}" in set(table["what"])
     assert not table["after"].str.contains("{", regex=False).any()
     assert all(when.endswith("ago)") or when.endswith("(just now)") for when in table["when"])
+
+
+def test_inspect_lineage_links_the_deployments_serving_each_version(target):
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("views/inspect.py")
+    at.query_params["model"], at.query_params["version"] = "iris-classifier", "2"
+    rerun(at)
+    links = {e.proto.label: e.proto.query_string for e in at.main if e.type == "page_link"}
+    assert links[f"Endpoint {ENDPOINT} · deployment green"] == (
+        f"endpoint={ENDPOINT}&tab=Deployments"
+    )
+    assert f"Endpoint {ENDPOINT} · deployment blue" not in links  # blue serves version 1
+
+
+def test_a_deployment_is_added_from_the_deployments_tab(target):
+    at = open_page("Deployments", add="true", model="iris-classifier", version="1")
+    name = at.text_input(key=f"add_deployment_name__{ENDPOINT}__yellow")
+    assert name.value == "yellow"  # blue and green are taken
+    at.number_input(key="deploy_instances").set_value(2)
+    rerun(at)
+    assert "It starts with 0% of live traffic" in texts(at.caption)
+    at.button(key=f"add_deployment__{ENDPOINT}").click()
+    rerun(at)
+    operation = settle(at)
+    assert operation.error is None, operation.error
+    assert operation.messages, "no progress was shown"
+    record = target.get_deployment("yellow", ENDPOINT)
+    assert record.state is DeploymentState.READY, (record.reason, record.log_tail)
+    assert record.model_uri == "models:/iris-classifier/1"
+    assert record.settings["instance_count"] == 2
+    assert target.get_endpoint(ENDPOINT).traffic["yellow"] == 0
+    deployments = table_with(at, "model URI").set_index("deployment")
+    assert deployments.loc["yellow", "state"] == "ready"
+    # The form offers the next free name; the one just used is not offered again.
+    assert at.text_input(key=f"add_deployment_name__{ENDPOINT}__red").value == "red"
+    assert not at.error, texts(at.error)
 
 
 def test_deleting_the_endpoint_needs_its_name_then_stops_everything(target, home):

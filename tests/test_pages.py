@@ -127,6 +127,7 @@ def test_inspect_shows_signature_report_and_tabs(seeded):
         "Environment",
         "Artifacts",
         "Source run",
+        "Lineage",
     ]
 
 

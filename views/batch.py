@@ -8,7 +8,7 @@ in a process of its own, so it goes on when the page is closed and shows again f
 import streamlit as st
 
 from components import access, services
-from components.batch_form import render_bundle, render_input, render_settings
+from components.batch_form import render_bundle, render_input, render_settings, run_fingerprint
 from components.batch_history import render_past_jobs
 from components.batch_job import render_job
 from components.deploy_form import render_model_choice
@@ -19,6 +19,9 @@ from deploystudio.deployment.actors import acting_as
 from deploystudio.deployment.batch.jobs import start_batch_job
 from deploystudio.deployment.batch.uploads import save_uploads
 from deploystudio.errors import DeployStudioError
+
+# This session's last start: (its request's fingerprint, the job's id).
+LAST_START_KEY, ASKING_KEY = "batch_last_start", "batch_asking_again"
 
 settings = services.get_settings()
 st.title("Batch scoring")
@@ -45,9 +48,29 @@ with form_area:
     batch_settings = render_settings()
     env_mode = render_env_mode("batch_env")
     ready = source is not None and batch_settings is not None
-    if st.button("Run", type="primary", icon=":material/play_arrow:", key="batch_run",
-                 **access.button_args(Action.BATCH, disabled=not ready),
-                 ) and ready and access.permitted(Action.BATCH):  # fmt: skip
+    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", key="batch_run",
+                        **access.button_args(Action.BATCH, disabled=not ready),
+                        ) and ready and access.permitted(Action.BATCH)  # fmt: skip
+    request = run_fingerprint(choice.uri, bundle, source, batch_settings, env_mode) if ready else ""
+    # A second click on Run (a double click reaches the server as two runs) would start the same
+    # job twice: the same request as this session's last start asks first.
+    last_request, last_job = st.session_state.get(LAST_START_KEY, ("", ""))
+    again = False
+    if request != last_request:
+        st.session_state.pop(ASKING_KEY, None)
+    elif ready and (clicked or st.session_state.get(ASKING_KEY)):
+        st.session_state[ASKING_KEY] = True
+        st.warning(
+            f"You started this job already (job `{last_job}`): the same model, "
+            "input and settings. Run it again?",
+            icon=":material/content_copy:",
+        )
+        again = st.button(
+            "Run it again", key="batch_run_again", **access.button_args(Action.BATCH)
+        ) and access.permitted(Action.BATCH)
+        clicked = False
+    if clicked or again:
+        st.session_state.pop(ASKING_KEY, None)
         try:
             if source.uploads:
                 input_path = save_uploads(
@@ -73,6 +96,9 @@ with form_area:
                     env=env_mode,
                     progress=progress,
                 )
+                # Kept before anything more is drawn (the status box closing draws): a second
+                # click's rerun stops this run only where it draws, so the start is never lost.
+                st.session_state[LAST_START_KEY] = (request, job.id)
         except DeployStudioError as exc:
             st.error(str(exc))
         else:

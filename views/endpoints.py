@@ -7,6 +7,7 @@ at a time per endpoint). Addressed as ?endpoint=NAME&tab=TAB."""
 import streamlit as st
 
 from components import access, endpoint_changes
+from components.add_deployment import render_add_deployment
 from components.deployment_list import render_deployments
 from components.endpoint_invoke import render_invoke
 from components.endpoint_keys import render_keys
@@ -85,6 +86,8 @@ try:
                         f"Delete endpoint {endpoint.name}",
                         lambda progress: target.delete_endpoint(endpoint.name, progress=progress),
                     )
+            # Last on the panel: its model choice stops the page until a model is chosen.
+            render_add_deployment(target, endpoint, deployments)
     with panels["Traffic"]:
         if panels["Traffic"].open:
             render_traffic_editor(endpoint)

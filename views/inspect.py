@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import services
 from components.environment_plan import render_environment_plan
+from components.lineage_panel import render_lineage
 from components.model_address import model_uri_input
 from components.model_details import (
     render_environment,
@@ -103,7 +104,9 @@ else:
 st.markdown("#### Deployability report")
 render_report(inspection.report)
 
-tabs = st.tabs(["Signature", "Input example", "Flavors", "Environment", "Artifacts", "Source run"])
+tabs = st.tabs(
+    ["Signature", "Input example", "Flavors", "Environment", "Artifacts", "Source run", "Lineage"]
+)
 with tabs[0]:
     render_signature(inspection.signature)
 with tabs[1]:
@@ -121,3 +124,8 @@ with tabs[4]:
     st.dataframe(artifacts_frame(inspection.artifacts), hide_index=True)
 with tabs[5]:
     render_run(inspection.run, version.run_id if version else None)
+with tabs[6]:
+    if version is None:
+        st.info("Lineage is kept for registered versions: open one from Browse models.")
+    else:
+        render_lineage(version)

@@ -15,9 +15,15 @@ from deploystudio.deployment.adaptive_batching import (
     MAX_WAIT_MS,
     BatchSettings,
 )
-from deploystudio.deployment.base import AuthMode, Deployment, DeploymentState, Endpoint, Runtime
+from deploystudio.deployment.base import (
+    AuthMode,
+    Deployment,
+    DeploymentState,
+    DeploymentTarget,
+    Endpoint,
+    Runtime,
+)
 from deploystudio.deployment.local.servers import MAX_INSTANCES
-from deploystudio.deployment.local.target import LocalTarget
 from deploystudio.deployment.names import MAX_LENGTH, MIN_LENGTH, validate_name
 from deploystudio.errors import EndpointFrontError, InvalidNameError, ScoringServerError
 
@@ -143,13 +149,14 @@ def suggest_endpoint_name(model_name: str, taken: Iterable[str]) -> str:
 
 
 def deploy(
-    target: LocalTarget,
+    target: DeploymentTarget,
     request: DeployRequest,
     progress: Progress,
     timeout_seconds: float | None = None,
 ) -> Deployment:
     """Create the endpoint if new, start the deployment, then give it all traffic if asked.
-    The Deploy page and `deploystudio deploy` both deploy through this.
+    The Deploy page, the Endpoints page (a deployment added to an endpoint) and
+    `deploystudio deploy` all deploy through this, over the target interface.
 
     Returns the ready deployment; `timeout_seconds` bounds its start (the target's default
     when None). Raises EndpointFrontError when a new endpoint does not start,
@@ -166,13 +173,16 @@ def deploy(
                 f"Endpoint {endpoint.name} did not start: {_sentence(endpoint.reason)} Restart "
                 "it on the Endpoints page, or delete it and deploy again."
             )
+    # A start timeout is the local target's own option (the CLI's --timeout): passed only when
+    # asked, so that any target of the interface takes this call.
+    extra = {} if timeout_seconds is None else {"timeout_seconds": timeout_seconds}
     record = target.create_deployment(
         request.deployment,
         request.model_uri,
         request.endpoint,
         request.config(),
         progress=progress,
-        timeout_seconds=timeout_seconds,
+        **extra,
     )
     if record.state is not DeploymentState.READY:
         raise ScoringServerError(

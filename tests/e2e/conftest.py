@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from deploystudio.config import Settings
+from deploystudio.deployment.base import DeploymentState
+from deploystudio.deployment.local.target import LocalTarget
+from deploystudio.registry import Registry
 from tests.conftest import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,6 +31,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STARTUP_TIMEOUT_SECONDS = 90
+# A page's first load (the app opens the registry and the store) on a loaded machine.
+LOAD_TIMEOUT_MS = 60_000
+# Starting an endpoint's front and model servers on a busy 2-core machine.
+START_TIMEOUT_SECONDS = 180
+IRIS_BLUE_GREEN = {"blue": "models:/iris-classifier/1", "green": "models:/iris-classifier/2"}
 # Playwright's 5 s default for `expect` is too short on a loaded 2-core CI machine: the data
 # grid's script loads lazily the first time a page shows a table, and once took longer than
 # 5 s after the heading above it appeared. Waiting longer costs nothing when things are fast.
@@ -99,6 +108,34 @@ def running_app(
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@contextmanager
+def endpoint_made(
+    settings: Settings,
+    registry: Registry,
+    endpoint: str,
+    traffic: Mapping[str, int],
+    deployments: Mapping[str, str] = IRIS_BLUE_GREEN,
+) -> Iterator[LocalTarget]:
+    """An endpoint made through the domain with `deployments` (name -> model URI), each ready,
+    and `traffic` (no mirror); deleted afterwards whatever happened. Journeys start from it."""
+    target = LocalTarget(settings, registry=registry, start_timeout_seconds=START_TIMEOUT_SECONDS)
+    try:
+        assert target.create_endpoint(endpoint).state is DeploymentState.READY
+        for name, uri in deployments.items():
+            record = target.create_deployment(name, uri, endpoint)
+            assert record.state is DeploymentState.READY, (record.reason, record.log_tail)
+        target.update_endpoint(endpoint, {"traffic": dict(traffic), "mirror": None})
+        yield target
+    finally:
+        target.delete_endpoint(endpoint)
+
+
+def open_endpoint(page, app_url: str, endpoint: str, tab: str, query: str = "") -> None:
+    """The Endpoints page on `endpoint` and `tab` ("Safe rollout" may be given as is)."""
+    page.goto(f"{app_url}/endpoints?endpoint={endpoint}&tab={tab.replace(' ', '+')}{query}")
+    expect(page.get_by_role("heading", name=endpoint)).to_be_visible(timeout=LOAD_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")

@@ -12,31 +12,17 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from deploystudio.deployment.base import DeploymentState
-from deploystudio.deployment.local.target import LocalTarget
+from tests.e2e.conftest import LOAD_TIMEOUT_MS, endpoint_made
 
 pytestmark = pytest.mark.e2e
 
-LOAD_TIMEOUT_MS = 60_000
-START_TIMEOUT_SECONDS = 180
 ENDPOINT = "e2e-overview"
 
 
 @pytest.fixture(scope="module")
 def target(settings, registry, seeded):
-    target = LocalTarget(settings, registry=registry, start_timeout_seconds=START_TIMEOUT_SECONDS)
-    try:
-        assert target.create_endpoint(ENDPOINT).state is DeploymentState.READY
-        for name, uri in (
-            ("blue", "models:/iris-classifier/1"),
-            ("green", "models:/iris-classifier/2"),
-        ):
-            record = target.create_deployment(name, uri, ENDPOINT)
-            assert record.state is DeploymentState.READY, (record.reason, record.log_tail)
-        target.update_endpoint(ENDPOINT, {"traffic": {"blue": 80, "green": 20}})
+    with endpoint_made(settings, registry, ENDPOINT, {"blue": 80, "green": 20}) as target:
         yield target
-    finally:
-        target.delete_endpoint(ENDPOINT)
 
 
 def test_home_shows_the_overview_and_its_next_step_opens_deploy(app_url, page, target, tmp_path):

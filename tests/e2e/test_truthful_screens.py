@@ -11,39 +11,25 @@ import pytest
 from playwright.sync_api import expect
 
 from deploystudio.deployment.actors import local_user
-from deploystudio.deployment.base import DeploymentState
-from deploystudio.deployment.local.target import LocalTarget
+from tests.e2e.conftest import LOAD_TIMEOUT_MS, endpoint_made
+from tests.e2e.conftest import open_endpoint as open_page
 
 pytestmark = pytest.mark.e2e
 
-LOAD_TIMEOUT_MS = 60_000
 # Building starts the worker and loads the model twice; registering uploads it.
 BUILD_TIMEOUT_MS = 180_000
 WRAPPED_MODEL = "e2e-truth-probabilities"
-START_TIMEOUT_SECONDS = 180
 ENDPOINT = "e2e-truth"
 
 
 @pytest.fixture(scope="module")
 def target(settings, registry, seeded):
-    target = LocalTarget(settings, registry=registry, start_timeout_seconds=START_TIMEOUT_SECONDS)
-    try:
-        assert target.create_endpoint(ENDPOINT).state is DeploymentState.READY
-        for name, uri in (
-            ("blue", "models:/iris-classifier/1"),
-            ("green", "models:/iris-classifier/2"),
-        ):
-            record = target.create_deployment(name, uri, ENDPOINT)
-            assert record.state is DeploymentState.READY, (record.reason, record.log_tail)
-        target.update_endpoint(ENDPOINT, {"traffic": {"blue": 100}, "mirror": None})
+    with endpoint_made(settings, registry, ENDPOINT, {"blue": 100}) as target:
         yield target
-    finally:
-        target.delete_endpoint(ENDPOINT)
 
 
 def open_endpoint(page, app_url: str, tab: str) -> None:
-    page.goto(f"{app_url}/endpoints?endpoint={ENDPOINT}&tab={tab}")
-    expect(page.get_by_role("heading", name=ENDPOINT)).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+    open_page(page, app_url, ENDPOINT, tab)
 
 
 def test_the_overview_shows_the_traffic_just_applied(app_url, page, target):

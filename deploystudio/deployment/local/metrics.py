@@ -1,13 +1,17 @@
-"""Per-deployment request counters and latency percentiles kept by an endpoint's front.
+"""Per-deployment request counters, latency percentiles and request history kept by an
+endpoint's front.
 
 Counts are totals since the front started; latency percentiles cover a rolling window (the last
 1,000 requests, and none older than 5 minutes), so a page polling them sees recent behaviour.
+The history keeps the last hour in 10-second buckets (requests, errors, latency percentiles),
+so the page's charts show the requests made before it was opened, not only those it sampled.
 Everything here runs on the front's event loop thread: no locks.
 """
 
 from __future__ import annotations
 
 import time
+from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +23,11 @@ WINDOW_REQUESTS = 1_000
 WINDOW_SECONDS = 300.0
 PERCENTILES = (50, 90, 99)
 MAX_ERROR_MESSAGE = 500
+HISTORY_BUCKET_SECONDS = 10
+HISTORY_BUCKETS = 360  # one hour
+# Latencies kept per bucket for its percentiles: bounds a busy hour's memory (360 x 256
+# doubles, 0.7 MB per deployment) while a bucket's p99 stays meaningful.
+LATENCIES_PER_BUCKET = 256
 # Statuses the front answers itself (not the model server).
 FRONT_STATUSES = (401, 404, 408, 413, 424, 503)
 
@@ -52,6 +61,62 @@ class LatencyWindow:
 
 
 @dataclass
+class HistoryBucket:
+    start: float  # wall-clock seconds (the page's time axis)
+    requests: int = 0
+    mirrored: int = 0
+    errors: int = 0
+    latencies: array = field(default_factory=lambda: array("d"))
+
+
+@dataclass
+class RequestHistory:
+    """What one deployment served, per 10-second bucket, for the last hour. Only buckets that
+    saw a request are kept: an idle hour costs nothing."""
+
+    bucket_seconds: int = HISTORY_BUCKET_SECONDS
+    max_buckets: int = HISTORY_BUCKETS
+    _buckets: deque[HistoryBucket] = field(default_factory=deque)
+
+    def add(
+        self, *, error: bool, mirrored: bool, latency_ms: float | None, now: float | None = None
+    ) -> None:
+        now = time.time() if now is None else now
+        start = now - now % self.bucket_seconds
+        if not self._buckets or self._buckets[-1].start != start:
+            self._buckets.append(HistoryBucket(start))
+        bucket = self._buckets[-1]
+        bucket.requests += 1
+        bucket.mirrored += int(mirrored)
+        bucket.errors += int(error)
+        if latency_ms is not None and len(bucket.latencies) < LATENCIES_PER_BUCKET:
+            bucket.latencies.append(latency_ms)
+        self._drop_old(now)
+
+    def _drop_old(self, now: float) -> None:
+        horizon = now - self.bucket_seconds * self.max_buckets
+        while self._buckets and self._buckets[0].start < horizon:
+            self._buckets.popleft()
+
+    def snapshot(self, now: float | None = None) -> list[dict[str, Any]]:
+        """The buckets of the last hour, oldest first: their start, how many seconds they
+        cover (less for the current one), counts and latency percentiles."""
+        now = time.time() if now is None else now
+        self._drop_old(now)
+        return [
+            {
+                "at": datetime.fromtimestamp(b.start, UTC).isoformat(),
+                "seconds": round(min(self.bucket_seconds, max(now - b.start, 1.0)), 3),
+                "requests": b.requests,
+                "mirrored": b.mirrored,
+                "errors": b.errors,
+                **percentiles(list(b.latencies)),
+            }
+            for b in self._buckets
+        ]
+
+
+@dataclass
 class DeploymentCounters:
     """What one deployment served: live, direct and mirrored requests."""
 
@@ -61,6 +126,7 @@ class DeploymentCounters:
     errors_5xx: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     latency: LatencyWindow = field(default_factory=LatencyWindow)
+    history: RequestHistory = field(default_factory=RequestHistory)
     last_error: dict[str, Any] | None = None
 
     def record(
@@ -85,6 +151,8 @@ class DeploymentCounters:
         self.statuses[status] += 1
         if latency_ms is not None:
             self.latency.add(latency_ms)
+        failed = server_failed or status >= 400
+        self.history.add(error=failed, mirrored=mirrored, latency_ms=latency_ms)
         if server_failed or status >= 500:
             self.errors_5xx += 1
         elif status >= 400:
@@ -109,6 +177,7 @@ class DeploymentCounters:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "latency_ms": {**percentiles(window), "window": len(window)},
             "last_error": self.last_error,
+            "history": self.history.snapshot(),
         }
 
 
@@ -141,6 +210,7 @@ class FrontMetrics:
             "requests": self.requests,
             "front_errors": {str(s): self.front_errors.get(s, 0) for s in FRONT_STATUSES},
             "mirror_dropped": self.mirror_dropped,
+            "history_bucket_seconds": HISTORY_BUCKET_SECONDS,
             "deployments": {
                 name: self.deployments.get(name, DeploymentCounters()).snapshot() for name in names
             },
