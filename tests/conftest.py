@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,61 @@ def registry(settings: Settings) -> Registry:
 def seeded(settings: Settings, registry: Registry) -> list[str]:
     """The demo versions registered in this session's registry."""
     return seed_demo(settings, registry)
+
+
+@pytest.fixture(scope="session")
+def old_stack(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The old stack's environment (tests.environments_support.OLD_STACK: MLflow 2.17,
+    scikit-learn 1.1.3, pandas 1.5, NumPy 1.26), built by the product with uv, and two models
+    trained and logged inside it at test time (never committed): `folder` (a LogisticRegression)
+    and `boosted` (gradient boosting, whose pickle the app's scikit-learn cannot read).
+
+    Built once per run, in a home shared by every module that asks (the worker's, batch's and
+    Azure export's tests) and by the xdist workers: the first to ask builds while holding a
+    lock, the others wait and reuse it (a build of this stack is most of those modules' time).
+    """
+    from deploystudio.environments import (
+        PlanInputs,
+        ensure,
+        environments_root,
+        lookup_key,
+        plan_environment,
+    )
+    from tests.environments_support import (
+        OLD_STACK,
+        SKLEARN_FLAVOR,
+        TRAIN,
+        once_per_run,
+        uv_cache_set,
+        write_model,
+    )
+
+    def make(folder: Path) -> dict:
+        home = folder / "home"
+        declared = write_model(folder / "declared", OLD_STACK, flavors=SKLEARN_FLAVOR)
+        started = time.perf_counter()
+        with uv_cache_set(tmp_path_factory):
+            plan = plan_environment(PlanInputs.from_folder(declared), environments_root(home))
+            environment = ensure(plan, home)
+        print(f"old-stack environment: planned and built in {time.perf_counter() - started:.1f} s")
+        model = folder / "trained" / "model"
+        model.parent.mkdir()
+        done = subprocess.run(
+            [str(environment.python), "-c", TRAIN, str(model), OLD_STACK.replace("\n", " ")],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        facts = json.loads(done.stdout.strip().splitlines()[-1])
+        return {"home": str(home), "key": environment.key, "folder": str(model), **facts}
+
+    facts = once_per_run(tmp_path_factory, "old-stack", make)
+    assert facts["versions"] == ["2.17.2", "1.1.3", "1.5.3"]
+    home = Path(facts["home"])
+    environment = lookup_key(home, facts["key"])
+    assert environment is not None, f"the old-stack environment {facts['key']} is gone"
+    folder = Path(facts["folder"])
+    return {**facts, "home": home, "folder": folder, "plain": folder,
+            "boosted": Path(f"{folder}-boosted"), "environment": environment}
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -28,11 +27,9 @@ from deploystudio.deployment.azure.specs import (
     ScoringCode,
 )
 from deploystudio.deployment.batch.jobs import get_batch_job, list_batch_jobs
-from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
 from deploystudio.inference_server import SERVER_REQUIREMENT
 from tests.conftest import REPO_ROOT
-from tests.environments_support import use_session_uv_cache, write_model
-from tests.test_worker_model_environment import OLD_STACK, SKLEARN_FLAVOR, TRAIN
+from tests.environments_support import use_session_uv_cache
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,33 +38,19 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("batch-old-stack-home")
+def home(old_stack: dict) -> Path:
+    return old_stack["home"]
 
 
 @pytest.fixture(scope="module")
-def old_models(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    declared = write_model(tmp_path_factory.mktemp("declared"), OLD_STACK, flavors=SKLEARN_FLAVOR)
-    environment = ensure(plan_environment(PlanInputs.from_folder(declared),
-                                          environments_root(home)), home)
-    folder = tmp_path_factory.mktemp("trained") / "model"
-    done = subprocess.run(
-        [str(environment.python), "-c", TRAIN, str(folder), OLD_STACK.replace("\n", " ")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    facts = json.loads(done.stdout.strip().splitlines()[-1])
+def old_models(old_stack: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The run's old stack (tests/conftest.py: its environment and models, shared with the
+    worker's tests), and batch inputs written from the rows it predicted."""
     inputs = tmp_path_factory.mktemp("inputs")
-    frame = pd.DataFrame(facts["X"], columns=["a", "b"])
+    frame = pd.DataFrame(old_stack["X"], columns=["a", "b"])
     frame.to_csv(inputs / "part-1.csv", index=False)
     frame.to_parquet(inputs / "part-2.parquet", index=False)
-    return {
-        "plain": folder,
-        "boosted": Path(f"{folder}-boosted"),
-        "environment": environment,
-        "inputs": inputs,
-        **facts,
-    }
+    return {**old_stack, "inputs": inputs}
 
 
 @pytest.fixture()

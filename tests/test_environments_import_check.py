@@ -5,13 +5,14 @@ roots, nor see the app's variables."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import uv
 
-from deploystudio.environments.import_check import import_failures
+from deploystudio.environments.import_check import check_environment, import_failures
 from deploystudio.worker.sandbox import landlock_abi
 
 # A package whose import reports what its .pth file could read when the interpreter started.
@@ -133,3 +134,61 @@ def test_a_framework_that_needs_pkg_resources_fails_the_check_saying_what_to_add
     failures = import_failures(venv / "bin" / "python", ["oldframework"], root)
     assert failures.startswith("oldframework (import oldframework): NameError: ")
     assert "pkg_resources" in failures and "add setuptools<82 to its requirements" in failures
+
+
+def _package(site: Path, name: str, files: dict[str, str]) -> None:
+    """A distribution `name` whose package holds `files` (relative path -> source)."""
+    for relative, source in files.items():
+        path = site / name / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text(f"{name}\n")
+
+
+def test_the_check_compiles_what_a_server_start_imports_and_runs_no_main(probe_environment):
+    """After the check: bytecode for the modules asked and for every module of a server
+    package (the sandboxed servers cannot write it), a __main__ compiled but never run, a module
+    that raises skipped; the answer survives a package that replaces print; no MLflow here, so
+    no serving command, and why."""
+    python, root = probe_environment
+    site = next((root / "venv" / "lib").glob("python3*/site-packages"))
+    (site / "probe.pth").unlink()  # the probe's own failure is the test above
+    (site / "probe" / "__init__.py").write_text("", encoding="utf-8")
+    ran = root / "main-ran"
+    _package(site, "srv", {
+        "__init__.py": "import builtins\nbuiltins.print = lambda *a, **k: None\n",
+        "__main__.py": f"open({str(ran)!r}, 'w').close()\n",
+        "protocols/__init__.py": "",
+        "protocols/http.py": "import json\n",
+        "broken.py": "raise ImportError('an optional dependency is missing')\n",
+    })
+    _package(site, "flavor", {"__init__.py": "", "loader.py": "", "unused.py": ""})
+    outcome = check_environment(
+        python,
+        ["probe"],
+        root,
+        warm_modules=["flavor.loader", "not_installed.module"],
+        server_distributions=["srv"],
+        serve_arguments=["/model", "1", "127.0.0.1", "1"],
+    )
+    assert outcome.failures == ""
+    assert outcome.serve is None and "No module named 'mlflow'" in outcome.serve_error
+
+    def compiled(*parts: str) -> bool:
+        folder = site.joinpath(*parts[:-1], "__pycache__")
+        return bool(list(folder.glob(f"{parts[-1]}.*.pyc")))
+
+    assert compiled("flavor", "loader") and not compiled("flavor", "unused")
+    assert compiled("srv", "__init__") and compiled("srv", "protocols", "http")
+    assert compiled("srv", "__main__") and not ran.exists()
+    # srv.broken raised (walked before srv.protocols): skipped, and the walk went on.
+    # A failed check stops there: nothing else is imported.
+    shutil.rmtree(site / "flavor" / "__pycache__")
+    (site / "probe" / "__init__.py").write_text("raise ImportError('broken')\n")
+    failed = check_environment(python, ["probe"], root, warm_modules=["flavor.loader"],
+                               serve_arguments=["/model", "1", "127.0.0.1", "1"])
+    assert failed.failures == "probe (import probe): ImportError: broken"
+    assert failed.serve is None and not compiled("flavor", "loader")

@@ -1,7 +1,8 @@
 """The prediction worker in a model's own environment (issue 19, parts 3 and 4): an old stack
 (scikit-learn 1.1.3, pandas 1.5, numpy 1.26, MLflow 2.x) built by the product with uv; a model
 trained and logged inside it at test time (never committed), then predicted through the
-sandboxed worker running that environment's Python."""
+sandboxed worker running that environment's Python. The environment and the model are the
+run's `old_stack` (tests/conftest.py), shared with the batch tests."""
 
 from __future__ import annotations
 
@@ -14,43 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deploystudio.environments import PlanInputs, ensure, environments_root, plan_environment
 from deploystudio.environments.choice import choose
 from deploystudio.errors import PredictionError
 from deploystudio.payloads import ModelInput
 from deploystudio.worker import foreign
 from deploystudio.worker.process import PredictionWorker
 from deploystudio.worker.sandbox import Access
-from tests.environments_support import use_session_uv_cache, write_model
-
-OLD_STACK = (
-    "mlflow==2.17.2\nscikit-learn==1.1.3\npandas==1.5.3\nnumpy==1.26.4\ncloudpickle==2.2.1\n"
-)
-SKLEARN_FLAVOR = "  sklearn:\n    serialization_format: cloudpickle\n    sklearn_version: 1.1.3\n"
-
-# Run with the old environment's Python: train, log with MLflow 2, and keep what it predicts.
-TRAIN = """
-import json, sys
-import numpy as np, pandas as pd, mlflow, sklearn
-from sklearn.linear_model import LogisticRegression
-from sklearn.ensemble import GradientBoostingClassifier
-from mlflow.models import infer_signature
-rng = np.random.default_rng(0)
-X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
-y = (X["a"] + X["b"] > 0).astype("int64")
-model = LogisticRegression().fit(X, y)
-mlflow.sklearn.save_model(
-    model, sys.argv[1], signature=infer_signature(X, y), serialization_format="cloudpickle",
-    pip_requirements=sys.argv[2].split())
-# Gradient boosting of scikit-learn 1.1 pickles sklearn.ensemble._gb_losses, gone since 1.4:
-# the app's scikit-learn cannot unpickle it (real version skew).
-boosted = GradientBoostingClassifier(n_estimators=5).fit(X, y)
-mlflow.sklearn.save_model(
-    boosted, sys.argv[1] + "-boosted", serialization_format="cloudpickle",
-    pip_requirements=sys.argv[2].split())
-print(json.dumps({"X": X.head(5).values.tolist(), "y": model.predict(X.head(5)).tolist(),
-                  "versions": [mlflow.__version__, sklearn.__version__, pd.__version__]}))
-"""
+from tests.environments_support import use_session_uv_cache
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,28 +30,15 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("old-stack-home")
+def old_model(old_stack: dict) -> dict:
+    """The old-stack environment and a model trained and saved in it (tests/conftest.py: built
+    once per run, shared with the batch tests)."""
+    return old_stack
 
 
 @pytest.fixture(scope="module")
-def old_model(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """An old-stack environment built by the product, and a model trained and saved in it."""
-    declared = write_model(tmp_path_factory.mktemp("declared"), OLD_STACK, flavors=SKLEARN_FLAVOR)
-    started = time.perf_counter()
-    plan = plan_environment(PlanInputs.from_folder(declared), environments_root(home))
-    environment = ensure(plan, home)
-    build_seconds = time.perf_counter() - started
-    print(f"old-stack environment: planned and built in {build_seconds:.1f} s")
-    folder = tmp_path_factory.mktemp("trained") / "model"
-    done = subprocess.run(
-        [str(environment.python), "-c", TRAIN, str(folder), OLD_STACK.replace("\n", " ")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    facts = json.loads(done.stdout.strip().splitlines()[-1])
-    assert facts["versions"] == ["2.17.2", "1.1.3", "1.5.3"]
-    return {"folder": folder, "environment": environment, **facts}
+def home(old_stack: dict) -> Path:
+    return old_stack["home"]
 
 
 def test_auto_runs_an_old_stack_model_in_its_own_environment(old_model, home, tmp_path):

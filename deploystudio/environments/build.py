@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploystudio.environments.import_check import import_failures
+from deploystudio.environments.import_check import check_environment, flavor_modules
 from deploystudio.environments.plan import EnvironmentPlan, cached_plan
-from deploystudio.environments.serve_command import finish_recording, start_recording
+from deploystudio.environments.serve_command import placeholder_arguments, record
 from deploystudio.environments.sources import PlanInputs
 from deploystudio.environments.uv import index_settings, redact_urls, run_uv, uv_environment
 from deploystudio.errors import (
@@ -226,14 +226,20 @@ def _build_in(
             pins = [f"{r.name}=={r.chosen}" for r in plan.requirements if r.chosen]
             held.write_text("\n".join(pins) + "\n", encoding="utf-8")
             _install_extras(extras, venv / "bin" / "python", lock, held, env, line, folder)
-        # Recorded while the import check runs (two interpreters starting at once): every
-        # start of a server in this environment then reads it instead of asking.
-        recorder = start_recording(venv / "bin" / "python", folder)
-        try:
-            loader = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
-            broken = import_failures(venv / "bin" / "python", loader, folder)
-        finally:
-            finish_recording(recorder, folder, line)
+        # One sandboxed process checks the imports, asks MLflow for its serving command
+        # (serve.json: no start asks it again) and compiles what a server start imports besides
+        # (import_check.py says why): one interpreter importing MLflow, not two.
+        loader = [r.name for r in plan.requirements if r.loader_imports and r.chosen]
+        outcome = check_environment(
+            venv / "bin" / "python",
+            loader,
+            folder,
+            warm_modules=flavor_modules(loader),
+            server_distributions=[extra.split("==")[0] for extra in extras],
+            serve_arguments=placeholder_arguments(),
+        )
+        record(folder, outcome.serve, outcome.serve_error, line)
+        broken = outcome.failures
         if broken:
             line(f"Import check failed: {broken}")
             reason = f"The new environment cannot import what the model needs: {broken}"

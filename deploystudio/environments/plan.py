@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -305,6 +306,14 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
             "The model lists no requirements (no python_env.yaml, conda.yaml pip section or "
             "requirements.txt): re-log it with MLflow, which writes them, or use --env app."
         )
+    # The resolution of the lines as asked starts now, next to the pin checks below: in the
+    # usual case (every exact pin has a wheel here, nothing capped) those are the final lines,
+    # and the checks then cost no time of their own (a `uv pip compile` waits on the index more
+    # than on the CPU). Otherwise its answer is not used, and the final lines are resolved.
+    as_asked = [requirement.line for requirement in asked]
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-resolve")
+    ahead = pool.submit(compiler.compile, as_asked) if asked else None
+    pool.shutdown(wait=False)  # takes no more work; the resolution started runs to its end
     decided: dict[str, tuple[Choice, str | None, str]] = {}
     pinned = [a for a in asked if a.exact_version]
     if pinned:
@@ -365,7 +374,10 @@ def compute_plan(inputs: PlanInputs, env: dict[str, str] | None = None) -> Envir
             final_lines.append(SETUPTOOLS_WITH_PKG_RESOURCES)
             notes.append(setuptools)
     if not blockers:
-        resolved, cause = compiler.compile(final_lines)
+        if ahead is not None and final_lines == as_asked:
+            resolved, cause = ahead.result()
+        else:
+            resolved, cause = compiler.compile(final_lines)
         if resolved is None:
             blockers.append(f"The requirements cannot be installed together here: {cause}")
         else:

@@ -2,12 +2,13 @@
 
 MLflow 2 serves with gunicorn and a WSGI app, MLflow 3 with uvicorn: only the environment's own
 MLflow knows its command (`mlflow.pyfunc.scoring_server.get_cmd`). Asking it takes a Python that
-imports MLflow, about 2 s, which every start of a server paid. So the build asks once, with
+imports MLflow, about 2 s, which every start of a server paid. So the build asks once (in its
+import check's process, which has imported MLflow already), with
 placeholders for what differs between starts (model path, host, port, workers), and writes the
 answer as `serve.json` next to `ready.json`; a start fills the placeholders in.
 
-    recorder = start_recording(python, root)         # while the build's import check runs
-    finish_recording(recorder, folder, log_line)     # writes serve.json (or why not)
+    check_environment(..., serve_arguments=placeholder_arguments())  # the build's import check
+    record(folder, outcome.serve, outcome.serve_error, log_line)    # writes serve.json
     serve_command(folder, model_path, host, port, workers)   # None: ask the environment
 """
 
@@ -15,18 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from deploystudio.worker.isolation import scrubbed_environment
-from deploystudio.worker.sandbox import Access, sandboxed_command
-
 SERVE_FILE = "serve.json"
-RECORD_TIMEOUT_SECONDS = 120
 
 # Placeholders: plain letters, so that shlex.quote and file-URI quoting keep them as they are.
 # get_cmd only formats host, port and workers into text, so text placeholders work for all.
@@ -52,56 +45,25 @@ def ask_arguments(model_path: str, port: str, host: str, workers: str) -> list[s
     return ["-P", "-c", ASK_SCRIPT, model_path, port, host, workers]
 
 
-@dataclass(frozen=True)
-class Recording:
-    """The asking process of `start_recording` and its scratch folder."""
-
-    process: subprocess.Popen[str]
-    scratch: Path
+def placeholder_arguments() -> tuple[str, str, str, str]:
+    """get_cmd's arguments for a recording: model path, port, host, workers, as placeholders."""
+    return MODEL_PLACEHOLDER, PORT_PLACEHOLDER, HOST_PLACEHOLDER, WORKERS_PLACEHOLDER
 
 
-def start_recording(python: Path, root: Path) -> Recording:
-    """Ask the new environment's MLflow (under `root`) for its command with placeholders;
-    returns at once (the build's import check runs meanwhile). The environment's packages were
-    chosen by the model and run code as the interpreter starts: behind the sandbox launcher with
-    the allow-listed environment, as the import check (never the build's variables, which may
-    hold the package index's credentials)."""
-    scratch = Path(tempfile.mkdtemp(prefix="deploystudio-serve-command-"))
-    argv = [str(python), *ask_arguments(MODEL_PLACEHOLDER, PORT_PLACEHOLDER, HOST_PLACEHOLDER,
-                                        WORKERS_PLACEHOLDER)]
-    command = sandboxed_command(argv, Access.of(read=[root], write=[scratch]))
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=scratch,
-        env=scrubbed_environment(home=scratch, temp=scratch),
-    )
-    return Recording(process, scratch)
-
-
-def finish_recording(
-    recording: Recording, folder: Path, line: Callable[[str], None]
+def record(
+    folder: Path,
+    answer: tuple[str, dict[str, str]] | None,
+    why_not: str,
+    line: Callable[[str], None],
 ) -> bool:
-    """Write serve.json from the recorder's answer; True when recorded. An environment without
-    MLflow (or whose MLflow fails) records nothing: a start then asks, and says why."""
-    recorder = recording.process
-    try:
-        out, err = recorder.communicate(timeout=RECORD_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        recorder.kill()
-        recorder.communicate()
-        line(f"# no MLflow serving command recorded: no answer in {RECORD_TIMEOUT_SECONDS} s")
+    """Write serve.json from the environment's answer to get_cmd(*placeholder_arguments()) (the
+    build's import check asks it: import_check.check_environment); True when recorded. An
+    environment without MLflow (or whose MLflow fails) records nothing: a start then asks, and
+    says why."""
+    if answer is None:
+        line(f"# no MLflow serving command recorded: {why_not[:300] or 'no answer'}")
         return False
-    finally:
-        shutil.rmtree(recording.scratch, ignore_errors=True)
-    try:
-        command, added = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        reason = err.strip().splitlines()[-1:] or [f"exit code {recorder.returncode}"]
-        line(f"# no MLflow serving command recorded: {reason[0][:300]}")
-        return False
+    command, added = answer
     data = {"command": str(command), "env": {str(k): str(v) for k, v in added.items()}}
     temporary = folder / f".{SERVE_FILE}.{os.getpid()}.tmp"
     temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
