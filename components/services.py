@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -10,13 +11,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
+from components.refreshing import Refreshing
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.base import DeploymentTarget
 from deploystudio.deployment.endpoint_supervisor import LocalEndpoints, start_local_endpoints
 from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
-from deploystudio.overview import RegistryFacts, registry_facts
+from deploystudio.overview import RegistryFacts, registry_facts, tag_suggestions
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
 from deploystudio.worker.process import PredictionWorker
@@ -78,9 +80,43 @@ def registry_overview(registry_uri: str) -> RegistryFacts:
     return registry_facts(registry())
 
 
+@dataclass(frozen=True)
+class FilterHints:
+    """The tag keys (with their values) and aliases in the registry, most used first."""
+
+    tags: dict[str, list[str]]
+    aliases: list[str]
+
+
+@st.cache_resource(show_spinner=False)
+def _filter_hints(registry_uri: str) -> Refreshing[FilterHints]:
+    # Taken here, in the page's thread: the background read then touches no Streamlit API.
+    client = registry()
+
+    def read() -> FilterHints:
+        facts = registry_facts(client)
+        aliases = [alias for alias, _ in facts.alias_counts().most_common()]
+        return FilterHints(tag_suggestions(facts.models), aliases)
+
+    return Refreshing(read, LISTING_TTL_SECONDS)
+
+
+def filter_hints(registry_uri: str) -> FilterHints | None:
+    """Browse's filter help, at once: the last read (None before the first has ended), read
+    again in the background when older than the listings' TTL."""
+    return _filter_hints(registry_uri).get()
+
+
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
-    for cached in (model_page, model_versions, model_summary, inspection, registry_overview):
+    for cached in (
+        model_page,
+        model_versions,
+        model_summary,
+        inspection,
+        registry_overview,
+        _filter_hints,
+    ):
         cached.clear()
 
 
