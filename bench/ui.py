@@ -52,6 +52,7 @@ from browser import (
     stop,
     wait_for_app,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from registry import make_artifact, populate, quiet_mlflow
 
 from deploystudio.config import load_settings
@@ -120,11 +121,11 @@ def heading(page, name: str) -> None:
     )
 
 
-def table_shown(page, testid_scope: str = "") -> None:
+def table_shown(page) -> None:
     # The grid draws on a canvas and mirrors its cells in an accessible table: a cell there
     # means the rows arrived and were laid out.
     page.locator(
-        f'[data-testid="stMain"] [data-testid="stElementContainer"]{LIVE}{testid_scope} '
+        f'[data-testid="stMain"] [data-testid="stElementContainer"]{LIVE} '
         '[data-testid="stDataFrame"] [role="gridcell"]'
     ).first.wait_for(state="attached", timeout=TIMEOUT_MS)
 
@@ -178,7 +179,13 @@ def fresh_load(browser, url: str, content: Callable, sample_blank: bool) -> tupl
         page = context.new_page()
         started = time.perf_counter()
         page.goto(url, wait_until="commit")
-        content(page)
+        try:
+            content(page)
+        except PlaywrightTimeout:
+            shot = Path(tempfile.gettempdir()) / "ds-uibench-timeout.png"
+            page.screenshot(path=str(shot))
+            print(f"  (no content at {url} within {TIMEOUT_MS / 1000:.0f} s: see {shot})")
+            return float("nan"), float("nan")
         seconds = time.perf_counter() - started
         blank = page.evaluate("window.__blank.longest") if sample_blank else 0.0
         return seconds, blank
@@ -199,7 +206,8 @@ def timed_click(page, click: Callable, content: Callable) -> tuple[float, float]
 
 
 def median(samples: list[float]) -> float:
-    return statistics.median(samples) if samples else float("nan")
+    measured = [s for s in samples if s == s]  # NaN: no content within the timeout
+    return statistics.median(measured) if measured else float("nan")
 
 
 def prepare(workdir: Path, models: int, versions: int) -> Path:
@@ -388,8 +396,10 @@ def warm_predict(browser, app_url: str, clicks: int) -> Row:
         button = page.get_by_role("button", name="Predict", exact=True)
 
         def results(p) -> None:
-            visible_text(p, "Waited")  # the timing box drawn beside a fresh result
-            table_shown(p, '[class*="st-key-predict_results_table"]')
+            # The results table, then the timing box beside it; `timed_click` also waits for
+            # the run to end, so the ones of the previous click do not count.
+            table_shown(p)
+            visible_text(p, "Waited")
 
         timed_click(page, button.click, results)  # warm-up: starts the worker, loads the model
         for _ in range(clicks):
@@ -416,7 +426,7 @@ def print_table(rows: list[Row], make_run: tuple[float, float] | None, args) -> 
     print("-" * len(header))
     for row in rows:
         ours = median(row.ours)
-        blank = max(row.blank_ms, default=0.0)
+        blank = max((b for b in row.blank_ms if b == b), default=0.0)
         if row.theirs:
             theirs = median(row.theirs)
             ratio = ours / theirs
