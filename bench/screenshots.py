@@ -39,7 +39,13 @@ def settle(page) -> None:
         timeout=TIMEOUT_MS
     )
     page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')", timeout=TIMEOUT_MS)
-    page.wait_for_timeout(800)  # charts and the data grid draw after their data arrives
+    # Plotly charts draw after their data arrives (seconds on a loaded machine).
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(c => c.querySelector('.main-svg'))",
+        timeout=TIMEOUT_MS,
+    )
+    page.wait_for_timeout(800)  # the data grid paints its canvas a moment later
 
 
 def heading(name: str):
@@ -105,6 +111,10 @@ def main() -> int:
                     heading("iris-classifier · version 1")(p)
                     p.get_by_role("button", name="Predict", exact=True).click()
                     p.get_by_text("Waited", exact=True).wait_for(timeout=TIMEOUT_MS)
+                    # The button and its results, rather than the page's top.
+                    p.get_by_role("button", name="Predict", exact=True).evaluate(
+                        "b => b.scrollIntoView({block: 'start'})"
+                    )
 
                 shoot(page, f"{url}/predict?{VERSION}", args.out / "predict.png", predicted)
                 shoot(page, f"{url}/endpoints", args.out / "endpoints.png", heading("Endpoints"))
