@@ -21,8 +21,8 @@ Goals (issue 20): Browse and the version page no slower than MLflow's UI (ratio 
 switches and a warm Predict click under 0.5 s; no main area blank > 300 ms without a
 placeholder; `make run` fresh shows Browse within 15 s.
 
-    .venv/bin/python bench/ui.py                       # ~5 minutes, registry built in a temp dir
-    .venv/bin/python bench/ui.py --repeats 7 --keep /tmp/ds-uibench   # reuse the registry
+    .venv/bin/python bench/ui.py      # registry built in a temp dir: 10-25 min on 2 cores
+    .venv/bin/python bench/ui.py --repeats 7 --keep /tmp/ds-uibench   # reuses the registry
 
 This prints figures; it is not a test and asserts nothing.
 """
