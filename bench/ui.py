@@ -194,11 +194,13 @@ def timed_click(page, click: Callable, content: Callable) -> tuple[float, float]
     return seconds, page.evaluate("window.__blank.longest")
 
 
-WAITED = '[data-testid="stMetric"]:has([data-testid="stMetricLabel"] :text-is("Waited"))'
-
-
 def waited_text(page) -> str:
-    found = page.locator(f'[data-testid="stMain"] {WAITED} [data-testid="stMetricValue"]')
+    """The "Waited" box's value beside the last result ("" before the first)."""
+    found = (
+        page.locator('[data-testid="stMain"] [data-testid="stMetric"]')
+        .filter(has_text="Waited")
+        .locator('[data-testid="stMetricValue"]')
+    )
     return found.first.inner_text() if found.count() else ""
 
 
