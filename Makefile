@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint reliability bench-registry clean
+.PHONY: run test lint reliability bench-registry bench-ui screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ reliability: $(DEV_STAMP)
 
 bench-registry: $(RUNTIME_STAMP)
 	$(BIN)/python bench/registry.py
+
+# Chromium against the app and MLflow's own UI on one 2,000-model registry (about 5 minutes).
+bench-ui: $(DEV_STAMP)
+	$(BIN)/python bench/ui.py
+
+# The README's screenshots, from the running app on a fresh demo data folder.
+screenshots: $(DEV_STAMP)
+	$(BIN)/python bench/screenshots.py
 
 clean:
 	rm -rf $(VENV)

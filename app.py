@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from components import warmup
 from components.access import sign_in_gate
 from deploystudio.config import load_settings, redact_uri
 
@@ -49,6 +50,11 @@ with st.sidebar:
 
         refresh_registry_listings()
 
+if warmup.pending():
+    # Only the first runs after start-up: studio.py is still importing the pages' modules
+    # (seconds on a small machine); say so rather than leave the main area blank.
+    with st.spinner("Starting Deploy Studio…"):
+        warmup.wait()
 navigation.run()
 
 # After the page has run: once per server process, reconcile local endpoints with the servers

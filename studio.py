@@ -13,14 +13,23 @@ with uvicorn) takes Starlette middleware that runs before Streamlit's own routes
 Starlette's TrustedHostMiddleware checks the Host of HTTP requests and WebSocket upgrades
 alike. Streamlit's own `server.allowedHosts` covers WebSockets only.
 `tests/test_allowed_hosts.py` checks it on a real `streamlit run studio.py`.
+
+At start-up (st.App's lifespan hook) the first pages' modules are imported in the background
+(components/warmup.py), so that the first visitor does not wait for MLflow's import.
 """
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+# app.py's own imports, here before the warm-up thread starts, so that the first page run and
+# the warm-up never import the same modules at once.
+import components.access  # noqa: F401
+from components import warmup
 from deploystudio.config import load_settings
 
 
@@ -36,7 +45,14 @@ def _patterns() -> list[str]:
     return hosts
 
 
+@asynccontextmanager
+async def _lifespan(_app: st.App) -> AsyncIterator[None]:
+    warmup.start()
+    yield
+
+
 app = st.App(
     "app.py",
+    lifespan=_lifespan,
     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=_patterns(), www_redirect=False)],
 )

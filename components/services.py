@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 
 from components.access import current_user
+from components.refreshing import Refreshing
 from deploystudio.azure_registry import AzureModelRegistry
 from deploystudio.config import Settings, load_settings
 from deploystudio.deployment.azure import fake_transport_hook
@@ -24,7 +26,7 @@ from deploystudio.environments.choice import Chosen
 from deploystudio.errors import InvalidModelError
 from deploystudio.inspection import ModelInspection, inspect_model
 from deploystudio.model_registry import MlflowModelRegistry, ModelRegistry, inspect_version
-from deploystudio.overview import RegistryFacts, registry_facts
+from deploystudio.overview import RegistryFacts, registry_facts, tag_suggestions
 from deploystudio.prediction import local_model_path
 from deploystudio.registry import ModelPage, ModelSummary, Registry, VersionSummary
 from deploystudio.worker.process import PredictionWorker
@@ -148,6 +150,33 @@ def versions_tagged(registry_uri: str, key: str, prefix: str) -> list[VersionSum
     return registry().versions_tagged(key, prefix)
 
 
+@dataclass(frozen=True)
+class FilterHints:
+    """The tag keys (with their values) and aliases in the registry, most used first."""
+
+    tags: dict[str, list[str]]
+    aliases: list[str]
+
+
+@st.cache_resource(show_spinner=False)
+def _filter_hints(registry_uri: str) -> Refreshing[FilterHints]:
+    # Taken here, in the page's thread: the background read then touches no Streamlit API.
+    client = model_registry(registry_uri)
+
+    def read() -> FilterHints:
+        facts = registry_facts(client)
+        aliases = [alias for alias, _ in facts.alias_counts().most_common()]
+        return FilterHints(tag_suggestions(facts.models), aliases)
+
+    return Refreshing(read, LISTING_TTL_SECONDS)
+
+
+def filter_hints(registry_uri: str) -> FilterHints | None:
+    """Browse's filter help, at once: the last read (None before the first has ended), read
+    again in the background when older than the listings' TTL."""
+    return _filter_hints(registry_uri).get()
+
+
 def refresh_registry_listings() -> None:
     """Forget cached listings so the next read goes to the registry."""
     listings = (
@@ -157,6 +186,7 @@ def refresh_registry_listings() -> None:
         inspection,
         version_inspection,
         registry_overview,
+        _filter_hints,
     )
     for cached in (*listings, versions_tagged):
         cached.clear()

@@ -38,26 +38,24 @@ source, on_azure = render_source_picker()
 
 search_col, tag_col, alias_col = st.columns([2, 1, 1])
 name_query = search_col.text_input("Search by name", placeholder="part of a model name")
-try:
-    # The registry's own tags and aliases, for the filters' help and suggestions (cached).
-    facts = services.registry_overview(source)
-except DeployStudioError as exc:
-    # The listing below would wait for the same registry again: say why once, now.
-    st.error(str(exc))
-    st.stop()
-known_tags = tag_suggestions(facts.models) if facts else {}
+# The registry's own tags and aliases for the filters' help, read in the background: it reads
+# every model (seconds on a 2,000-model registry), and the table must not wait for a tooltip.
+# None until the first read has ended; a registry that does not answer is said once, below.
+hints = services.filter_hints(source)
 tag_text = tag_col.text_input(
     "Tag",
     placeholder="key=value or key",
     key=TAG_KEY,
-    help="Tag keys in the registry: " + ", ".join(known_tags) if known_tags else None,
+    help="Tag keys in the registry: " + ", ".join(hints.tags) if hints and hints.tags else None,
 )
 alias = alias_col.text_input(
     "Alias",
     placeholder="e.g. champion",
     key=ALIAS_KEY,
     disabled=on_azure,  # Azure ML models have no aliases
-    help="Aliases in the registry: " + ", ".join(facts.alias_counts()) if facts else None,
+    help="Aliases in the registry: " + ", ".join(hints.aliases)
+    if hints and hints.aliases
+    else None,
 )
 
 try:
@@ -92,12 +90,14 @@ if not page.models:
         if on_azure
         else "The registry has no models yet. Run `deploystudio seed-demo` to add demos."
     )
-    # Not a dead end: offer the tags and aliases that do exist, closest first.
-    if tag is not None:
+    # Not a dead end: offer the tags and aliases that do exist, closest first (read now, not
+    # from the background hints, which may not have arrived yet).
+    facts = services.registry_overview(source) if tag or alias else None
+    if tag is not None and facts is not None:
         _suggest(
             "Tags in the registry like this one:",
             TAG_KEY,
-            [f"{k}={v}" for k, v in suggest_tags(tag, known_tags)],
+            [f"{k}={v}" for k, v in suggest_tags(tag, tag_suggestions(facts.models))],
         )
     if alias and facts is not None:
         _suggest("Aliases in the registry:", ALIAS_KEY, suggest_aliases(alias, facts))
