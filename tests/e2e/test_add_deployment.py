@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from deploystudio.deployment.base import DeploymentState
@@ -31,9 +32,20 @@ def target(settings, registry, seeded):
 
 
 def choose(page, label: str, option: str | re.Pattern) -> None:
-    """Pick `option` in the select labelled `label`."""
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option).first.click()
+    """Pick `option` in the select labelled `label`. The page may rerun and draw the select
+    again while its list is open (the list then closes empty): open it again until the option
+    shows."""
+    for _ in range(5):
+        page.get_by_role("combobox", name=label).click()
+        wanted = page.get_by_role("option", name=option).first
+        try:
+            wanted.wait_for(state="visible", timeout=6000)
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+            continue
+        wanted.click()
+        return
+    raise AssertionError(f"{label}: no option {option!r} after 5 tries")
 
 
 def test_add_a_deployment_to_an_endpoint_from_its_page(app_url, page, target, tmp_path):

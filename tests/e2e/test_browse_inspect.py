@@ -43,7 +43,7 @@ def test_browse_click_classifier_and_see_signature_and_report(app_url, page):
     expect(signature).to_contain_text("double")
 
     expect(page.get_by_role("heading", name="Deployability report")).to_be_visible()
-    expect(page.get_by_text("13 check(s) passed")).to_be_visible()
+    expect(page.get_by_text("14 check(s) passed")).to_be_visible()
     expect(page.get_by_text("No-code deployment", exact=False).first).to_be_visible()
 
 
