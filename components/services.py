@@ -88,13 +88,12 @@ def model_registry(source: str) -> ModelRegistry:
     """The registry behind a source key (see AZURE_SOURCE_PREFIX), through its interface."""
     if not source.startswith(AZURE_SOURCE_PREFIX):
         return MlflowModelRegistry(registry(), get_settings())
-    # "/subscriptions/S/resourceGroups/R/providers/Microsoft.MachineLearningServices/workspaces/W"
-    parts = source.removeprefix(AZURE_SOURCE_PREFIX).strip("/").split("/")
+    workspace = AzureWorkspace.from_arm_id(source.removeprefix(AZURE_SOURCE_PREFIX))
     return _azure_model_registry(
         str(get_settings().home),
-        parts[1],
-        parts[3],
-        parts[7],
+        workspace.subscription_id,
+        workspace.resource_group,
+        workspace.workspace_name,
         id(connection_for_tests) if connection_for_tests is not None else 0,
     )
 

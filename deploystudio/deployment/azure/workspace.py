@@ -70,6 +70,12 @@ class AzureWorkspace:
             f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace_name}"
         )
 
+    @classmethod
+    def from_arm_id(cls, arm_id: str) -> AzureWorkspace:
+        """The workspace an `arm_id` names (the inverse of the property above)."""
+        parts = arm_id.strip("/").split("/")
+        return cls(parts[1], parts[3], parts[7])
+
     def describe(self) -> str:
         return ", ".join(
             f"{name} {getattr(self, name)!r} (from {self.sources.get(name, 'caller')})"
